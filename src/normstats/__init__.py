@@ -1,0 +1,35 @@
+"""normstats: the mean and standard deviation of every layer's output and input gradient under
+x ~ N(0, I), dy ~ N(0, I), by Monte Carlo with honest standard errors, checked against exact references.
+
+>>> import normstats
+>>> row = normstats.simulate("maxpool", k=3, samples=10**5, seed=0)
+>>> round(row.fp_mean.reference, 4)
+1.485
+"""
+
+from normstats import layers as _layers  # noqa: F401  (registers the built-in layers)
+from normstats.api import DEFAULT_SAMPLES, DEFAULT_SEED, LayerInfo, layers, simulate, table, version
+from normstats.errors import NormstatsError, ParameterError, UnknownLayerError
+from normstats.registry import get_layer, list_layers, make_layer, register_layer
+from normstats.results import Row, Stat, Table
+
+__version__ = version()
+
+__all__ = [
+    "DEFAULT_SAMPLES",
+    "DEFAULT_SEED",
+    "LayerInfo",
+    "NormstatsError",
+    "ParameterError",
+    "Row",
+    "Stat",
+    "Table",
+    "UnknownLayerError",
+    "get_layer",
+    "layers",
+    "list_layers",
+    "make_layer",
+    "register_layer",
+    "simulate",
+    "table",
+]

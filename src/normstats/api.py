@@ -1,0 +1,112 @@
+"""The Python API: :func:`simulate`, :func:`table` and :func:`layers`. The CLI calls nothing else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any, Callable, Iterable
+
+from normstats import engine
+from normstats.catalog import DEFAULT_ROWS
+from normstats.errors import NormstatsError
+from normstats.layers.base import STATS, Layer
+from normstats.params import Param
+from normstats.published import published_figures
+from normstats.reference import reference_moments
+from normstats.registry import _ALIASES, get_layer, list_layers, make_layer
+from normstats.results import Row, Table, make_stats
+from normstats.sample_count import parse_samples
+
+DEFAULT_SAMPLES = 10**6
+DEFAULT_SEED = 0
+
+
+def version() -> str:
+    try:
+        return metadata.version("normstats")
+    except metadata.PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
+def check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise NormstatsError(f"--seed must be an integer in [0, 2^63); got {seed!r}")
+    return seed
+
+
+def simulate(
+    layer: str | Layer,
+    *,
+    samples: int | str = DEFAULT_SAMPLES,
+    seed: int = DEFAULT_SEED,
+    reference: str = "auto",
+    chunk_draws: int | None = None,
+    **params: Any,
+) -> Row:
+    """Estimate the fp/bp mean and std of one layer from ``samples`` draws.
+
+    ``layer`` is a registered name (``params`` are its parameters) or a layer instance. Returns a
+    :class:`~normstats.results.Row` whose statistics carry estimate, se, 95% interval, reference and z.
+    """
+    inst = layer if isinstance(layer, Layer) else make_layer(layer, **params)
+    count = parse_samples(samples)
+    seed = check_seed(seed)
+    refs = reference_moments(inst, reference)
+    acc = engine.run(inst, count, seed, chunk_draws=chunk_draws)
+    stats = make_stats(acc.fp, acc.bp, refs, published_figures(inst))
+    return Row(inst.name, dict(inst.values), count, **stats)
+
+
+def table(
+    *,
+    samples: int | str = DEFAULT_SAMPLES,
+    seed: int = DEFAULT_SEED,
+    rows: Iterable[tuple[str, dict[str, Any]]] = DEFAULT_ROWS,
+    on_row: Callable[[Row], None] | None = None,
+) -> Table:
+    """Every row of the default table (or of ``rows``), each from ``samples`` draws with ``seed``."""
+    count = parse_samples(samples)
+    seed = check_seed(seed)
+    out = []
+    for name, params in rows:
+        row = simulate(name, samples=count, seed=seed, **params)
+        out.append(row)
+        if on_row is not None:
+            on_row(row)
+    return Table(version(), seed, tuple(out))
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What ``normstats list`` shows of a registered layer."""
+
+    name: str
+    summary: str
+    aliases: tuple[str, ...]
+    params: tuple[Param, ...]
+    reference_kinds: dict[str, str | None]  # per statistic, at the default parameters
+
+    @property
+    def reference_summary(self) -> str:
+        kinds = [k for k in dict.fromkeys(self.reference_kinds.values()) if k]
+        missing = [s for s, k in self.reference_kinds.items() if k is None]
+        text = " + ".join(k.replace("_", " ") for k in kinds) or "none"
+        return text + (f" (none for {', '.join(missing)})" if missing and kinds else "")
+
+
+def layers() -> list[LayerInfo]:
+    """Every registered layer, in natural name order."""
+    out = []
+    for name in list_layers():
+        cls = get_layer(name)
+        refs = reference_moments(cls())
+        out.append(
+            LayerInfo(
+                name=name,
+                summary=cls.summary,
+                aliases=tuple(a for a, target in _ALIASES.items() if target == name),
+                params=cls.params,
+                reference_kinds={s: None if refs[s] is None else refs[s].kind for s in STATS},
+            )
+        )
+    return out

@@ -1,0 +1,18 @@
+"""The rows of the default table (``normstats table``): the layers of the published NormProp table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: ``(layer, params)`` of every default row, in the order of the published table.
+DEFAULT_ROWS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("linear", {"fan_in": 128, "fan_out": 64, "normalize": "fan-in"}),
+    ("linear", {"fan_in": 128, "fan_out": 64, "normalize": "fan-out"}),
+    ("relu", {}),
+    ("sigmoid", {}),
+    ("maxpool", {"k": 3}),
+    ("maxpool", {"k": 2}),
+    ("avgpool", {"k": 3}),
+    ("avgpool", {"k": 2}),
+    ("dropout", {"p": 0.5}),
+)

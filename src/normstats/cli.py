@@ -1,0 +1,202 @@
+"""The ``normstats`` command line: parse, call :mod:`normstats.api`, render. Nothing else lives here.
+
+Data (tables, JSON, CSV) goes to stdout or ``--output``; errors go to stderr as one line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import sys
+from typing import Any, Callable
+
+import click
+from rich.console import Console
+
+from normstats import api, export, render
+from normstats.errors import NormstatsError, ParameterError
+from normstats.reference import METHODS
+from normstats.registry import get_layer
+from normstats.results import Table
+from normstats.sample_count import parse_samples
+
+EXIT_HELP = """Exit codes: 0 success; 2 bad input (one line on stderr names the parameter, what is allowed and
+what was given); 130 interrupted."""
+
+FORMATS = ("table", "json", "csv", "markdown")
+
+
+class _Main(click.Group):
+    """Turns every usage error into one line on stderr and exit code 2, and Ctrl-C into exit code 130."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:  # type: ignore[override]
+        try:
+            return super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"normstats: error: {exc.format_message()}", err=True)
+            sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+        except NormstatsError as exc:
+            click.echo(f"normstats: error: {exc}", err=True)
+            sys.exit(2)
+        except (KeyboardInterrupt, click.Abort):
+            click.echo("normstats: interrupted", err=True)
+            sys.exit(130)
+
+
+def _checked(convert: Callable[[Any], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback that runs ``convert`` and reports a NormstatsError as a bad parameter."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return convert(value)
+        except NormstatsError as exc:
+            raise click.UsageError(str(exc)) from None
+
+    return callback
+
+
+def _seed(text: str) -> int:
+    try:
+        return api.check_seed(int(str(text).replace("_", "")))
+    except ValueError:
+        raise NormstatsError(f"--seed must be an integer in [0, 2^63); got {text!r}") from None
+
+
+def _output_path(text: str) -> str:
+    export.check_writable(text)
+    return text
+
+
+samples_option = click.option(
+    "--samples", "-n", default=f"{api.DEFAULT_SAMPLES:.0e}".replace("+0", ""), show_default=True,
+    callback=_checked(parse_samples), help="Draws per layer: 1e7, 10000000, 10_000_000 or 10M.",
+)
+seed_option = click.option("--seed", default="0", show_default=True, callback=_checked(_seed), help="Random seed.")
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format."
+)
+output_option = click.option(
+    "--output", "-o", callback=_checked(_output_path), metavar="FILE",
+    help="Write to FILE (atomically) instead of stdout.",
+)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_HELP)
+@click.version_option(api.version(), "-V", "--version", prog_name="normstats")
+def main() -> None:
+    """Mean and std of each layer's output (fp) and input gradient (bp) for x, dy ~ N(0, I): Monte Carlo
+    estimates with standard errors, checked against exact references."""
+
+
+@main.command("list", epilog=EXIT_HELP)
+@click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True)
+def list_cmd(fmt: str) -> None:
+    """List every layer with its parameters, defaults and reference kind."""
+    infos = api.layers()
+    if fmt == "json":
+        data = [
+            {
+                "layer": i.name,
+                "aliases": list(i.aliases),
+                "summary": i.summary,
+                "params": [
+                    {"name": p.name, "option": p.option, "type": p.type.__name__, "default": p.default,
+                     "allowed": p.allowed(), "help": p.help}
+                    for p in i.params
+                ],
+                "reference_kind": i.reference_kinds,
+            }
+            for i in infos
+        ]
+        click.echo(export.dumps(data), nl=False)
+        return
+    _console().print(render.layer_list(infos))
+
+
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    epilog="Layer parameters are options too: --k 3, --p 0.9, --fan-in 512 (see 'normstats list').\n\n"
+    + EXIT_HELP,
+)
+@click.option("--layer", "-l", required=True, help="Layer name (see 'normstats list').")
+@samples_option
+@seed_option
+@click.option(
+    "--reference", type=click.Choice(METHODS), default="auto", show_default=True,
+    help="Reference path: closed form, quadrature, or the first available.",
+)
+@format_option
+@output_option
+@click.pass_context
+def simulate(
+    ctx: click.Context, layer: str, samples: int, seed: int, reference: str, fmt: str, output: str | None
+) -> None:
+    """Estimate one layer's fp/bp statistics, e.g. 'normstats simulate --layer maxpool --k 3'."""
+    params = _layer_params(layer, ctx.args, ctx.command)
+    row = api.simulate(layer, samples=samples, seed=seed, reference=reference, **params)
+    _emit(Table(api.version(), seed, (row,)), fmt, output, f"{row.layer} · {samples:,} draws · seed {seed}")
+
+
+@main.command(epilog=EXIT_HELP)
+@samples_option
+@seed_option
+@format_option
+@output_option
+def table(samples: int, seed: int, fmt: str, output: str | None) -> None:
+    """The NormProp table: every published layer with estimates, references and published figures."""
+    result = api.table(samples=samples, seed=seed)
+    _emit(result, fmt, output, f"normstats {result.version} · {samples:,} draws per row · seed {seed}")
+
+
+def _layer_params(layer: str, args: list[str], command: click.Command) -> dict[str, str]:
+    """Parse ``--name value`` / ``--name=value`` pairs left over by click into layer parameters."""
+    cls = get_layer(layer)
+    declared = {p.option: p.name for p in cls.params}
+    params: dict[str, str] = {}
+    it = iter(args)
+    for token in it:
+        if not token.startswith("--"):
+            raise click.UsageError(f"unexpected argument {token!r}: layer parameters are given as --name VALUE")
+        option, eq, value = token.partition("=")
+        if option not in declared:
+            own = [o for p in command.params for o in getattr(p, "opts", [])]
+            close = difflib.get_close_matches(option, [*declared, *own], n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            have = ", ".join(declared) or "none"
+            raise ParameterError(f"layer '{cls.name}' has no parameter {option} (its parameters: {have}){hint}")
+        if not eq:
+            value = next(it, None)  # type: ignore[assignment]
+            if value is None:
+                raise ParameterError(f"parameter {option} of layer '{cls.name}' needs a value")
+        params[declared[option]] = value
+    return params
+
+
+#: Width of tables written to a file or a pipe (a terminal uses its own width).
+FILE_WIDTH = 120
+
+
+def _console(file: Any = None) -> Console:
+    console = Console(file=file)
+    if not console.is_terminal:
+        console = Console(file=file, width=FILE_WIDTH)
+    return console
+
+
+def _emit(result: Table, fmt: str, output: str | None, title: str) -> None:
+    if fmt == "table":
+        buf = io.StringIO() if output else None
+        console = Console(file=buf, width=FILE_WIDTH, no_color=True) if buf else _console()
+        console.print(render.results(list(result.rows), title))
+        text = buf.getvalue() if buf else None
+    else:
+        text = export.WRITERS[fmt](result)
+        if not output:
+            click.echo(text, nl=False)
+    if output and text is not None:
+        export.write_atomic(output, text)
+        click.echo(f"wrote {output}", err=True)

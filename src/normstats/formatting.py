@@ -1,0 +1,43 @@
+"""Number formatting shared by the terminal tables and the text exports."""
+
+from __future__ import annotations
+
+import math
+
+from normstats.results import Stat
+
+
+def pm(estimate: float, se: float) -> str:
+    """``estimate ± se`` with the se to two significant digits and the estimate to the same place."""
+    if not math.isfinite(se) or se <= 0.0:
+        return f"{estimate:.6g}"
+    decimals = max(0, 1 - math.floor(math.log10(se)))
+    return f"{estimate:.{decimals}f} ± {se:.{decimals}f}"
+
+
+def ref(value: float | None) -> str:
+    """A reference to 10 significant digits."""
+    if value is None:
+        return "—"
+    if value == 0.0:
+        return "0"
+    return f"{value:.10g}"
+
+
+def z(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.2f}"
+
+
+def published(stat: Stat) -> str:
+    if stat.figure is None:
+        return "—"
+    mark = {True: " ✓", False: " ✗", None: ""}[stat.published_agrees]
+    return stat.figure.text + mark
+
+
+def constant(value: float | None) -> str:
+    return "—" if value is None else f"{value:.10g}"
+
+
+def stat_label(name: str) -> str:
+    return name.replace("_", " ")

@@ -1,0 +1,156 @@
+"""The :class:`Layer` base class: parameter bookkeeping, the sampler interface and the reference hooks.
+
+A layer maps an input batch ``x`` of shape ``(draws, in_dim)`` to an output ``y`` of shape
+``(draws, out_dim)``, and an upstream gradient ``dy`` of shape ``(draws, out_dim)`` to the input gradient
+``dx = J(x)^T dy`` of shape ``(draws, in_dim)``, exactly as a framework's forward and backward pass compute
+them. One row of the batch is one *draw*: the independent unit over which standard errors are computed.
+
+The engine hands the sampler its randomness: ``x`` and ``dy`` are independent standard normals and ``u`` holds
+``n_uniform`` uniforms on [0, 1) per draw (a dropout mask, say). A sampler never draws random numbers of its
+own, so one sampler serves plain and quasi-Monte Carlo alike. Randomness that is fixed for a whole run (a
+weight matrix) comes from :meth:`Layer.sampler`, which receives a generator derived from the seed.
+
+References are supplied by two optional hooks, tried in this order by :mod:`normstats.reference`:
+:meth:`Layer.formula` (closed forms) and :meth:`Layer.quadrature` (numerical integration). Each returns the
+statistics it knows, a subset of :data:`STATS`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from normstats.errors import ParameterError
+from normstats.params import Param
+
+#: The four statistics of a layer: mean and standard deviation of the output (forward pass, "fp") and of the
+#: input gradient (backward pass, "bp").
+STATS: tuple[str, ...] = ("fp_mean", "fp_std", "bp_mean", "bp_std")
+
+Sampler = Callable[[np.ndarray, np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray]"]
+
+
+class Layer:
+    """Base class of every registered layer; a subclass declares ``params`` and implements the sampler."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    params: ClassVar[tuple[Param, ...]] = ()
+
+    def __init__(self, **values: Any) -> None:
+        declared = {p.name: p for p in self.params}
+        for key in values:
+            if key not in declared:
+                have = ", ".join(p.option for p in self.params) or "none"
+                raise ParameterError(
+                    f"layer '{self.name}' has no parameter --{key.replace('_', '-')}; its parameters: {have}"
+                )
+        resolved: dict[str, Any] = {}
+        for p in self.params:
+            value = values.get(p.name)
+            value = p.default if value is None else value
+            resolved[p.name] = None if value is None else p.validate(value, self.name)
+        self.values: dict[str, Any] = self.resolve(resolved)
+
+    # -- parameters ------------------------------------------------------------------------------------------
+    def resolve(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Fill derived defaults and check constraints between parameters; returns the final values."""
+        return values
+
+    def __getattr__(self, key: str) -> Any:
+        values = self.__dict__.get("values")
+        if values is not None and key in values:
+            return values[key]
+        raise AttributeError(key)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def describe(self) -> str:
+        """Parameters as ``k=3;stride=3`` (empty for a layer without parameters)."""
+        return ";".join(f"{k}={v}" for k, v in self.values.items())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.values.items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.values == self.values  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(self.values.items())))
+
+    # -- sampling --------------------------------------------------------------------------------------------
+    @property
+    def in_dim(self) -> int:
+        """Input values per draw (also the number of input gradients)."""
+        raise NotImplementedError
+
+    @property
+    def out_dim(self) -> int:
+        """Output values per draw (also the number of upstream gradients)."""
+        raise NotImplementedError
+
+    @property
+    def n_uniform(self) -> int:
+        """Uniform random numbers the sampler needs per draw."""
+        return 0
+
+    def sampler(self, rng: np.random.Generator) -> Sampler:
+        """The forward/backward function for one run; ``rng`` draws what stays fixed for the run."""
+        return self.forward_backward
+
+    def forward_backward(
+        self, x: np.ndarray, dy: np.ndarray, u: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(y, dx)`` for a batch of draws."""
+        raise NotImplementedError
+
+    # -- references ------------------------------------------------------------------------------------------
+    def formula(self) -> dict[str, float]:
+        """Closed-form values of the statistics this layer knows exactly."""
+        return {}
+
+    def quadrature(self) -> dict[str, float]:
+        """Values computed by numerical integration (see :mod:`normstats.reference`)."""
+        return {}
+
+
+class Elementwise(Layer):
+    """An activation applied element by element: ``y = f(x)`` and ``dx = f'(x) dy``.
+
+    A subclass supplies :meth:`f`, :meth:`df` and the points where ``f`` or ``f'`` has a kink
+    (``breakpoints``); quadrature references then come for free: fp mean and std are ``E f(X)`` and
+    ``sd f(X)``, and since ``dy`` is independent of ``x`` with mean 0, bp mean is 0 and bp std is
+    ``sqrt(E f'(X)^2)``, all for ``X ~ N(0, 1)``.
+    """
+
+    breakpoints: ClassVar[tuple[float, ...]] = ()
+
+    in_dim = 1  # type: ignore[assignment]
+    out_dim = 1  # type: ignore[assignment]
+
+    def f(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def df(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def forward_backward(
+        self, x: np.ndarray, dy: np.ndarray, u: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self.f(x), self.df(x) * dy
+
+    def formula(self) -> dict[str, float]:
+        return {"bp_mean": 0.0}
+
+    def quadrature(self) -> dict[str, float]:
+        from normstats.reference import gaussian_expectation, gaussian_mean_std
+
+        mean, std = gaussian_mean_std(self.f, self.breakpoints)
+        bp_var = gaussian_expectation(lambda t: self.df(t) ** 2, self.breakpoints)
+        return {"fp_mean": mean, "fp_std": std, "bp_std": float(np.sqrt(bp_var))}

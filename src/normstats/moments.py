@@ -1,0 +1,209 @@
+"""Streaming moments with pairwise merges, and the standard errors computed from them.
+
+:class:`Moments` holds count, mean and the sums of 2nd, 3rd and 4th powers of deviations from the mean of a
+stream of values; two partial results merge exactly (Chan et al. 1979 for the 2nd power, Pebay 2008 for the
+3rd and 4th), so a stream can be cut into chunks of any size and merged in any grouping with only float
+rounding as the difference.
+
+:class:`CoMoments` does the same for pairs ``(a, q)``; it serves the standard errors of a :class:`Tally`.
+
+:class:`Tally` is what the engine keeps for one quantity (a layer's outputs, or its input gradients). A draw
+contributes ``width`` values that need not be independent (the gradients within one pooling window, the
+outputs of a linear layer that share one x). The estimates pool every value; the standard errors treat the
+draw as the independent unit. For ``width == 1`` they are the textbook iid formulas (mean: ``s / sqrt(n)``;
+std: the delta method with the 4th central moment). For ``width > 1`` each draw is summarized by its mean
+``a`` and its mean square ``q``; the pooled mean is ``E a`` and the pooled variance ``E q - (E a)^2``, and the
+delta method over the draws' covariance of ``(a, q)`` gives the errors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Two-sided 95% normal quantile, ``scipy.stats.norm.ppf(0.975)``.
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Count, mean and sums of powers of deviations ``sum (v - mean)^p`` for p = 2, 3, 4."""
+
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    m3: float = 0.0
+    m4: float = 0.0
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> Moments:
+        v = np.asarray(values, dtype=np.float64).ravel()
+        if v.size == 0:
+            return cls()
+        mean = float(v.mean())
+        d = v - mean
+        d2 = d * d
+        return cls(v.size, mean, float(d2.sum()), float(np.dot(d2, d)), float(np.dot(d2, d2)))
+
+    def merge(self, other: Moments) -> Moments:
+        """The moments of both streams together (Pebay 2008, eq. 3.1 with 2.1)."""
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            return other
+        na, nb = self.n, other.n
+        n = na + nb
+        delta = other.mean - self.mean
+        d_n = delta / n
+        mean = self.mean + d_n * nb
+        m2 = self.m2 + other.m2 + delta * d_n * na * nb
+        m3 = (
+            self.m3
+            + other.m3
+            + delta * d_n * d_n * na * nb * (na - nb)
+            + 3.0 * d_n * (na * other.m2 - nb * self.m2)
+        )
+        m4 = (
+            self.m4
+            + other.m4
+            + delta * d_n**3 * na * nb * (na * na - na * nb + nb * nb)
+            + 6.0 * d_n * d_n * (na * na * other.m2 + nb * nb * self.m2)
+            + 4.0 * d_n * (na * other.m3 - nb * self.m3)
+        )
+        return Moments(n, mean, m2, m3, m4)
+
+    @property
+    def var(self) -> float:
+        """Population (1/n) variance of the values seen."""
+        return self.m2 / self.n if self.n else math.nan
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.var)
+
+    def se_mean(self) -> float:
+        """Standard error of the mean for iid values: ``s / sqrt(n)``."""
+        return math.sqrt(self.var / self.n) if self.n > 1 else math.nan
+
+    def se_std(self) -> float:
+        """Standard error of the standard deviation for iid values (delta method):
+        ``Var(s^2) ~ (mu4 - sigma^4) / n`` and ``se(s) = sqrt(Var(s^2)) / (2 s)``."""
+        if self.n < 2:
+            return math.nan
+        var = self.var
+        if var <= 0.0:
+            return 0.0
+        mu4 = self.m4 / self.n
+        return math.sqrt(max(mu4 - var * var, 0.0) / self.n) / (2.0 * math.sqrt(var))
+
+
+@dataclass(frozen=True)
+class CoMoments:
+    """Count, means and co-moment sums ``sum da^2, sum dq^2, sum da dq`` of a stream of pairs ``(a, q)``."""
+
+    n: int = 0
+    mean_a: float = 0.0
+    mean_q: float = 0.0
+    caa: float = 0.0
+    cqq: float = 0.0
+    caq: float = 0.0
+
+    @classmethod
+    def of(cls, a: np.ndarray, q: np.ndarray) -> CoMoments:
+        a = np.asarray(a, dtype=np.float64).ravel()
+        q = np.asarray(q, dtype=np.float64).ravel()
+        if a.size == 0:
+            return cls()
+        ma, mq = float(a.mean()), float(q.mean())
+        da, dq = a - ma, q - mq
+        return cls(a.size, ma, mq, float(np.dot(da, da)), float(np.dot(dq, dq)), float(np.dot(da, dq)))
+
+    def merge(self, other: CoMoments) -> CoMoments:
+        """Both streams together (Chan, Golub and LeVeque 1979, extended to a cross term)."""
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            return other
+        na, nb = self.n, other.n
+        n = na + nb
+        da = other.mean_a - self.mean_a
+        dq = other.mean_q - self.mean_q
+        w = na * nb / n
+        return CoMoments(
+            n,
+            self.mean_a + da * nb / n,
+            self.mean_q + dq * nb / n,
+            self.caa + other.caa + da * da * w,
+            self.cqq + other.cqq + dq * dq * w,
+            self.caq + other.caq + da * dq * w,
+        )
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Everything kept about one quantity: pooled moments of its values and, when a draw contributes more
+    than one value, the per-draw summaries that give honest standard errors."""
+
+    width: int
+    values: Moments
+    units: CoMoments | None = None
+
+    @classmethod
+    def empty(cls, width: int) -> Tally:
+        return cls(width, Moments(), CoMoments() if width > 1 else None)
+
+    @classmethod
+    def of(cls, batch: np.ndarray) -> Tally:
+        """Tally a batch of shape ``(draws, width)``."""
+        batch = np.asarray(batch, dtype=np.float64)
+        width = batch.shape[1]
+        units = None
+        if width > 1:
+            units = CoMoments.of(batch.mean(axis=1), np.einsum("ij,ij->i", batch, batch) / width)
+        return cls(width, Moments.of(batch), units)
+
+    def merge(self, other: Tally) -> Tally:
+        units = None if self.units is None else self.units.merge(other.units)  # type: ignore[arg-type]
+        return Tally(self.width, self.values.merge(other.values), units)
+
+    @property
+    def draws(self) -> int:
+        return self.values.n // self.width
+
+    @property
+    def mean(self) -> float:
+        return self.values.mean
+
+    @property
+    def std(self) -> float:
+        return self.values.std
+
+    def se_mean(self) -> float:
+        if self.units is None:
+            return self.values.se_mean()
+        u = self.units
+        return math.sqrt(u.caa / u.n / u.n) if u.n > 1 else math.nan
+
+    def se_std(self) -> float:
+        if self.units is None:
+            return self.values.se_std()
+        return cluster_se_std(self.units)
+
+
+def cluster_se_std(u: CoMoments) -> float:
+    """Delta-method standard error of ``sqrt(E q - (E a)^2)`` from iid draws of ``(a, q)``.
+
+    With ``s = sqrt(Q - A^2)`` the gradient is ``(-A / s, 1 / (2 s))``; ``Var(s_hat) = g' C g / n`` with
+    ``C`` the covariance of ``(a, q)`` over draws.
+    """
+    if u.n < 2:
+        return math.nan
+    var = u.mean_q - u.mean_a * u.mean_a
+    if var <= 0.0:
+        return 0.0
+    s = math.sqrt(var)
+    ga, gq = -u.mean_a / s, 0.5 / s
+    quad = (ga * ga * u.caa + 2.0 * ga * gq * u.caq + gq * gq * u.cqq) / u.n
+    return math.sqrt(max(quad, 0.0) / u.n)

@@ -1,0 +1,151 @@
+"""Result types: :class:`Stat` (one statistic), :class:`Row` (one layer), :class:`Table` (a run of rows), and
+their dict form, which is the JSON document described in the README."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from normstats.layers.base import STATS
+from normstats.moments import Z95, Tally
+from normstats.published import Figure
+from normstats.reference import Reference
+
+
+
+
+@dataclass(frozen=True)
+class Stat:
+    """An estimate with its standard error, 95% interval, reference, published figure and z-score."""
+
+    estimate: float
+    se: float
+    reference: float | None = None
+    reference_kind: str | None = None
+    figure: Figure | None = field(default=None, compare=False)
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        return (self.estimate - Z95 * self.se, self.estimate + Z95 * self.se)
+
+    @property
+    def published(self) -> float | None:
+        return None if self.figure is None else self.figure.value
+
+    @property
+    def published_agrees(self) -> bool | None:
+        """Whether the published figure matches the reference to its printed precision (None: nothing to
+        compare)."""
+        if self.figure is None or self.reference is None:
+            return None
+        return self.figure.agrees(self.reference)
+
+    @property
+    def z(self) -> float | None:
+        """``(estimate - reference) / se``; None without a reference or a usable standard error."""
+        if self.reference is None or not math.isfinite(self.se):
+            return None
+        diff = self.estimate - self.reference
+        if self.se == 0.0:
+            return 0.0 if abs(diff) <= 1e-12 * max(1.0, abs(self.reference)) else None
+        return diff / self.se
+
+    @property
+    def best(self) -> float:
+        """The reference where there is one, the estimate otherwise."""
+        return self.estimate if self.reference is None else self.reference
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "estimate": _num(self.estimate),
+            "se": _num(self.se),
+            "ci95": [_num(c) for c in self.ci95],
+            "reference": _num(self.reference),
+            "reference_kind": self.reference_kind,
+            "published": _num(self.published),
+            "published_agrees": self.published_agrees,
+            "z": _num(self.z),
+        }
+
+
+@dataclass(frozen=True)
+class Row:
+    """The four statistics of one layer with its parameters."""
+
+    layer: str
+    params: dict[str, Any]
+    samples: int
+    fp_mean: Stat
+    fp_std: Stat
+    bp_mean: Stat
+    bp_std: Stat
+
+    def stats(self) -> dict[str, Stat]:
+        return {name: getattr(self, name) for name in STATS}
+
+    def describe_params(self) -> str:
+        return ";".join(f"{k}={v}" for k, v in self.params.items())
+
+    def constants(self) -> dict[str, float | None]:
+        """NormProp's normalizing constants: ``(y - fp_shift) * fp_scale`` has mean 0 and std 1, and
+        ``dx * bp_scale`` has std 1. From the references where they exist, the estimates otherwise."""
+        return {
+            "fp_shift": self.fp_mean.best,
+            "fp_scale": _inverse(self.fp_std.best),
+            "bp_scale": _inverse(self.bp_std.best),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"layer": self.layer, "params": dict(self.params), "samples": self.samples}
+        out.update({name: stat.to_dict() for name, stat in self.stats().items()})
+        return out
+
+
+@dataclass(frozen=True)
+class Table:
+    """Rows computed with one seed; ``to_dict`` is the JSON document."""
+
+    version: str
+    seed: int
+    rows: tuple[Row, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"normstats": self.version, "seed": self.seed, "rows": [r.to_dict() for r in self.rows]}
+
+
+def make_stats(
+    fp: Tally,
+    bp: Tally,
+    references: dict[str, Reference | None],
+    figures: dict[str, Figure],
+) -> dict[str, Stat]:
+    """The four :class:`Stat` of a layer from its tallies, references and published figures."""
+    estimates = {
+        "fp_mean": (fp.mean, fp.se_mean()),
+        "fp_std": (fp.std, fp.se_std()),
+        "bp_mean": (bp.mean, bp.se_mean()),
+        "bp_std": (bp.std, bp.se_std()),
+    }
+    out = {}
+    for name, (estimate, se) in estimates.items():
+        ref = references.get(name)
+        out[name] = Stat(
+            estimate,
+            se,
+            None if ref is None else ref.value,
+            None if ref is None else ref.kind,
+            figures.get(name),
+        )
+    return out
+
+
+def _inverse(x: float) -> float | None:
+    return 1.0 / x if x and math.isfinite(x) else None
+
+
+def _num(x: float | None) -> float | None:
+    """JSON has no NaN or infinity: those become null."""
+    if x is None or not math.isfinite(x):
+        return None
+    return float(x)
