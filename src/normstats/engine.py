@@ -37,7 +37,7 @@ class Accumulator:
 
     @classmethod
     def empty(cls, layer: Layer) -> Accumulator:
-        return cls(Tally.empty(layer.out_dim), Tally.empty(layer.in_dim))
+        return cls(Tally.empty(layer.fp_width), Tally.empty(layer.bp_width))
 
     def merge(self, other: Accumulator) -> Accumulator:
         return Accumulator(self.fp.merge(other.fp), self.bp.merge(other.bp))

@@ -96,6 +96,16 @@ class Layer:
         raise NotImplementedError
 
     @property
+    def fp_width(self) -> int:
+        """Output values per draw that the statistics count (the columns of ``y`` the sampler returns)."""
+        return self.out_dim
+
+    @property
+    def bp_width(self) -> int:
+        """Input gradients per draw that the statistics count (the columns of ``dx`` the sampler returns)."""
+        return self.in_dim
+
+    @property
     def n_uniform(self) -> int:
         """Uniform random numbers the sampler needs per draw."""
         return 0
@@ -107,7 +117,8 @@ class Layer:
     def forward_backward(
         self, x: np.ndarray, dy: np.ndarray, u: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(y, dx)`` for a batch of draws."""
+        """Return ``(y, dx)`` for a batch of draws: ``y`` has ``fp_width`` columns and ``dx`` has ``bp_width``
+        (by default all outputs and all inputs; a layer may count only some, e.g. the interior of a map)."""
         raise NotImplementedError
 
     # -- references ------------------------------------------------------------------------------------------

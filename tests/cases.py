@@ -1,0 +1,30 @@
+"""The one table of test parameters: for every registered layer, the parameter sets the tests run.
+
+``tests/test_registry.py`` fails if a registered layer has no entry here, so a new layer cannot land without
+test cases. Keep the cases cheap: every one is simulated in several tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+LAYER_CASES: dict[str, list[dict[str, Any]]] = {
+    "relu": [{}],
+    "sigmoid": [{}],
+    "maxpool": [{"k": 1}, {"k": 2}, {"k": 3}, {"k": 5}],
+    "avgpool": [{"k": 2}, {"k": 3}],
+    "dropout": [{"p": 0.5}, {"p": 0.9, "convention": "inverted"}, {"p": 1.0}],
+    "linear": [
+        {"fan_in": 16, "fan_out": 8, "normalize": "fan-in"},
+        {"fan_in": 16, "fan_out": 8, "normalize": "fan-out"},
+    ],
+}
+
+
+def all_cases() -> list[tuple[str, dict[str, Any]]]:
+    return [(name, params) for name, cases in LAYER_CASES.items() for params in cases]
+
+
+def case_id(case: tuple[str, dict[str, Any]]) -> str:
+    name, params = case
+    return name + "".join(f"-{k}={v}" for k, v in params.items())
