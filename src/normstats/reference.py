@@ -95,8 +95,8 @@ def reference_moments(layer: Layer, method: str = "auto") -> dict[str, Reference
     """The reference for each statistic of ``layer``: ``None`` where the layer has none.
 
     ``method="auto"`` takes the closed form where there is one and quadrature otherwise;
-    ``"formula"`` or ``"quadrature"`` forces that path and raises if it does not cover every statistic
-    that the layer has some reference for.
+    ``"formula"`` or ``"quadrature"`` forces that path: statistics the path does not cover get no
+    reference, and a path that covers none of the layer's statistics raises.
     """
     from normstats.layers.base import STATS
 
@@ -104,15 +104,14 @@ def reference_moments(layer: Layer, method: str = "auto") -> dict[str, Reference
         raise NormstatsError(f"--reference must be one of: {', '.join(METHODS)}; got {method!r}")
     paths = {"formula": (layer.formula(), CLOSED_FORM), "quadrature": (layer.quadrature(), QUADRATURE)}
     order = ["formula", "quadrature"] if method == "auto" else [method]
-    known = [s for s in STATS if any(s in values for values, _ in paths.values())]
     out: dict[str, Reference | None] = {}
     for stat in STATS:
         found = [Reference(float(paths[p][0][stat]), paths[p][1]) for p in order if stat in paths[p][0]]
         out[stat] = found[0] if found else None
-    missing = [s for s in known if out[s] is None]
-    if missing:
+    if method != "auto" and all(r is None for r in out.values()):
+        other = "quadrature" if method == "formula" else "formula"
         raise NormstatsError(
-            f"layer '{layer.name}' has no {method} reference for {', '.join(missing)}; "
-            "use --reference auto"
+            f"--reference {method}: layer '{layer.name}' has no {method} reference; "
+            f"use --reference auto or {other}"
         )
     return out

@@ -1,0 +1,143 @@
+"""The engine: chunk-size invariance, reproducibility, estimates within their standard errors, and interval
+coverage across seeds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import normstats
+from normstats import engine
+from normstats.moments import Z95
+from normstats.reference import reference_moments
+from tests.cases import all_cases, case_id
+
+#: |z| beyond this fails a fixed-seed check: about 1 in 15,000 per statistic for a correct estimator.
+Z_MAX = 4.0
+
+
+def _summary(acc: engine.Accumulator) -> list[float]:
+    return [
+        acc.fp.mean, acc.fp.std, acc.fp.se_mean(), acc.fp.se_std(),
+        acc.bp.mean, acc.bp.std, acc.bp.se_mean(), acc.bp.se_std(),
+    ]
+
+
+@pytest.mark.parametrize("name,params", [("sigmoid", {}), ("maxpool", {"k": 3}), ("dropout", {"p": 0.7})])
+def test_chunk_size_changes_nothing_but_rounding(
+    name: str, params: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "BLOCK_SCALARS", 4000)  # several blocks, each cut into chunks
+    layer = normstats.make_layer(name, **params)
+    samples = 9_001
+    base = _summary(engine.run(layer, samples, seed=5))
+    for chunk in (1, 7, 333, 10_000):
+        other = _summary(engine.run(layer, samples, seed=5, chunk_draws=chunk))
+        assert other == pytest.approx(base, rel=1e-12, abs=1e-15)
+
+
+def test_blocks_cover_exactly_the_samples(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "BLOCK_SCALARS", 1000)
+    layer = normstats.make_layer("maxpool", k=3)
+    plan = engine.plan_blocks(layer, 12_345)
+    assert [i for i, _ in plan] == list(range(len(plan)))
+    assert sum(d for _, d in plan) == 12_345
+    assert engine.run(layer, 12_345, seed=0).draws == 12_345
+
+
+def test_same_seed_same_result_other_seed_other_result() -> None:
+    a = normstats.simulate("maxpool", k=2, samples=20_000, seed=11).to_dict()
+    b = normstats.simulate("maxpool", k=2, samples=20_000, seed=11).to_dict()
+    c = normstats.simulate("maxpool", k=2, samples=20_000, seed=12).to_dict()
+    assert a == b
+    assert a != c
+
+
+def test_a_longer_run_extends_a_shorter_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first blocks of a longer run are the blocks of a shorter run (streams depend on the block index
+    only), so more samples refine an estimate instead of replacing it."""
+    monkeypatch.setattr(engine, "BLOCK_SCALARS", 1000)
+    layer = normstats.make_layer("sigmoid")
+    short = list(engine.iter_blocks(layer, 1500, seed=3))
+    long = list(engine.iter_blocks(layer, 5000, seed=3))
+    assert [_summary(a) for a in short[:-1]] == [_summary(a) for a in long[: len(short) - 1]]
+
+
+@pytest.mark.parametrize("case", all_cases(), ids=case_id)
+def test_estimates_sit_within_a_few_se_of_their_references(case: tuple[str, dict]) -> None:
+    name, params = case
+    row = normstats.simulate(name, samples=200_000, seed=2024, **params)
+    checked = 0
+    for stat_name, stat in row.stats().items():
+        if stat.reference is None:
+            continue
+        checked += 1
+        if stat.se == 0.0:  # a statistic that does not vary (e.g. dropout with p = 1 has no randomness)
+            assert stat.estimate == pytest.approx(stat.reference, rel=1e-12, abs=1e-12), stat_name
+        else:
+            assert abs(stat.z) < Z_MAX, (stat_name, stat)
+    assert checked > 0
+
+
+COVERAGE_LAYERS = [
+    ("relu", {}),
+    ("sigmoid", {}),
+    ("maxpool", {"k": 3}),  # 9 gradients per draw, exactly one non-zero
+    ("avgpool", {"k": 3}),  # 9 identical gradients per draw
+    ("dropout", {"p": 0.5}),  # heavy tails: kurtosis 6
+    ("linear", {"fan_in": 16, "fan_out": 8, "normalize": "fan-in"}),  # 8 outputs sharing one x
+]
+SEEDS = 400
+DRAWS = 2_000
+
+
+def _coverage_bounds(n: int, p: float = 0.95) -> tuple[float, float]:
+    sd = (n * p * (1 - p)) ** 0.5
+    return n * p - 4 * sd, n * p + 4 * sd
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,params", COVERAGE_LAYERS, ids=[n for n, _ in COVERAGE_LAYERS])
+def test_95_percent_intervals_cover_the_reference_95_percent_of_the_time(name: str, params: dict) -> None:
+    """Across SEEDS independent runs the count of intervals containing the reference is Binomial(SEEDS,
+    0.95) if the se is honest; it must lie within 4 sd of 380 (that is, in [362.6, 397.4])."""
+    layer = normstats.make_layer(name, **params)
+    refs = {k: r.value for k, r in reference_moments(layer).items() if r is not None}
+    hits = dict.fromkeys(refs, 0)
+    for seed in range(SEEDS):
+        acc = engine.run(layer, DRAWS, seed=seed)
+        est = {
+            "fp_mean": (acc.fp.mean, acc.fp.se_mean()),
+            "fp_std": (acc.fp.std, acc.fp.se_std()),
+            "bp_mean": (acc.bp.mean, acc.bp.se_mean()),
+            "bp_std": (acc.bp.std, acc.bp.se_std()),
+        }
+        for stat, ref in refs.items():
+            value, se = est[stat]
+            hits[stat] += abs(value - ref) <= Z95 * se
+    lo, hi = _coverage_bounds(SEEDS)
+    for stat, count in hits.items():
+        assert lo <= count <= hi, (stat, count, (lo, hi))
+
+
+def test_the_naive_iid_se_would_fail_the_coverage_check() -> None:
+    """The coverage check can fail: the iid se of the pooled gradients of average pooling (9 equal values
+    per draw) is 3 times too small, and its intervals cover the reference far less than 95% of the time."""
+    layer = normstats.make_layer("avgpool", k=3)
+    hits = 0
+    for seed in range(100):
+        acc = engine.run(layer, DRAWS, seed=seed)
+        hits += abs(acc.bp.mean) <= Z95 * acc.bp.values.se_mean()
+    lo, _ = _coverage_bounds(100)
+    assert hits < lo
+    # The cluster se is sqrt(9) = 3 times the naive one here.
+    acc = engine.run(layer, DRAWS, seed=0)
+    assert acc.bp.se_mean() == pytest.approx(3 * acc.bp.values.se_mean(), rel=1e-6)
+
+
+def test_stream_is_independent_of_how_it_is_asked_for() -> None:
+    """The property chunking relies on: numpy's Generator yields the same normals in one call or many."""
+    one = np.random.Generator(np.random.PCG64(1)).standard_normal(1000)
+    gen = np.random.Generator(np.random.PCG64(1))
+    parts = [gen.standard_normal(n) for n in (1, 299, 700)]
+    assert np.array_equal(one, np.concatenate(parts))
