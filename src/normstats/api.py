@@ -28,6 +28,20 @@ def version() -> str:
         return "0+unknown"
 
 
+def run_metadata(seed: int, samples: int, method: str = "mc") -> dict[str, Any]:
+    """What a result needs to be reproduced: versions, generator, method, seed and samples."""
+    import numpy
+
+    return {
+        "normstats": version(),
+        "numpy": numpy.__version__,
+        "generator": engine.BIT_GENERATOR,
+        "method": method,
+        "seed": seed,
+        "samples": samples,
+    }
+
+
 def check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise NormstatsError(f"--seed must be an integer in [0, 2^63); got {seed!r}")
@@ -73,7 +87,12 @@ def table(
         out.append(row)
         if on_row is not None:
             on_row(row)
-    return Table(version(), seed, tuple(out))
+    return make_table(out, seed=seed, samples=count)
+
+
+def make_table(rows: Iterable[Row], *, seed: int, samples: int, method: str = "mc") -> Table:
+    """Wrap rows computed with one seed into a :class:`~normstats.results.Table` with its metadata."""
+    return Table(version(), seed, tuple(rows), run_metadata(seed, samples, method))
 
 
 @dataclass(frozen=True)

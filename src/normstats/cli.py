@@ -23,7 +23,7 @@ from normstats.sample_count import parse_samples
 EXIT_HELP = """Exit codes: 0 success; 2 bad input (one line on stderr names the parameter, what is allowed and
 what was given); 130 interrupted."""
 
-FORMATS = ("table", "json", "csv", "markdown")
+FORMATS = ("table", *export.WRITERS)
 
 
 class _Main(click.Group):
@@ -138,7 +138,8 @@ def simulate(
     """Estimate one layer's fp/bp statistics, e.g. 'normstats simulate --layer maxpool --k 3'."""
     params = _layer_params(layer, ctx.args, ctx.command)
     row = api.simulate(layer, samples=samples, seed=seed, reference=reference, **params)
-    _emit(Table(api.version(), seed, (row,)), fmt, output, f"{row.layer} · {samples:,} draws · seed {seed}")
+    result = api.make_table([row], seed=seed, samples=samples)
+    _emit(result, fmt, output, f"{row.layer} · {samples:,} draws · seed {seed}")
 
 
 @main.command(epilog=EXIT_HELP)
@@ -150,6 +151,41 @@ def table(samples: int, seed: int, fmt: str, output: str | None) -> None:
     """The NormProp table: every published layer with estimates, references and published figures."""
     result = api.table(samples=samples, seed=seed)
     _emit(result, fmt, output, f"normstats {result.version} · {samples:,} draws per row · seed {seed}")
+
+
+@main.command("export", epilog="Regenerate the repository's tables/ folder: normstats export --all --output-dir tables/\n\n"
+              + EXIT_HELP)
+@samples_option
+@seed_option
+@click.option("--format", "fmt", type=click.Choice(tuple(export.WRITERS)), help="One format (stdout or --output).")
+@output_option
+@click.option("--all", "all_formats", is_flag=True, help="Every format, into --output-dir.")
+@click.option("--output-dir", type=click.Path(file_okay=False), help="Folder for --all (it must exist).")
+def export_cmd(
+    samples: int, seed: int, fmt: str | None, output: str | None, all_formats: bool, output_dir: str | None
+) -> None:
+    """Export the default table: one format, or --all formats into a folder."""
+    if all_formats == bool(fmt):
+        raise click.UsageError("give either --format FORMAT or --all (with --output-dir DIR)")
+    if all_formats and not output_dir:
+        raise click.UsageError("--all needs --output-dir DIR")
+    if fmt and output_dir:
+        raise click.UsageError("--output-dir goes with --all; use --output FILE with --format")
+    if output_dir:
+        export.check_directory(output_dir)
+    result = api.table(samples=samples, seed=seed)
+    if output_dir:
+        for path in export.write_all(result, output_dir):
+            click.echo(f"wrote {path}", err=True)
+        return
+    _emit(result, str(fmt), output, "")
+
+
+
+@main.command("schema", epilog=EXIT_HELP)
+def schema_cmd() -> None:
+    """Print the JSON Schema of the documents written with --format json."""
+    click.echo(export.dumps(export.schema()), nl=False)
 
 
 def _layer_params(layer: str, args: list[str], command: click.Command) -> dict[str, str]:

@@ -104,14 +104,25 @@ class Row:
 
 @dataclass(frozen=True)
 class Table:
-    """Rows computed with one seed; ``to_dict`` is the JSON document."""
+    """Rows computed with one seed; ``to_dict`` is the JSON document.
+
+    ``metadata`` records what is needed to reproduce the numbers (library versions, generator, method, seed,
+    samples) and nothing that changes from run to run, such as a timestamp: the same inputs give the same
+    bytes.
+    """
 
     version: str
     seed: int
     rows: tuple[Row, ...]
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"normstats": self.version, "seed": self.seed, "rows": [r.to_dict() for r in self.rows]}
+        return {
+            "normstats": self.version,
+            "seed": self.seed,
+            "metadata": dict(self.metadata),
+            "rows": [r.to_dict() for r in self.rows],
+        }
 
 
 def make_stats(

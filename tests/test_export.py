@@ -1,0 +1,155 @@
+"""Exports: JSON against the shipped schema, CSV in long form, LaTeX, the Python constants module, atomic
+writes, and the committed tables/ folder, which must be exactly what the documented command produces."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+import normstats
+from normstats import export
+from normstats.catalog import DEFAULT_ROWS
+from normstats.cli import main
+from tests.test_cli import run, run_bad
+
+TABLES = Path(__file__).resolve().parent.parent / "tables"
+VALIDATOR = jsonschema.Draft202012Validator(export.schema())
+
+
+@pytest.fixture(scope="module")
+def small_table() -> normstats.Table:
+    return normstats.table(samples=4000, seed=1)
+
+
+def test_schema_is_a_valid_schema_and_is_what_the_cli_prints() -> None:
+    jsonschema.Draft202012Validator.check_schema(export.schema())
+    assert json.loads(run("schema").stdout) == export.schema()
+
+
+def test_every_json_the_tool_writes_validates() -> None:
+    documents = [
+        run("table", "-n", "3000", "--format", "json").stdout,
+        run("export", "-n", "3000", "--format", "json").stdout,
+        run("simulate", "--layer", "sigmoid", "-n", "3000", "--format", "json").stdout,
+        run("simulate", "--layer", "sigmoid", "-n", "3000", "--format", "json", "--reference", "formula").stdout,
+    ]
+    for text in documents:
+        VALIDATOR.validate(json.loads(text))
+
+
+def test_the_schema_rejects_a_malformed_document(small_table: normstats.Table) -> None:
+    """The validation above can fail: a row missing a statistic, or a stat with an unknown kind, is refused."""
+    doc = small_table.to_dict()
+    del doc["rows"][0]["bp_std"]
+    with pytest.raises(jsonschema.ValidationError):
+        VALIDATOR.validate(doc)
+    doc = small_table.to_dict()
+    doc["rows"][0]["fp_mean"]["reference_kind"] = "guess"
+    with pytest.raises(jsonschema.ValidationError):
+        VALIDATOR.validate(doc)
+
+
+def test_json_has_metadata_and_is_byte_stable() -> None:
+    a = run("table", "-n", "3000", "--seed", "4", "--format", "json").stdout
+    b = run("table", "-n", "3000", "--seed", "4", "--format", "json").stdout
+    assert a == b
+    meta = json.loads(a)["metadata"]
+    assert meta["seed"] == 4 and meta["samples"] == 3000 and meta["generator"] == "PCG64"
+    assert meta["method"] == "mc" and meta["normstats"] == normstats.__version__ and meta["numpy"]
+
+
+def test_csv_long_form(small_table: normstats.Table) -> None:
+    lines = list(csv.DictReader(io.StringIO(export.to_csv(small_table))))
+    assert tuple(lines[0]) == export.CSV_COLUMNS
+    assert len(lines) == 4 * len(DEFAULT_ROWS)
+    pool = [r for r in lines if r["layer"] == "maxpool" and r["params"] == "k=2;stride=2"]
+    assert [r["statistic"] for r in pool] == ["fp_mean", "fp_std", "bp_mean", "bp_std"]
+    fp = pool[0]
+    assert float(fp["ci95_lo"]) < float(fp["estimate"]) < float(fp["ci95_hi"])
+    assert fp["reference_kind"] == "quadrature" and fp["published"] == "1.0291"
+    assert fp["published_agrees"] == "false" and fp["seed"] == "1" and fp["samples"] == "4000"
+    assert pool[2]["published"] == "" and pool[2]["published_agrees"] == ""
+
+
+def test_latex_is_balanced_and_escaped(small_table: normstats.Table) -> None:
+    tex = export.to_latex(small_table)
+    assert tex.count("\\begin{tabular}") == tex.count("\\end{tabular}") == 1
+    assert tex.count("{") - tex.count("\\{") == tex.count("}") - tex.count("\\}")
+    assert "fan\\_in=128" in tex and "fan_in" not in tex.replace("fan\\_in", "")
+    assert "0.2123 (differs)" in tex
+
+
+def test_python_module_imports_without_normstats(tmp_path: Path, small_table: normstats.Table) -> None:
+    module = tmp_path / "constants_mod.py"
+    module.write_text(export.to_python(small_table))
+    # -S -I: no site-packages and no user paths, so normstats cannot be imported in the child.
+    probe = (
+        "import importlib.util, json, sys\n"
+        "assert importlib.util.find_spec('normstats') is None, 'normstats is importable'\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "import constants_mod as c\n"
+        "print(json.dumps({'constants': c.CONSTANTS, 'sources': c.SOURCES}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-S", "-I", "-c", probe, str(tmp_path)], capture_output=True, text=True, check=True
+    ).stdout
+    data = json.loads(out)
+    relu = next(r for r in small_table.rows if r.layer == "relu")
+    assert data["constants"]["relu"] == relu.constants()
+    assert data["sources"]["maxpool:k=3;stride=3"] == {
+        "fp_shift": "quadrature", "fp_scale": "quadrature", "bp_scale": "closed_form",
+    }
+    assert len(data["constants"]) == len(DEFAULT_ROWS)
+
+
+def test_export_arguments_are_checked(tmp_path: Path) -> None:
+    assert "give either --format FORMAT or --all" in run_bad("export")
+    assert "give either --format FORMAT or --all" in run_bad("export", "--all", "--format", "csv")
+    assert "--all needs --output-dir DIR" in run_bad("export", "--all")
+    assert "--output-dir must be" in run_bad("export", "--all", "--output-dir", str(tmp_path / "nope"))
+
+
+def test_export_all_writes_every_format(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["export", "--all", "--output-dir", str(tmp_path), "-n", "2000"])
+    assert result.exit_code == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(export.FILE_NAMES.values())
+
+
+# -- the committed tables/ folder --------------------------------------------------------------------------
+
+#: The documented command (README, "The tables/ folder"), without its program name.
+REGENERATE = ["export", "--all", "--output-dir"]
+
+
+def test_committed_tables_parse_and_hold_every_default_row() -> None:
+    doc = json.loads((TABLES / "table.json").read_text())
+    VALIDATOR.validate(doc)
+    expected = [(name, normstats.make_layer(name, **params).values) for name, params in DEFAULT_ROWS]
+    assert [(r["layer"], r["params"]) for r in doc["rows"]] == expected
+    with open(TABLES / "table.csv", newline="") as fh:
+        lines = list(csv.DictReader(fh))
+    assert len(lines) == 4 * len(expected)
+    markdown = (TABLES / "table.md").read_text()
+    assert all(f"| {name} |" in markdown for name, _ in expected)
+    assert "CONSTANTS = {" in (TABLES / "normstats_constants.py").read_text()
+
+
+@pytest.mark.slow
+def test_committed_tables_are_exactly_what_the_documented_command_writes(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, [*REGENERATE, str(tmp_path)])
+    assert result.exit_code == 0, result.stderr
+    committed = json.loads((TABLES / "table.json").read_text())["metadata"]
+    fresh = json.loads((tmp_path / "table.json").read_text())["metadata"]
+    assert fresh == committed, "tables/ was generated with other versions: regenerate it (see README)"
+    for name in export.FILE_NAMES.values():
+        assert (tmp_path / name).read_bytes() == (TABLES / name).read_bytes(), (
+            f"tables/{name} is stale: run 'normstats export --all --output-dir tables/'"
+        )
