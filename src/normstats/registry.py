@@ -51,7 +51,8 @@ def get_layer(name: str) -> type[Layer]:
     key = _ALIASES.get(name, name)
     if key in _LAYERS:
         return _LAYERS[key]
-    close = difflib.get_close_matches(name, [*_LAYERS, *_ALIASES], n=3, cutoff=0.5)
+    matches = difflib.get_close_matches(name, [*_LAYERS, *_ALIASES], n=6, cutoff=0.5)
+    close = list(dict.fromkeys(_ALIASES.get(m, m) for m in matches))[:3]
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise UnknownLayerError(
         f"unknown layer {name!r}: choose one of {', '.join(list_layers())}{hint}"

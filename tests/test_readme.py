@@ -1,0 +1,43 @@
+"""The README's promises: two quick-start commands (CI runs the second verbatim) and a Python example that
+runs as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _section(title: str) -> str:
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", README, re.S | re.M)
+    assert match, title
+    return match.group(1)
+
+
+def test_quick_start_has_exactly_two_commands_and_ci_runs_the_second() -> None:
+    blocks = re.findall(r"```bash\n(.*?)```", _section("Quick start"), re.S)
+    assert len(blocks) == 2
+    install_run, test = (b.strip() for b in blocks)
+    assert "\n" not in install_run and "\n" not in test
+    assert install_run.endswith("normstats table")
+    assert test.endswith("pytest")
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert test in ci.splitlines()
+
+
+@pytest.mark.slow
+def test_python_api_example_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    (code,) = re.findall(r"```python\n(.*?)```", _section("Python API"), re.S)
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    # The figures the README quotes in comments are what the code prints: a whole-line comment shows the
+    # output of the print above it, an inline comment the output of its own line.
+    lines = code.splitlines()
+    quoted_stats = next(line[2:] for line in lines if line.startswith("# "))
+    quoted_constants = next(line.split("  # ", 1)[1] for line in lines if "row.constants()" in line)
+    assert printed[0] == quoted_stats
+    assert printed[1] == quoted_constants
