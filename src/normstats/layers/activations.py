@@ -1,18 +1,78 @@
-"""Elementwise activations. Each defines ``f``, its derivative as frameworks compute it, and its kinks."""
+"""Elementwise activations. Each defines ``f``, its derivative as frameworks compute it, and its kinks.
+
+Definitions follow the PyTorch documentation of ``torch.nn.<Name>``; where a derivative is undefined at a
+kink, ``df`` takes the value PyTorch's backward uses there (a set of probability zero, so the statistics do
+not depend on it). Closed forms are given where they exist: piecewise polynomials through truncated normal
+moments, the exponential family (elu, celu, selu) through ``E[exp(tX) 1{X<0}]``, and exact GELU through
+Stein's lemma. The rest fall back on quadrature split at ``breakpoints``.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Any, Sequence
 
 import numpy as np
 from scipy import special
 
+from normstats.errors import ParameterError
+from normstats.gaussian import Piece, exp_negative_moment, piecewise_moment
 from normstats.layers.base import Elementwise
+from normstats.params import Param
 from normstats.registry import register_layer
+
+#: SELU's constants as PyTorch documents them (Klambauer et al., Self-Normalizing Neural Networks, 2017).
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+class PiecewisePolynomial(Elementwise):
+    """An activation whose value and derivative are polynomials between kinks: closed forms for all four
+    statistics follow from truncated normal moments (:func:`normstats.gaussian.piecewise_moment`)."""
+
+    def f_pieces(self) -> Sequence[Piece]:
+        raise NotImplementedError
+
+    def df_pieces(self) -> Sequence[Piece]:
+        raise NotImplementedError
+
+    def formula(self) -> dict[str, float]:
+        mean = piecewise_moment(self.f_pieces())
+        second = piecewise_moment(self.f_pieces(), square=True)
+        return {
+            "fp_mean": mean,
+            "fp_std": math.sqrt(max(second - mean * mean, 0.0)),
+            "bp_mean": 0.0,
+            "bp_std": math.sqrt(piecewise_moment(self.df_pieces(), square=True)),
+        }
+
+
+_INF = math.inf
+
+
+@register_layer("identity", aliases=("linear_act",))
+class Identity(PiecewisePolynomial):
+    """x; gradient 1."""
+
+    summary = "x"
+
+    def f(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, dtype=float)
+
+    def df(self, x: np.ndarray) -> np.ndarray:
+        return np.ones_like(x, dtype=float)
+
+    def f_pieces(self) -> Sequence[Piece]:
+        return [(-_INF, _INF, (0.0, 1.0))]
+
+    def df_pieces(self) -> Sequence[Piece]:
+        return [(-_INF, _INF, (1.0,))]
 
 
 @register_layer("relu")
-class ReLU(Elementwise):
+class ReLU(PiecewisePolynomial):
     """max(x, 0); the gradient at 0 is 0, as in PyTorch and JAX."""
 
     summary = "max(x, 0)"
@@ -28,14 +88,328 @@ class ReLU(Elementwise):
         on = x > 0
         return np.where(on, x, 0.0), np.where(on, dy, 0.0)
 
+    def f_pieces(self) -> Sequence[Piece]:
+        return [(0.0, _INF, (0.0, 1.0))]
+
+    def df_pieces(self) -> Sequence[Piece]:
+        return [(0.0, _INF, (1.0,))]
+
+
+@register_layer("leaky_relu", aliases=("leakyrelu",))
+class LeakyReLU(PiecewisePolynomial):
+    """x for x > 0, slope * x otherwise (torch.nn.LeakyReLU, negative_slope); gradient slope at 0."""
+
+    summary = "x if x > 0 else slope * x"
+    breakpoints = (0.0,)
+    params = (Param("slope", float, 0.01, "negative slope (PyTorch negative_slope)"),)
+
+    def f(self, x: np.ndarray) -> np.ndarray:
+        return np.where(x > 0, x, self.slope * x)
+
+    def df(self, x: np.ndarray) -> np.ndarray:
+        return np.where(x > 0, 1.0, self.slope)
+
+    def f_pieces(self) -> Sequence[Piece]:
+        return [(-_INF, 0.0, (0.0, self.slope)), (0.0, _INF, (0.0, 1.0))]
+
+    def df_pieces(self) -> Sequence[Piece]:
+        return [(-_INF, 0.0, (self.slope,)), (0.0, _INF, (1.0,))]
+
+
+@register_layer("hardtanh")
+class Hardtanh(PiecewisePolynomial):
+    """min_val below min_val, max_val above max_val, x between; gradient 1 strictly between, else 0."""
+
+    summary = "clip(x, min_val, max_val)"
+    params = (
+        Param("min_val", float, -1.0, "lower clip value"),
+        Param("max_val", float, 1.0, "upper clip value (> min_val)"),
+    )
+
+    def resolve(self, values: dict[str, Any]) -> dict[str, Any]:
+        if not values["min_val"] < values["max_val"]:
+            raise ParameterError(
+                f"parameter --max-val of layer '{self.name}' must be greater than --min-val "
+                f"({values['min_val']:g}); got {values['max_val']:g}"
+            )
+        return values
+
+    @property
+    def breakpoints(self) -> tuple[float, ...]:  # type: ignore[override]
+        # 0 is no kink but a split point: an odd integrand over a symmetric piece integrates to 0, a value
+        # quad cannot reach to a relative tolerance.
+        return (self.min_val, 0.0, self.max_val)
+
+    def f(self, x: np.ndarray) -> np.ndarray:
+        return np.clip(x, self.min_val, self.max_val)
+
+    def df(self, x: np.ndarray) -> np.ndarray:
+        return ((x > self.min_val) & (x < self.max_val)).astype(float)
+
+    def f_pieces(self) -> Sequence[Piece]:
+        lo, hi = self.min_val, self.max_val
+        return [(-_INF, lo, (lo,)), (lo, hi, (0.0, 1.0)), (hi, _INF, (hi,))]
+
+    def df_pieces(self) -> Sequence[Piece]:
+        return [(self.min_val, self.max_val, (1.0,))]
+
+
+@register_layer("relu6")
+class ReLU6(Hardtanh):
+    """min(max(x, 0), 6): PyTorch computes it as hardtanh(x, 0, 6), so the gradient is 0 at 0 and at 6."""
+
+    summary = "min(max(x, 0), 6)"
+    params = ()
+
+    def resolve(self, values: dict[str, Any]) -> dict[str, Any]:
+        return values
+
+    min_val = 0.0  # type: ignore[assignment]
+    max_val = 6.0  # type: ignore[assignment]
+
+
+@register_layer("hardsigmoid")
+class Hardsigmoid(PiecewisePolynomial):
+    """0 for x <= -3, 1 for x >= 3, x/6 + 1/2 between; gradient 1/6 strictly between -3 and 3."""
+
+    summary = "clip(x/6 + 1/2, 0, 1)"
+    breakpoints = (-3.0, 3.0)
+
+    def f(self, x: np.ndarray) -> np.ndarray:
+        return np.clip(x / 6.0 + 0.5, 0.0, 1.0)
+
+    def df(self, x: np.ndarray) -> np.ndarray:
+        return np.where((x > -3.0) & (x < 3.0), 1.0 / 6.0, 0.0)
+
+    def f_pieces(self) -> Sequence[Piece]:
+        return [(-3.0, 3.0, (0.5, 1.0 / 6.0)), (3.0, _INF, (1.0,))]
+
+    def df_pieces(self) -> Sequence[Piece]:
+        return [(-3.0, 3.0, (1.0 / 6.0,))]
+
+
+@register_layer("hardswish")
+class Hardswish(PiecewisePolynomial):
+    """0 for x <= -3, x for x >= 3, x (x + 3) / 6 between; gradient as PyTorch: 0 below -3, x/3 + 1/2 on
+    [-3, 3], 1 above."""
+
+    summary = "x * hardsigmoid(x)"
+    breakpoints = (-3.0, 3.0)
+
+    def f(self, x: np.ndarray) -> np.ndarray:
+        return np.where(x <= -3.0, 0.0, np.where(x >= 3.0, x, x * (x + 3.0) / 6.0))
+
+    def df(self, x: np.ndarray) -> np.ndarray:
+        return np.where(x < -3.0, 0.0, np.where(x <= 3.0, x / 3.0 + 0.5, 1.0))
+
+    def f_pieces(self) -> Sequence[Piece]:
+        return [(-3.0, 3.0, (0.0, 0.5, 1.0 / 6.0)), (3.0, _INF, (0.0, 1.0))]
+
+    def df_pieces(self) -> Sequence[Piece]:
+        return [(-3.0, 3.0, (0.5, 1.0 / 3.0)), (3.0, _INF, (1.0,))]
+
+
+class ExponentialLinear(Elementwise):
+    """``scale * (x if x > 0 else alpha (exp(x / width) - 1))``: elu (width 1), celu (width alpha) and selu.
+
+    Closed forms with ``E_t = E[exp(tX) 1{X<0}]`` and ``t = 1/width``: ``E f = scale (phi(0) + alpha (E_t -
+    1/2))``, ``E f^2 = scale^2 (1/2 + alpha^2 (E_2t - 2 E_t + 1/2))``, ``E f'^2 = scale^2 (1/2 + (alpha t)^2
+    E_2t)``. At x = 0 the gradient is the left one (alpha / width), as in PyTorch's backward.
+    """
+
+    breakpoints = (0.0,)
+
+    def shape(self) -> tuple[float, float, float]:
+        """``(scale, alpha, width)``."""
+        raise NotImplementedError
+
+    def f(self, x: np.ndarray) -> np.ndarray:
+        scale, alpha, width = self.shape()
+        return scale * np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0.0) / width))
+
+    def df(self, x: np.ndarray) -> np.ndarray:
+        scale, alpha, width = self.shape()
+        return scale * np.where(x > 0, 1.0, alpha / width * np.exp(np.minimum(x, 0.0) / width))
+
     def formula(self) -> dict[str, float]:
-        # X ~ N(0,1): E max(X,0) = phi(0) = 1/sqrt(2 pi); E max(X,0)^2 = 1/2; E 1[X>0]^2 = 1/2.
+        scale, alpha, width = self.shape()
+        t = 1.0 / width
+        e1, e2 = exp_negative_moment(t), exp_negative_moment(2.0 * t)
+        mean = scale * (1.0 / math.sqrt(2.0 * math.pi) + alpha * (e1 - 0.5))
+        second = scale**2 * (0.5 + alpha**2 * (e2 - 2.0 * e1 + 0.5))
+        bp = scale**2 * (0.5 + (alpha * t) ** 2 * e2)
         return {
-            "fp_mean": 1.0 / math.sqrt(2.0 * math.pi),
-            "fp_std": math.sqrt(0.5 - 1.0 / (2.0 * math.pi)),
+            "fp_mean": mean,
+            "fp_std": math.sqrt(max(second - mean * mean, 0.0)),
             "bp_mean": 0.0,
-            "bp_std": math.sqrt(0.5),
+            "bp_std": math.sqrt(bp),
         }
+
+
+@register_layer("elu")
+class ELU(ExponentialLinear):
+    """x for x > 0, alpha (exp(x) - 1) otherwise (torch.nn.ELU)."""
+
+    summary = "x if x > 0 else alpha * (exp(x) - 1)"
+    params = (Param("alpha", float, 1.0, "negative saturation value"),)
+
+    def shape(self) -> tuple[float, float, float]:
+        return 1.0, self.alpha, 1.0
+
+
+@register_layer("celu")
+class CELU(ExponentialLinear):
+    """max(0, x) + min(0, alpha (exp(x / alpha) - 1)) (torch.nn.CELU)."""
+
+    summary = "max(0, x) + min(0, alpha * (exp(x/alpha) - 1))"
+    params = (Param("alpha", float, 1.0, "negative saturation value", low=0.0, low_open=True),)
+
+    def shape(self) -> tuple[float, float, float]:
+        return 1.0, self.alpha, self.alpha
+
+
+@register_layer("selu")
+class SELU(ExponentialLinear):
+    """scale * elu(x, alpha) with PyTorch's constants alpha = 1.6732632423543772848170429916717 and scale =
+    1.0507009873554804934193349852946."""
+
+    summary = "1.0507... * elu(x, alpha=1.6732...)"
+
+    def shape(self) -> tuple[float, float, float]:
+        return SELU_SCALE, SELU_ALPHA, 1.0
+
+
+@register_layer("gelu")
+class GELU(Elementwise):
+    """x Phi(x) (approximate 'none'), or 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) ('tanh')."""
+
+    summary = "x * Phi(x), or its tanh approximation"
+    params = (Param("approximate", str, "none", "'none' (erf) or 'tanh'", choices=("none", "tanh")),)
+
+    def f(self, x: np.ndarray) -> np.ndarray:
+        if self.approximate == "tanh":
+            return 0.5 * x * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
+        return x * special.ndtr(x)
+
+    def df(self, x: np.ndarray) -> np.ndarray:
+        if self.approximate == "tanh":
+            t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3))
+            return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x**2)
+        return special.ndtr(x) + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+
+    def formula(self) -> dict[str, float]:
+        if self.approximate == "tanh":
+            return {"bp_mean": 0.0}
+        # Stein's lemma, E[X g(X)] = E[g'(X)]: E[X Phi] = E[phi] = 1/(2 sqrt(pi)); E[X^2 Phi^2] = E[Phi^2] +
+        # 2 E[X Phi phi] = 1/3 + 1/(2 pi sqrt 3); E[(Phi + X phi)^2] = 1/3 + 2/(3 pi sqrt 3).
+        mean = 1.0 / (2.0 * math.sqrt(math.pi))
+        second = 1.0 / 3.0 + 1.0 / (2.0 * math.pi * math.sqrt(3.0))
+        return {
+            "fp_mean": mean,
+            "fp_std": math.sqrt(second - mean * mean),
+            "bp_mean": 0.0,
+            "bp_std": math.sqrt(1.0 / 3.0 + 2.0 / (3.0 * math.pi * math.sqrt(3.0))),
+        }
+
+
+@register_layer("silu", aliases=("swish",))
+class SiLU(Elementwise):
+    """x sigmoid(beta x): torch.nn.SiLU for beta = 1, the Swish of Ramachandran et al. otherwise."""
+
+    summary = "x * sigmoid(beta * x)"
+    params = (Param("beta", float, 1.0, "slope inside the sigmoid"),)
+
+    def f(self, x: np.ndarray) -> np.ndarray:
+        return x * special.expit(self.beta * x)
+
+    def df(self, x: np.ndarray) -> np.ndarray:
+        s = special.expit(self.beta * x)
+        return s + self.beta * x * s * (1.0 - s)
+
+
+@register_layer("mish")
+class Mish(Elementwise):
+    """x tanh(softplus(x)) (torch.nn.Mish)."""
+
+    summary = "x * tanh(softplus(x))"
+
+    def f(self, x: np.ndarray) -> np.ndarray:
+        return x * np.tanh(np.logaddexp(0.0, x))
+
+    def df(self, x: np.ndarray) -> np.ndarray:
+        t = np.tanh(np.logaddexp(0.0, x))
+        return t + x * special.expit(x) * (1.0 - t * t)
+
+
+@register_layer("softplus")
+class Softplus(Elementwise):
+    """log(1 + exp(beta x)) / beta, and x itself where beta x > threshold (torch.nn.Softplus: PyTorch reverts
+    to the identity there "for numerical stability", which makes a jump of about exp(-threshold)/beta; the
+    references integrate exactly this function, split at threshold/beta)."""
+
+    summary = "log(1 + exp(beta * x)) / beta; x where beta * x > threshold"
+    params = (
+        Param("beta", float, 1.0, "sharpness", low=0.0, low_open=True),
+        Param("threshold", float, 20.0, "beta * x above which the output is x", low=0.0),
+    )
+
+    @property
+    def breakpoints(self) -> tuple[float, ...]:  # type: ignore[override]
+        return (self.threshold / self.beta,)
+
+    def f(self, x: np.ndarray) -> np.ndarray:
+        bx = self.beta * x
+        return np.where(bx > self.threshold, x, np.logaddexp(0.0, np.minimum(bx, self.threshold)) / self.beta)
+
+    def df(self, x: np.ndarray) -> np.ndarray:
+        bx = self.beta * x
+        return np.where(bx > self.threshold, 1.0, special.expit(bx))
+
+
+@register_layer("softsign")
+class Softsign(Elementwise):
+    """x / (1 + |x|); gradient 1 / (1 + |x|)^2 (its second derivative jumps at 0)."""
+
+    summary = "x / (1 + |x|)"
+    breakpoints = (0.0,)
+
+    def f(self, x: np.ndarray) -> np.ndarray:
+        return x / (1.0 + np.abs(x))
+
+    def df(self, x: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.abs(x)) ** 2
+
+    def formula(self) -> dict[str, float]:
+        return {"fp_mean": 0.0, "bp_mean": 0.0}  # odd function
+
+
+@register_layer("tanh")
+class Tanh(Elementwise):
+    """tanh(x); gradient 1 - tanh(x)^2."""
+
+    summary = "tanh(x)"
+
+    def f(self, x: np.ndarray) -> np.ndarray:
+        return np.tanh(x)
+
+    def df(self, x: np.ndarray) -> np.ndarray:
+        return 1.0 - np.tanh(x) ** 2
+
+    def formula(self) -> dict[str, float]:
+        return {"fp_mean": 0.0, "bp_mean": 0.0}  # odd function
+
+
+@register_layer("log_sigmoid", aliases=("logsigmoid",))
+class LogSigmoid(Elementwise):
+    """log(1 / (1 + exp(-x))) = -softplus(-x); gradient sigmoid(-x)."""
+
+    summary = "log(sigmoid(x))"
+
+    def f(self, x: np.ndarray) -> np.ndarray:
+        return -np.logaddexp(0.0, -x)
+
+    def df(self, x: np.ndarray) -> np.ndarray:
+        return special.expit(-x)
 
 
 @register_layer("sigmoid", aliases=("logistic",))
@@ -58,3 +432,12 @@ class Sigmoid(Elementwise):
     def formula(self) -> dict[str, float]:
         # s(x) - 1/2 is odd, so E s(X) = 1/2 exactly; fp std and bp std have no closed form (quadrature).
         return {"fp_mean": 0.5, "bp_mean": 0.0}
+
+
+#: The activations of issue 6 (``tests/cases.py`` and ``normstats audit`` use this list).
+ACTIVATIONS: tuple[str, ...] = (
+    "identity", "relu", "leaky_relu", "elu", "celu", "selu", "gelu", "silu", "mish", "softplus", "softsign",
+    "tanh", "hardtanh", "relu6", "hardsigmoid", "hardswish", "log_sigmoid", "sigmoid",
+)
+
+
