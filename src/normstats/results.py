@@ -89,12 +89,12 @@ class Row:
 
     def constants(self) -> dict[str, float | None]:
         """NormProp's normalizing constants: ``(y - fp_shift) * fp_scale`` has mean 0 and std 1, and
-        ``dx * bp_scale`` has std 1. From the references where they exist, the estimates otherwise."""
-        return {
-            "fp_shift": self.fp_mean.best,
-            "fp_scale": _inverse(self.fp_std.best),
-            "bp_scale": _inverse(self.bp_std.best),
-        }
+        ``dx * bp_scale`` has std 1. From the references where they exist, the estimates otherwise. Every
+        convention's constants: :func:`normstats.conventions.constants`."""
+        from normstats.conventions import CONVENTIONS, constants
+
+        values = constants(self)
+        return {key: values[key] for key in CONVENTIONS["normprop"]}
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"layer": self.layer, "params": dict(self.params), "samples": self.samples}
@@ -149,10 +149,6 @@ def make_stats(
             figures.get(name),
         )
     return out
-
-
-def _inverse(x: float) -> float | None:
-    return 1.0 / x if x and math.isfinite(x) else None
 
 
 def _num(x: float | None) -> float | None:
