@@ -8,7 +8,9 @@ x ~ N(0, I), dy ~ N(0, I), by Monte Carlo with honest standard errors, checked a
 """
 
 from normstats import layers as _layers  # noqa: F401  (registers the built-in layers)
-from normstats.api import DEFAULT_SAMPLES, DEFAULT_SEED, LayerInfo, layers, simulate, table, version
+from normstats.api import (
+    DEFAULT_SAMPLES, DEFAULT_SEED, LayerInfo, audit, layers, simulate, solve, table, version,
+)
 from normstats.errors import NormstatsError, ParameterError, UnknownLayerError
 from normstats.registry import get_layer, list_layers, make_layer, register_layer
 from normstats.results import Row, Stat, Table
@@ -25,11 +27,13 @@ __all__ = [
     "Stat",
     "Table",
     "UnknownLayerError",
+    "audit",
     "get_layer",
     "layers",
     "list_layers",
     "make_layer",
     "register_layer",
     "simulate",
+    "solve",
     "table",
 ]

@@ -1,4 +1,5 @@
-"""The Python API: :func:`simulate`, :func:`table` and :func:`layers`. The CLI calls nothing else."""
+"""The Python API: :func:`simulate`, :func:`table`, :func:`layers`, :func:`audit` and :func:`solve`. The CLI
+calls nothing else."""
 
 from __future__ import annotations
 
@@ -6,16 +7,19 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Callable, Iterable
 
-from normstats import engine
+from normstats import engine, published_constants
+from normstats import selfnorm
 from normstats.catalog import DEFAULT_ROWS
 from normstats.errors import NormstatsError
 from normstats.layers.base import STATS, Layer
 from normstats.params import Param
 from normstats.published import published_figures
+from normstats.published_constants import AuditEntry
 from normstats.reference import reference_moments
 from normstats.registry import _ALIASES, get_layer, list_layers, make_layer
 from normstats.results import Row, Table, make_stats
 from normstats.sample_count import parse_samples
+from normstats.selfnorm import Solution
 
 DEFAULT_SAMPLES = 10**6
 DEFAULT_SEED = 0
@@ -49,8 +53,9 @@ def check_seed(seed: Any) -> int:
 
 
 def simulate(
-    layer: str | Layer,
+    layer: str | Layer | None = None,
     *,
+    expr: str | None = None,
     samples: int | str = DEFAULT_SAMPLES,
     seed: int = DEFAULT_SEED,
     reference: str = "auto",
@@ -59,16 +64,29 @@ def simulate(
 ) -> Row:
     """Estimate the fp/bp mean and std of one layer from ``samples`` draws.
 
-    ``layer`` is a registered name (``params`` are its parameters) or a layer instance. Returns a
+    ``layer`` is a registered name (``params`` are its parameters) or a layer instance; alternatively
+    ``expr`` is a formula over ``x`` for a custom activation (:mod:`normstats.expr`). Returns a
     :class:`~normstats.results.Row` whose statistics carry estimate, se, 95% interval, reference and z.
     """
-    inst = layer if isinstance(layer, Layer) else make_layer(layer, **params)
+    inst = _make(layer, expr, params)
     count = parse_samples(samples)
     seed = check_seed(seed)
     refs = reference_moments(inst, reference)
     acc = engine.run(inst, count, seed, chunk_draws=chunk_draws)
     stats = make_stats(acc.fp, acc.bp, refs, published_figures(inst))
     return Row(inst.name, dict(inst.values), count, **stats)
+
+
+def _make(layer: str | Layer | None, expr: str | None, params: dict[str, Any]) -> Layer:
+    if (layer is None) == (expr is None):
+        raise NormstatsError("give exactly one of --layer NAME and --expr FORMULA")
+    if expr is not None:
+        if params:
+            raise NormstatsError(f"--expr takes no layer parameters; got {', '.join(params)}")
+        from normstats.expr import CustomActivation
+
+        return CustomActivation(expr)
+    return layer if isinstance(layer, Layer) else make_layer(layer, **params)
 
 
 def table(
@@ -129,3 +147,15 @@ def layers() -> list[LayerInfo]:
             )
         )
     return out
+
+
+def audit() -> list[AuditEntry]:
+    """Every published NFNet gamma and PyTorch gain next to its exact reference
+    (:mod:`normstats.published_constants`)."""
+    return published_constants.audit()
+
+
+def solve(layer: str, *, free: str | None = None, target: str = "second-moment", **params: Any) -> Solution:
+    """The output scale (and the parameter ``free``) that make ``layer`` map N(0, 1) to mean 0 and variance 1
+    (:mod:`normstats.selfnorm`)."""
+    return selfnorm.solve(layer, free=free, target=target, **params)

@@ -15,7 +15,9 @@ from rich.console import Console
 
 from normstats import api, export, render
 from normstats.errors import NormstatsError, ParameterError
+from normstats.conventions import CONVENTION_CHOICES
 from normstats.reference import METHODS
+from normstats.selfnorm import TARGETS
 from normstats.registry import get_layer
 from normstats.results import Table
 from normstats.sample_count import parse_samples
@@ -85,6 +87,12 @@ output_option = click.option(
 )
 
 
+convention_option = click.option(
+    "--convention", type=click.Choice(CONVENTION_CHOICES), default="all", show_default=True,
+    help="Normalizing constants to show: NormProp (shift, fp/bp scale), NFNet gamma, He gain, or all.",
+)
+
+
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_HELP)
 @click.version_option(api.version(), "-V", "--version", prog_name="normstats")
 def main() -> None:
@@ -122,7 +130,8 @@ def list_cmd(fmt: str) -> None:
     epilog="Layer parameters are options too: --k 3, --p 0.9, --fan-in 512 (see 'normstats list').\n\n"
     + EXIT_HELP,
 )
-@click.option("--layer", "-l", required=True, help="Layer name (see 'normstats list').")
+@click.option("--layer", "-l", help="Layer name (see 'normstats list').")
+@click.option("--expr", metavar="FORMULA", help="A custom activation instead of --layer, e.g. 'x * tanh(x)'.")
 @samples_option
 @seed_option
 @click.option(
@@ -131,15 +140,24 @@ def list_cmd(fmt: str) -> None:
 )
 @format_option
 @output_option
+@convention_option
 @click.pass_context
 def simulate(
-    ctx: click.Context, layer: str, samples: int, seed: int, reference: str, fmt: str, output: str | None
+    ctx: click.Context, layer: str | None, expr: str | None, samples: int, seed: int, reference: str, fmt: str,
+    output: str | None, convention: str,
 ) -> None:
-    """Estimate one layer's fp/bp statistics, e.g. 'normstats simulate --layer maxpool --k 3'."""
-    params = _layer_params(layer, ctx.args, ctx.command)
-    row = api.simulate(layer, samples=samples, seed=seed, reference=reference, **params)
+    """Estimate one layer's fp/bp statistics, e.g. 'normstats simulate --layer maxpool --k 3' or
+    'normstats simulate --expr "x * tanh(log1p(exp(x)))"'."""
+    if layer is not None:
+        params = _layer_params(layer, ctx.args, ctx.command)
+    elif ctx.args:
+        raise click.UsageError(f"--expr takes no layer parameters; got {' '.join(ctx.args)}")
+    else:
+        params = {}
+    row = api.simulate(layer, expr=expr, samples=samples, seed=seed, reference=reference, **params)
     result = api.make_table([row], seed=seed, samples=samples)
-    _emit(result, fmt, output, f"{row.layer} · {samples:,} draws · seed {seed}")
+    name = row.layer if expr is None else f"expr {expr}"
+    _emit(result, fmt, output, f"{name} · {samples:,} draws · seed {seed}", convention)
 
 
 @main.command(epilog=EXIT_HELP)
@@ -147,10 +165,11 @@ def simulate(
 @seed_option
 @format_option
 @output_option
-def table(samples: int, seed: int, fmt: str, output: str | None) -> None:
+@convention_option
+def table(samples: int, seed: int, fmt: str, output: str | None, convention: str) -> None:
     """The NormProp table: every published layer with estimates, references and published figures."""
     result = api.table(samples=samples, seed=seed)
-    _emit(result, fmt, output, f"normstats {result.version} · {samples:,} draws per row · seed {seed}")
+    _emit(result, fmt, output, f"normstats {result.version} · {samples:,} draws per row · seed {seed}", convention)
 
 
 @main.command("export", epilog="Regenerate the repository's tables/ folder: normstats export --all --output-dir tables/\n\n"
@@ -223,11 +242,11 @@ def _console(file: Any = None) -> Console:
     return console
 
 
-def _emit(result: Table, fmt: str, output: str | None, title: str) -> None:
+def _emit(result: Table, fmt: str, output: str | None, title: str, convention: str = "all") -> None:
     if fmt == "table":
         buf = io.StringIO() if output else None
         console = Console(file=buf, width=FILE_WIDTH, no_color=True) if buf else _console()
-        console.print(render.results(list(result.rows), title))
+        console.print(render.results(list(result.rows), title, convention))
         text = buf.getvalue() if buf else None
     else:
         text = export.WRITERS[fmt](result)
@@ -236,3 +255,38 @@ def _emit(result: Table, fmt: str, output: str | None, title: str) -> None:
     if output and text is not None:
         export.write_atomic(output, text)
         click.echo(f"wrote {output}", err=True)
+
+
+@main.command(epilog=EXIT_HELP)
+@click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True)
+def audit(fmt: str) -> None:
+    """Published NFNet gammas and PyTorch gains against exact references: figure, reference, relative
+    deviation, and whether the deviation exceeds the figure's printed precision."""
+    entries = api.audit()
+    if fmt == "json":
+        click.echo(export.dumps([e.to_dict() for e in entries]), nl=False)
+        return
+    _console().print(render.audit_table(entries))
+
+
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    epilog="Fixed layer parameters are options too, e.g. --slope 0.2.\n\n" + EXIT_HELP,
+)
+@click.option("--layer", "-l", required=True, help="Layer name (see 'normstats list').")
+@click.option("--free", metavar="PARAM", help="A shape parameter to solve for too (mean 0), e.g. alpha.")
+@click.option(
+    "--target", type=click.Choice(TARGETS), default="second-moment", show_default=True,
+    help="Without --free: make E (scale f)^2 = 1 (second-moment) or std(scale f) = 1 (std).",
+)
+@click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True)
+@click.pass_context
+def solve(ctx: click.Context, layer: str, free: str | None, target: str, fmt: str) -> None:
+    """The output scale (and --free parameter) making an activation map N(0,1) to mean 0, variance 1,
+    e.g. 'normstats solve --layer elu --free alpha' gives SELU's constants."""
+    params = _layer_params(layer, ctx.args, ctx.command)
+    sol = api.solve(layer, free=free, target=target, **params)
+    if fmt == "json":
+        click.echo(export.dumps(sol.to_dict()), nl=False)
+        return
+    _console().print(render.solution_table(sol))

@@ -41,10 +41,14 @@ def gaussian_expectation(
 ) -> float:
     """``E g(X)`` for ``X ~ N(0, 1)``, by adaptive quadrature split at ``breakpoints`` (kinks of ``g``).
 
-    The integrand ``g(x) phi(x)`` is integrated over each piece between consecutive breakpoints, with the
-    two outer pieces running to -inf and +inf; splitting at the kinks keeps the quadrature at full accuracy.
+    The integrand ``g(x) phi(x)`` is integrated over each piece between consecutive breakpoints (and 0), with
+    the two outer pieces running to -inf and +inf; splitting at the kinks keeps the quadrature at full
+    accuracy.
     """
-    points = sorted(set(float(b) for b in breakpoints)) or [0.0]
+    # 0 is always a split point (an infinite piece whose edge lies far from the bulk of the Gaussian gets
+    # mapped by quad's substitution so that the bulk is missed); kinks beyond |x| = 40, where phi underflows,
+    # would only create such pieces.
+    points = sorted({0.0, *(float(b) for b in breakpoints if abs(float(b)) < 40.0)})
     edges = [-math.inf, *points, math.inf]
 
     def integrand(t: float) -> float:

@@ -8,10 +8,13 @@ from rich.console import Group
 from rich.table import Table as RichTable
 from rich.text import Text
 
+from normstats import conventions
 from normstats import formatting as fmt
 from normstats.api import LayerInfo
 from normstats.published import NORMPROP
+from normstats.published_constants import AuditEntry
 from normstats.results import Row
+from normstats.selfnorm import Solution
 
 #: |z| above this is flagged: the estimate sits that many standard errors from its reference.
 Z_FLAG = 4.0
@@ -51,17 +54,15 @@ def _layer_cells(row: Row, lines: int) -> list[str]:
     return (cells + [""] * lines)[:lines]
 
 
-def constants_table(rows: Iterable[Row]) -> RichTable:
-    t = RichTable(
-        title="Normalizing constants: (y - fp shift) * fp scale and dx * bp scale have unit std",
-        title_justify="left",
-        header_style="bold",
-    )
-    for col in ("layer", "params", "fp shift", "fp scale", "bp scale"):
+def constants_table(rows: Iterable[Row], convention: str = "all") -> RichTable:
+    """Each row's normalizing constants in ``convention`` (see :mod:`normstats.conventions`)."""
+    keys = conventions.columns(convention)
+    t = RichTable(title="Normalizing constants", title_justify="left", header_style="bold")
+    for col in ("layer", "params", *(conventions.LABELS[k] for k in keys)):
         t.add_column(col, justify="left" if col in ("layer", "params") else "right")
     for row in rows:
-        c = row.constants()
-        t.add_row(row.layer, row.describe_params(), *(fmt.constant(c[k]) for k in ("fp_shift", "fp_scale", "bp_scale")))
+        c = conventions.constants(row)
+        t.add_row(row.layer, row.describe_params(), *(fmt.constant(c[k]) for k in keys))
     return t
 
 
@@ -69,13 +70,15 @@ def legend() -> Text:
     return Text(
         f"z = (estimate - reference) / se; |z| > {Z_FLAG:g} is shown in red. "
         "published: ✓ agrees with the reference to its printed precision, ✗ does not. "
-        f"Published figures: {NORMPROP}. Constants use the reference where there is one.",
+        f"Published figures: {NORMPROP}. Constants use the reference where there is one: NormProp makes "
+        "(y - fp shift) * fp scale and dx * bp scale unit-std; NFNet γ * y has unit std; "
+        "gain = 1/sqrt(E y²) (He init).",
         style="dim",
     )
 
 
-def results(rows: list[Row], title: str) -> Group:
-    return Group(stats_table(rows, title), constants_table(rows), legend())
+def results(rows: list[Row], title: str, convention: str = "all") -> Group:
+    return Group(stats_table(rows, title), constants_table(rows, convention), legend())
 
 
 def layer_list(infos: Iterable[LayerInfo]) -> RichTable:
@@ -86,4 +89,55 @@ def layer_list(infos: Iterable[LayerInfo]) -> RichTable:
         params = "\n".join(f"{p.option} {p.default_display()}; {p.allowed()}" for p in info.params) or "—"
         name = info.name + (f"\n(alias {', '.join(info.aliases)})" if info.aliases else "")
         t.add_row(name, params, info.reference_summary, info.summary)
+    return t
+
+
+def audit_table(entries: Iterable[AuditEntry]) -> Group:
+    """Published constants against their references; ✗ marks a deviation beyond the printed precision."""
+    t = RichTable(title="Published constants against exact references", title_justify="left",
+                  header_style="bold")
+    for col in ("convention", "activation", "published", "reference", "rel. deviation", "digits", "in precision"):
+        t.add_column(col, justify="left" if col in ("convention", "activation", "in precision") else "right")
+    sources: dict[str, int] = {}
+    notes: list[str] = []
+    for e in entries:
+        c = e.constant
+        mark = sources.setdefault(c.figure.source, len(sources) + 1)
+        if e.note:
+            notes.append(f"* {c.label()}: {e.note}")
+        ok = {True: Text("✗ no", style="bold red"), False: Text("✓ yes"), None: Text("—")}[e.exceeds_precision]
+        t.add_row(
+            "NFNet γ" if c.convention == "nfnet_gamma" else "gain",
+            f"{c.label()} [{mark}]" + (" *" if e.note else ""),
+            c.figure.text,
+            fmt.ref(e.reference),
+            "—" if e.deviation is None else f"{e.deviation:+.2e}",
+            "—" if e.digits is None else f"{e.digits:.1f}",
+            ok,
+        )
+    legend_text = Text(
+        "NFNet γ is compared with 1/std f(X), a PyTorch gain with 1/sqrt(E f(X)²), X ~ N(0, 1). digits = "
+        "-log10 |rel. deviation|; in precision: within half a unit of the last printed digit (exact "
+        "expressions: float rounding). PyTorch's tanh, sigmoid and selu gains are heuristics aimed at other "
+        "goals, so their deviations are expected.\n"
+        + "\n".join(f"[{i}] {src}" for src, i in sources.items()) + "\n" + "\n".join(notes),
+        style="dim",
+    )
+    return Group(t, legend_text)
+
+
+def solution_table(sol: Solution) -> RichTable:
+    t = RichTable(title=f"Self-normalizing {sol.layer}: scale * f(X), X ~ N(0,1)", title_justify="left",
+                  header_style="bold")
+    t.add_column("quantity")
+    t.add_column("value", justify="right")
+    t.add_row("scale", fmt.constant(sol.scale))
+    for k, v in sol.params.items():
+        t.add_row(f"{k}{' (solved)' if sol.free and k == sol.free.replace('-', '_') else ''}", str(v))
+    t.add_row("fp mean", f"{sol.fp_mean:.3g}")
+    t.add_row("fp std", fmt.constant(sol.fp_std))
+    t.caption = (
+        "mean 0 solved by the free parameter, then E (scale f)² = 1" if sol.free else
+        f"scale only ({sol.target}): a scale cannot move the mean, so fp mean stays where it is"
+    )
     return t
