@@ -162,7 +162,7 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.M
         (["simulate", "--layer", "relu", "--format", "xml"], "'xml' is not one of 'table', 'json', 'csv', 'markdown'"),
         (["simulate", "--layer", "sigmoid", "--reference", "formula"], None),
         (["simulate", "--layer", "avgpool", "--reference", "quadrature"], "has no quadrature reference"),
-        (["simulate"], "Missing option '--layer'"),
+        (["simulate"], "give exactly one of --layer NAME and --expr FORMULA"),
         (["table", "--samples", "0"], "--samples must be"),
         (["table", "--bogus"], "No such option '--bogus'"),
         (["frobnicate"], "No such command 'frobnicate'"),
