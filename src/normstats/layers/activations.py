@@ -52,7 +52,7 @@ class PiecewisePolynomial(Elementwise):
 _INF = math.inf
 
 
-@register_layer("identity", aliases=("linear_act",))
+@register_layer("identity")
 class Identity(PiecewisePolynomial):
     """x; gradient 1."""
 
