@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 import normstats
-from normstats import export
+from normstats import conventions, export
 from normstats.catalog import DEFAULT_ROWS
 from normstats.cli import main
 from tests.test_cli import run, run_bad
@@ -103,10 +103,13 @@ def test_python_module_imports_without_normstats(tmp_path: Path, small_table: no
     ).stdout
     data = json.loads(out)
     relu = next(r for r in small_table.rows if r.layer == "relu")
-    assert data["constants"]["relu"] == relu.constants()
+    assert data["constants"]["relu"] == conventions.constants(relu)
+    assert data["constants"]["relu"]["gain"] == pytest.approx(2**0.5, rel=1e-15)  # He et al. 2015
     assert data["sources"]["maxpool:k=3;stride=3"] == {
         "fp_shift": "quadrature", "fp_scale": "quadrature", "bp_scale": "closed_form",
+        "nfnet_gamma": "quadrature", "gain": "quadrature",
     }
+    assert data["sources"]["relu"] == dict.fromkeys(conventions.INPUTS, "closed_form")
     assert len(data["constants"]) == len(DEFAULT_ROWS)
 
 

@@ -38,6 +38,15 @@ LABELS = {
     "gain": "gain",
 }
 
+#: The statistics each constant is computed from.
+INPUTS: dict[str, tuple[str, ...]] = {
+    "fp_shift": ("fp_mean",),
+    "fp_scale": ("fp_std",),
+    "bp_scale": ("bp_std",),
+    "nfnet_gamma": ("fp_std",),
+    "gain": ("fp_mean", "fp_std"),
+}
+
 
 def from_moments(fp_mean: float, fp_std: float, bp_std: float | None = None) -> dict[str, float | None]:
     """Every convention's constants from the output mean and std and the input-gradient std."""
@@ -55,6 +64,16 @@ def constants(row: Row) -> dict[str, float | None]:
     """The constants of ``row`` in every convention (keys as in :data:`LABELS`), from the references where
     they exist and the estimates otherwise."""
     return from_moments(row.fp_mean.best, row.fp_std.best, row.bp_std.best)
+
+
+def sources(row: Row) -> dict[str, str]:
+    """Where each constant of ``row`` comes from: ``closed_form`` when all its inputs have closed forms,
+    ``quadrature`` when some input needed quadrature, ``estimate`` when some input has no reference."""
+    out = {}
+    for name, stats in INPUTS.items():
+        kinds = {getattr(row, s).reference_kind for s in stats}
+        out[name] = "estimate" if None in kinds else "quadrature" if "quadrature" in kinds else "closed_form"
+    return out
 
 
 def columns(convention: str = "all") -> tuple[str, ...]:
