@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from normstats.errors import ParameterError
 
@@ -18,7 +18,9 @@ from normstats.errors import ParameterError
 class Param:
     """One parameter of a layer.
 
-    ``type`` is ``int``, ``float`` or ``str``; a ``str`` parameter takes one of ``choices``. Bounds are
+    ``type`` is ``int``, ``float`` or ``str``; a ``str`` parameter takes one of ``choices``, or has its own
+    syntax: ``parse`` returns the value in canonical form (or ``None`` when the text is not valid) and
+    ``syntax`` says in words what is allowed. Bounds are
     inclusive unless ``low_open``/``high_open`` is set. A ``default`` of ``None`` means the layer derives the
     value from the others (for instance a pooling stride that defaults to the kernel size); ``default_text``
     says how, for ``normstats list``.
@@ -34,6 +36,8 @@ class Param:
     high_open: bool = False
     choices: tuple[str, ...] | None = None
     default_text: str | None = None
+    parse: Callable[[str], Any] | None = None
+    syntax: str | None = None
 
     @property
     def option(self) -> str:
@@ -44,6 +48,8 @@ class Param:
         """The allowed values in words, e.g. ``an integer in [1, 32]`` or ``one of: sqrt, inverted``."""
         if self.choices is not None:
             return "one of: " + ", ".join(self.choices)
+        if self.syntax is not None:
+            return self.syntax
         kind = "an integer" if self.type is int else "a number"
         if self.low is None and self.high is None:
             return kind
@@ -71,7 +77,9 @@ class Param:
 
     def _convert(self, value: Any) -> Any:
         if self.type is str:
-            return value if isinstance(value, str) else None
+            if not isinstance(value, str):
+                return None
+            return value if self.parse is None else self.parse(value)
         if isinstance(value, bool):
             return None
         if isinstance(value, str):

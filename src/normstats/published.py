@@ -60,14 +60,15 @@ def published_figures(layer: Layer) -> dict[str, Figure]:
         }
     if name == "sigmoid":
         return {"fp_mean": _exact(0.5, "1/2"), "fp_std": _printed("0.2083"), "bp_std": _printed("0.2123")}
-    if name == "maxpool" and v.get("stride") == v["k"] and v["k"] in (2, 3):
+    one_window = v.get("stride") == v.get("k") and not v.get("padding") and v.get("size") is None
+    if name == "maxpool" and one_window and v["k"] in (2, 3):
         table = {3: ("1.4850", "0.5978", "1/3"), 2: ("1.0291", "0.7010", "1/2")}[v["k"]]
         return {
             "fp_mean": _printed(table[0]),
             "fp_std": _printed(table[1]),
             "bp_std": _exact(1 / v["k"], table[2]),
         }
-    if name == "avgpool" and v.get("stride") == v["k"]:
+    if name == "avgpool" and one_window:
         k = v["k"]
         return {
             "fp_mean": _exact(0.0, "0"),

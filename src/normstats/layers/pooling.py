@@ -1,80 +1,163 @@
-"""Max and average pooling over one k x k window per draw (stride = k: windows do not overlap)."""
+"""Max and average pooling on 2-D maps, forward and backward exactly as PyTorch computes them.
+
+Geometry (see :mod:`normstats.layers.geometry`): by default a draw is a patch of the stationary interior of
+an unbounded map, so the figures do not depend on an arbitrary map size; ``--size H`` or ``--size HxW`` makes
+a draw one finite map, borders and padding included. Max pooling pads with -inf and routes each window's
+gradient to its first maximum (row-major), as PyTorch does; average pooling pads with zeros and divides by
+``kh * kw`` whether or not the window overlaps the padding (PyTorch's default ``count_include_pad=True``).
+Where windows overlap, the gradients a position receives add up.
+
+References, for ``n = kh * kw``, a window with ``r`` real (non-padding) inputs, and ``rho`` output windows per
+counted input position (``1 / (sh sw)`` in the interior, one window per period; ``Ho Wo / (H W)`` on a finite
+map). ``dy`` has mean 0 and is independent of ``x``, so both layers have ``bp_mean = 0``, and the cross terms
+``E[dy_w dy_v] = 0`` (``w != v``) drop out of every ``E dx^2``.
+
+* Average, forward: a window's output is the sum of its ``r`` real inputs over ``n``: mean 0, variance
+  ``r / n^2`` (``1 / n`` in the interior), pooled over the windows ``mean(r) / n^2``.
+* Average, backward: ``dx_i = sum over windows w covering i of dy_w / n``, so ``E dx_i^2 = c_i / n^2`` with
+  ``c_i`` the number of windows covering ``i``. Summed over positions, ``sum_i c_i = sum_w r_w``, so the pooled
+  variance is ``rho mean(r) / n^2``: ``1 / (n sh sw)`` in the interior, ``1 / n^2 = 1 / k^4`` when ``s = k``.
+* Max, backward: ``dx_i = sum over windows w covering i of dy_w 1[i is the argmax of w]``, so
+  ``E dx_i^2 = sum_w P(i is the argmax of w) = sum_w 1 / r_w`` (iid continuous inputs: each real input of a
+  window is its maximum with probability ``1 / r_w``). Summed over positions every window contributes exactly
+  1, so the pooled variance is ``rho``: ``1 / (sh sw)`` in the interior whatever the kernel, ``1 / k^2`` when
+  ``s = k``, 1 when ``s = 1``.
+* Max, forward: a window's output is the largest of ``r`` iid N(0, 1); its mean ``mu_r`` and std
+  ``sigma_r`` come from order statistics by quadrature (:func:`~normstats.reference.max_normal_moments`).
+  Pooled over windows: mean ``mean(mu_r)``, variance ``mean(sigma_r^2 + mu_r^2) - mean(mu_r)^2``.
+"""
 
 from __future__ import annotations
 
+import math
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from normstats.errors import ParameterError
 from normstats.layers.base import Layer
+from normstats.layers.geometry import Grid, make_grid, size_param
 from normstats.params import Param
 from normstats.reference import max_normal_moments
 from normstats.registry import register_layer
 
 _POOL_PARAMS = (
     Param("k", int, 2, "window size: k x k inputs per window", low=1, high=32),
-    Param("stride", int, None, "step between windows", low=1, high=32, default_text="k"),
+    Param("kh", int, None, "window height (overrides k)", low=1, high=32, default_text="k"),
+    Param("kw", int, None, "window width (overrides k)", low=1, high=32, default_text="k"),
+    Param("stride", int, None, "step between windows", low=1, high=32, default_text="the kernel"),
+    Param("padding", int, 0, "padding on each side, at most half the kernel", low=0, high=16),
+    size_param(),
 )
 
 
 class _Pool(Layer):
     params = _POOL_PARAMS
+    #: Value of the padding (-inf for max pooling, 0 for average pooling).
+    fill: float = 0.0
 
     def resolve(self, values: dict[str, Any]) -> dict[str, Any]:
-        if values["stride"] is None:
-            values["stride"] = values["k"]
-        if values["stride"] != values["k"]:
-            raise ParameterError(
-                f"parameter --stride of layer '{self.name}' must equal --k ({values['k']}): "
-                f"only non-overlapping windows are modelled; got {values['stride']}"
-            )
+        kh = values["kh"] or values["k"]
+        kw = values["kw"] or values["k"]
+        values.update(kh=kh, kw=kw, k=kh if kh == kw else None)
+        if values["stride"] is None and kh == kw:
+            values["stride"] = kh
+        self._build_grid(values)
         return values
+
+    def _build_grid(self, values: dict[str, Any]) -> Grid:
+        kernel = (values["kh"], values["kw"])
+        stride = kernel if values["stride"] is None else (values["stride"], values["stride"])
+        half = (kernel[0] // 2, kernel[1] // 2)
+        return make_grid(self.name, kernel, stride, values["padding"], values["size"], max_padding=half)
+
+    @cached_property
+    def grid(self) -> Grid:
+        return self._build_grid(self.values)
+
+    @property
+    def window(self) -> int:
+        """Inputs per window, ``n = kh * kw``."""
+        return self.values["kh"] * self.values["kw"]
 
     @property
     def in_dim(self) -> int:
-        return self.values["k"] ** 2
+        return self.grid.h.length * self.grid.w.length
 
-    out_dim = 1  # type: ignore[assignment]
+    @property
+    def out_dim(self) -> int:
+        return self.grid.windows
 
+    @property
+    def bp_width(self) -> int:
+        return self.grid.counted
+
+    def forward_backward(self, x, dy, u):  # type: ignore[no-untyped-def]
+        g = self.grid
+        windows = g.gather(x.reshape(-1, *g.shape), self.fill)
+        y, cols = self.pool(windows, dy.reshape(-1, g.h.windows, g.w.windows))
+        return y.reshape(len(x), -1), g.counted_values(g.scatter(cols))
+
+    def pool(self, windows: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Outputs ``(draws, Ho, Wo)`` of ``windows`` (``(draws, Ho, Wo, kh, kw)``) and the gradient each
+        window sends to its inputs, shaped like ``windows``."""
+        raise NotImplementedError
 
 
 @register_layer("maxpool", aliases=("max_pool", "maxpool2d"))
 class MaxPool(_Pool):
-    """The largest of the k*k inputs of a window; backward routes dy to the window's argmax (first on ties)."""
+    """The largest input of each window; backward routes the window's dy to its first maximum (row-major).
+    Default: the interior of an unbounded map; ``--size HxW``: a finite map, padded with -inf."""
 
-    summary = "max over a k x k window"
+    summary = "max over kh x kw windows; interior of an unbounded map, or a finite map with --size"
+    fill = -math.inf
 
-    def forward_backward(self, x, dy, u):  # type: ignore[no-untyped-def]
-        rows = np.arange(x.shape[0])
-        arg = np.argmax(x, axis=1)
-        dx = np.zeros_like(x)
-        dx[rows, arg] = dy[:, 0]
-        return x[rows, arg][:, None], dx
+    def pool(self, windows: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        flat = windows.reshape(*windows.shape[:-2], -1)
+        arg = np.argmax(flat, axis=-1)[..., None]
+        y = np.take_along_axis(flat, arg, axis=-1)[..., 0]
+        cols = np.where(np.arange(flat.shape[-1]) == arg, dy[..., None], 0.0)
+        return y, cols.reshape(windows.shape)
 
     def formula(self) -> dict[str, float]:
-        # dx holds dy at one of the n = k^2 positions and 0 elsewhere: mean 0, E dx^2 = 1/n.
-        return {"bp_mean": 0.0, "bp_std": 1.0 / self.values["k"]}
+        return {"bp_mean": 0.0, "bp_std": math.sqrt(self.grid.density)}
 
     def quadrature(self) -> dict[str, float]:
-        mean, std = max_normal_moments(self.values["k"] ** 2)
-        return {"fp_mean": mean, "fp_std": std}
+        sizes, counts = np.unique(self.grid.window_sizes(), return_counts=True)
+        weights = counts / counts.sum()
+        moments = np.array([max_normal_moments(int(r)) for r in sizes])
+        mean = float(weights @ moments[:, 0])
+        second = float(weights @ (moments[:, 1] ** 2 + (moments[:, 0] - mean) ** 2))
+        return {"fp_mean": mean, "fp_std": math.sqrt(second)}
 
 
 @register_layer("avgpool", aliases=("avg_pool", "avgpool2d"))
 class AvgPool(_Pool):
-    """The mean of the k*k inputs of a window; backward spreads dy / k^2 over the window."""
+    """The sum of each window's inputs over kh*kw (padding counts as zeros: count_include_pad=True); backward
+    spreads dy / (kh*kw) over the window. Default: the interior of an unbounded map; ``--size HxW``: a finite
+    map."""
 
-    summary = "mean over a k x k window"
+    summary = "mean over kh x kw windows; interior of an unbounded map, or a finite map with --size"
 
-    def forward_backward(self, x, dy, u):  # type: ignore[no-untyped-def]
-        n = x.shape[1]
-        return x.mean(axis=1, keepdims=True), np.repeat(dy / n, n, axis=1)
+    def pool(self, windows: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        kh, kw = windows.shape[-2:]
+        total = windows[..., 0, 0].copy()
+        for i in range(kh):
+            for j in range(kw):
+                if i or j:
+                    total += windows[..., i, j]
+        cols = np.broadcast_to((dy / self.window)[..., None, None], windows.shape)
+        return total / self.window, cols
 
     def formula(self) -> dict[str, float]:
-        # y = mean of n = k^2 iid N(0,1): sd 1/k. dx_j = dy / n: sd 1/n = 1/k^2.
-        k = self.values["k"]
-        return {"fp_mean": 0.0, "fp_std": 1.0 / k, "bp_mean": 0.0, "bp_std": 1.0 / k**2}
+        mean_r = float(self.grid.window_sizes().mean())
+        n2 = self.window**2
+        return {
+            "fp_mean": 0.0,
+            "fp_std": math.sqrt(mean_r / n2),
+            "bp_mean": 0.0,
+            "bp_std": math.sqrt(self.grid.density * mean_r / n2),
+        }
 
 
 __all__ = ["AvgPool", "MaxPool"]
