@@ -1,4 +1,4 @@
-"""A fully connected layer y = W x whose weight rows (fan-in) or columns (fan-out) lie on the l2 unit sphere."""
+"""A fully connected layer ``y = W x``, W drawn once per run from a named init and optionally l2-normalized."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from normstats.layers.base import Layer, Sampler
+from normstats.layers.weights import draw_weight, squared_norm, weight_params
 from normstats.params import Param
 from normstats.registry import register_layer
 
@@ -23,19 +24,23 @@ class _LinearSampler:
 
 @register_layer("linear", aliases=("fc", "dense", "inner_product"))
 class Linear(Layer):
-    """y = W x with W of shape (fan_out, fan_in), drawn once per run from N(0, 1) and normalized.
+    """y = W x with W of shape (fan_out, fan_in), drawn once per run (see :mod:`normstats.layers.weights`).
 
-    ``fan-in``: each row of W has unit l2 norm, so every output is N(0, 1) exactly. ``fan-out``: each column
-    has unit norm, so every input gradient has variance 1 exactly. The statistics pool all outputs (or all
-    input gradients) of a draw; one draw is one input vector x with its upstream gradient dy.
+    The statistics pool all outputs (or all input gradients) of a draw; one draw is one input vector x with
+    its upstream gradient dy. For a fixed W, ``y_i ~ N(0, |W_i.|^2)`` and ``dx_j ~ N(0, |W_.j|^2)``, so the
+    pooled variances are ``|W|^2 / fan_out`` and ``|W|^2 / fan_in``. With ``--normalize fan-in`` (unit rows)
+    ``|W|^2 = fan_out``: fp std 1 and bp std ``sqrt(fan_out / fan_in)``; with ``fan-out`` (unit columns)
+    ``|W|^2 = fan_in``: fp std ``sqrt(fan_in / fan_out)`` and bp std 1; both hold for every W. With
+    ``--normalize none`` the statistics are those of the raw init: exact for ``orthogonal``
+    (``|W|^2 = min(fan_in, fan_out)``), and for a Gaussian init they depend on the W drawn (the seed), so there
+    is no reference and the estimate is the figure to compare with the normalized ones.
     """
 
-    summary = "y = W x, rows or columns of W on the l2 unit sphere"
+    summary = "y = W x; W from --init, rows (fan-in) or columns (fan-out) of W on the l2 unit sphere"
     params = (
         Param("fan_in", int, 128, "inputs per output", low=1, high=16384),
         Param("fan_out", int, 64, "outputs", low=1, high=16384),
-        Param("normalize", str, "fan-in", "unit l2 norm over rows (fan-in) or columns (fan-out)",
-              choices=("fan-in", "fan-out")),
+        *weight_params("fan-in"),
     )
 
     @property
@@ -47,16 +52,14 @@ class Linear(Layer):
         return self.values["fan_out"]
 
     def sampler(self, rng: np.random.Generator) -> Sampler:
-        w = rng.standard_normal((self.values["fan_out"], self.values["fan_in"]))
-        axis = 1 if self.values["normalize"] == "fan-in" else 0
-        w /= np.linalg.norm(w, axis=axis, keepdims=True)
-        return _LinearSampler(w)
+        v = self.values
+        w = draw_weight(rng, v["fan_out"], v["fan_in"], 1, v["init"], v["normalize"])
+        return _LinearSampler(w.reshape(v["fan_out"], v["fan_in"]))
 
     def formula(self) -> dict[str, float]:
-        # For a fixed W, y_i ~ N(0, |W_i.|^2) and dx_j ~ N(0, |W_.j|^2). Pooled over i (or j) the variance is
-        # the mean squared row (column) norm, and the sum of all squared entries is fan_out with unit rows,
-        # fan_in with unit columns. Hence with fan-in: fp var 1, bp var fan_out/fan_in; with fan-out:
-        # fp var fan_in/fan_out, bp var 1. These hold for every W the normalization can produce.
-        ratio = self.values["fan_out"] / self.values["fan_in"]
-        fp_var, bp_var = (1.0, ratio) if self.values["normalize"] == "fan-in" else (1.0 / ratio, 1.0)
-        return {"fp_mean": 0.0, "fp_std": math.sqrt(fp_var), "bp_mean": 0.0, "bp_std": math.sqrt(bp_var)}
+        v = self.values
+        out: dict[str, float] = {"fp_mean": 0.0, "bp_mean": 0.0}
+        sq = squared_norm(v["fan_out"], v["fan_in"], 1, v["init"], v["normalize"])
+        if sq is not None:
+            out.update(fp_std=math.sqrt(sq / v["fan_out"]), bp_std=math.sqrt(sq / v["fan_in"]))
+        return out

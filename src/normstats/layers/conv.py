@@ -1,0 +1,108 @@
+"""A 2-D convolution (cross-correlation, as frameworks compute it) with weights drawn once per run.
+
+A draw holds ``in_channels`` maps of the geometry of :mod:`normstats.layers.geometry` (by default a patch of
+the stationary interior of an unbounded map; ``--size HxW`` a finite map, zero-padded). The forward pass is
+im2col (``sliding_window_view``) and one matrix product; the backward pass multiplies by the weight and sums
+each window's gradients back onto the map.
+
+References. ``y`` and ``dx`` are linear in ``x`` and ``dy``, so both means are 0. A window with no padding in
+it gives output channel ``o`` the variance ``|W_o|^2``, so pooled over channels ``fp var = |W|^2 / O``.
+``dx_{c,i} = sum over o and windows w covering i of W[o, c, i - w] dy_{o,w}``, with independent ``dy``, so
+``E dx_{c,i}^2 = sum_{o,w} W[o, c, i - w]^2``; summed over the counted positions each (window, offset) pair
+lands once on a real position when there is no padding, so ``bp var = rho |W|^2 / C`` with ``rho`` the windows
+per counted input position (``1 / s^2`` in the interior, ``Ho Wo / (H W)`` on a finite map). Both hold for
+every W whose ``|W|^2`` is fixed (see :mod:`normstats.layers.weights`). On a padded finite map, how much of
+W's mass falls on padding at the borders depends on W itself, so there the stds have no reference.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from normstats.layers.base import Layer, Sampler
+from normstats.layers.geometry import Grid, make_grid, size_param
+from normstats.layers.weights import draw_weight, squared_norm, weight_params
+from normstats.params import Param
+from normstats.registry import register_layer
+
+
+class _ConvSampler:
+    """The forward/backward pass of a fixed weight on a fixed geometry (picklable, unlike a closure)."""
+
+    def __init__(self, weight: np.ndarray, grid: Grid) -> None:
+        self.weight = weight
+        self.matrix = weight.reshape(len(weight), -1)
+        self.grid = grid
+
+    def __call__(self, x: np.ndarray, dy: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        g = self.grid
+        out_ch, in_ch, kh, kw = self.weight.shape
+        draws, oh, ow = len(x), g.h.windows, g.w.windows
+        windows = g.gather(x.reshape(draws, in_ch, *g.shape), 0.0)  # (draws, C, Ho, Wo, kh, kw)
+        cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(draws * oh * ow, -1)
+        y = (cols @ self.matrix.T).reshape(draws, oh, ow, out_ch).transpose(0, 3, 1, 2)
+        dys = dy.reshape(draws, out_ch, oh, ow).transpose(0, 2, 3, 1).reshape(-1, out_ch)
+        dcols = (dys @ self.matrix).reshape(draws, oh, ow, in_ch, kh, kw).transpose(0, 3, 1, 2, 4, 5)
+        return y.reshape(draws, -1), g.counted_values(g.scatter(dcols))
+
+
+@register_layer("conv", aliases=("conv2d", "convolution"))
+class Conv(Layer):
+    """A k x k convolution from in_channels to out_channels maps, weights from --init, optionally l2-normalized
+    per output channel (fan-in) or per input channel (fan-out). Default: the interior of an unbounded map;
+    ``--size HxW``: a finite map with zero padding."""
+
+    summary = "k x k convolution, weights from --init and --normalize; interior of an unbounded map or --size"
+    params = (
+        Param("in_channels", int, 4, "input channels C", low=1, high=1024),
+        Param("out_channels", int, 8, "output channels O", low=1, high=1024),
+        Param("k", int, 3, "kernel size: k x k", low=1, high=15),
+        Param("stride", int, 1, "step between windows", low=1, high=16),
+        Param("padding", int, 0, "zero padding on each side", low=0, high=16),
+        size_param(),
+        *weight_params("fan-in"),
+    )
+
+    def resolve(self, values: dict[str, Any]) -> dict[str, Any]:
+        self._build_grid(values)
+        return values
+
+    def _build_grid(self, values: dict[str, Any]) -> Grid:
+        k, s = values["k"], values["stride"]
+        return make_grid(self.name, (k, k), (s, s), values["padding"], values["size"])
+
+    @cached_property
+    def grid(self) -> Grid:
+        return self._build_grid(self.values)
+
+    @property
+    def in_dim(self) -> int:
+        return self.values["in_channels"] * self.grid.h.length * self.grid.w.length
+
+    @property
+    def out_dim(self) -> int:
+        return self.values["out_channels"] * self.grid.windows
+
+    @property
+    def bp_width(self) -> int:
+        return self.values["in_channels"] * self.grid.counted
+
+    def sampler(self, rng: np.random.Generator) -> Sampler:
+        v = self.values
+        weight = draw_weight(rng, v["out_channels"], v["in_channels"], v["k"], v["init"], v["normalize"])
+        return _ConvSampler(weight, self.grid)
+
+    def formula(self) -> dict[str, float]:
+        v = self.values
+        out: dict[str, float] = {"fp_mean": 0.0, "bp_mean": 0.0}
+        sq = squared_norm(v["out_channels"], v["in_channels"], v["k"], v["init"], v["normalize"])
+        if sq is not None and (v["size"] is None or v["padding"] == 0):
+            out.update(
+                fp_std=math.sqrt(sq / v["out_channels"]),
+                bp_std=math.sqrt(self.grid.density * sq / v["in_channels"]),
+            )
+        return out

@@ -1,0 +1,79 @@
+"""Weights of linear and convolution layers: a named initialization, then an optional l2 normalization.
+
+A weight has the shape ``(out_channels, in_channels, k, k)`` (a linear layer is the case ``k = 1``), with
+PyTorch's fans ``fan_in = in_channels k^2`` and ``fan_out = out_channels k^2``.
+
+Initializations (the ``*_normal_`` variants of ``torch.nn.init``, default gains):
+
+* ``normal``: N(0, 1) entries;
+* ``kaiming``: N(0, 2 / fan_in) (He et al. 2015, ReLU gain sqrt(2), mode fan_in);
+* ``xavier``: N(0, 2 / (fan_in + fan_out)) (Glorot and Bengio 2010);
+* ``orthogonal``: the ``(out_channels, in_channels k^2)`` matrix has orthonormal rows, or orthonormal columns
+  when it is tall (QR of a Gaussian matrix with the signs of R's diagonal, as ``torch.nn.init.orthogonal_``).
+
+Normalizations scale to unit l2 norm the weights of each output channel (``fan-in``: over
+``in_channels k^2``, the rows of a linear layer's W) or of each input channel (``fan-out``: over
+``out_channels k^2``, the columns of W); ``none`` keeps the raw initialization.
+
+What the references need is the squared Frobenius norm ``|W|^2``, and it is fixed for every W a setting can
+produce only in these cases: ``fan-in`` gives ``out_channels``, ``fan-out`` gives ``in_channels``, and a raw
+``orthogonal`` init gives ``min(out_channels, in_channels k^2)``. For a raw Gaussian init ``|W|^2`` is random
+(about ``fan_in fan_out / k^2`` times the init variance, relative spread ``sqrt(2 / (number of entries))``),
+so a run's statistics belong to the W it drew and there is no reference that holds for every W.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from normstats.params import Param
+
+INITS = ("normal", "kaiming", "xavier", "orthogonal")
+NORMALIZATIONS = ("none", "fan-in", "fan-out")
+
+
+def weight_params(default_normalize: str) -> tuple[Param, Param]:
+    return (
+        Param("init", str, "normal", "weight initialization", choices=INITS),
+        Param(
+            "normalize", str, default_normalize,
+            "unit l2 norm per output (fan-in) or per input (fan-out); none: the raw init",
+            choices=NORMALIZATIONS,
+        ),
+    )
+
+
+def draw_weight(
+    rng: np.random.Generator, out_channels: int, in_channels: int, k: int, init: str, normalize: str
+) -> np.ndarray:
+    """A weight ``(out_channels, in_channels, k, k)`` drawn from ``rng``."""
+    shape = (out_channels, in_channels, k, k)
+    fan_in, fan_out = in_channels * k * k, out_channels * k * k
+    if init == "orthogonal":
+        w = _orthogonal(rng, out_channels, fan_in).reshape(shape)
+    else:
+        var = {"normal": 1.0, "kaiming": 2.0 / fan_in, "xavier": 2.0 / (fan_in + fan_out)}[init]
+        w = rng.standard_normal(shape) * np.sqrt(var)
+    if normalize != "none":
+        axes = (1, 2, 3) if normalize == "fan-in" else (0, 2, 3)
+        w /= np.sqrt(np.sum(w * w, axis=axes, keepdims=True))
+    return w
+
+
+def _orthogonal(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    flat = rng.standard_normal((rows, cols))
+    tall = rows >= cols
+    q, r = np.linalg.qr(flat if tall else flat.T)
+    q *= np.sign(np.diag(r))
+    return q if tall else q.T
+
+
+def squared_norm(out_channels: int, in_channels: int, k: int, init: str, normalize: str) -> float | None:
+    """``|W|^2`` when every weight the setting can produce has the same one; ``None`` otherwise."""
+    if normalize == "fan-in":
+        return float(out_channels)
+    if normalize == "fan-out":
+        return float(in_channels)
+    if init == "orthogonal":
+        return float(min(out_channels, in_channels * k * k))
+    return None
