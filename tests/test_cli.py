@@ -63,7 +63,8 @@ def test_simulate_json_follows_the_documented_shape() -> None:
     assert set(doc) >= {"normstats", "seed", "rows"}
     assert doc["seed"] == api.DEFAULT_SEED and doc["normstats"] == normstats.__version__
     (row,) = doc["rows"]
-    assert row["layer"] == "maxpool" and row["params"] == {"k": 3, "stride": 3} and row["samples"] == 20_000
+    assert row["layer"] == "maxpool" and row["samples"] == 20_000
+    assert row["params"] == {"k": 3, "stride": 3, "padding": 0, "size": "interior"}
     for stat in ("fp_mean", "fp_std", "bp_mean", "bp_std"):
         assert set(row[stat]) == STAT_KEYS
     fp = row["fp_mean"]
@@ -89,14 +90,16 @@ def test_simulate_table_output_names_the_run() -> None:
 def test_table_has_every_published_row_in_each_format() -> None:
     doc = json.loads(run("table", "-n", "5000", "--format", "json").stdout)
     rows = [(r["layer"], r["params"]) for r in doc["rows"]]
-    assert ("maxpool", {"k": 3, "stride": 3}) in rows and ("maxpool", {"k": 2, "stride": 2}) in rows
-    assert ("avgpool", {"k": 3, "stride": 3}) in rows and ("avgpool", {"k": 2, "stride": 2}) in rows
+    for pool in ("maxpool", "avgpool"):
+        for k, stride in ((3, 3), (2, 2), (3, 2)):
+            assert (pool, {"k": k, "stride": stride, "padding": 0, "size": "interior"}) in rows
+    assert ("dropout", {"p": 0.9, "convention": "inverted"}) in rows
     assert {r[0] for r in rows} >= {"linear", "relu", "sigmoid", "dropout"}
     lines = list(csv.DictReader(io.StringIO(run("table", "-n", "5000", "--format", "csv").stdout)))
     assert len(lines) == 4 * len(rows)
     assert lines[0]["seed"] == "0" and lines[0]["samples"] == "5000"
     markdown = run("table", "-n", "5000", "--format", "markdown").stdout
-    assert markdown.count("\n| maxpool |") == 2 * 4 + 2  # 4 statistics and 1 constants line per row
+    assert markdown.count("\n| maxpool |") == 3 * 4 + 3  # 4 statistics and 1 constants line per row
     assert "1.0291 ✗" in markdown  # published 2x2 max-pool mean disagrees with the reference 1.0293754
 
 

@@ -70,7 +70,7 @@ def test_csv_long_form(small_table: normstats.Table) -> None:
     lines = list(csv.DictReader(io.StringIO(export.to_csv(small_table))))
     assert tuple(lines[0]) == export.CSV_COLUMNS
     assert len(lines) == 4 * len(DEFAULT_ROWS)
-    pool = [r for r in lines if r["layer"] == "maxpool" and r["params"] == "k=2;stride=2"]
+    pool = [r for r in lines if r["layer"] == "maxpool" and r["params"] == "k=2;stride=2;padding=0;size=interior"]
     assert [r["statistic"] for r in pool] == ["fp_mean", "fp_std", "bp_mean", "bp_std"]
     fp = pool[0]
     assert float(fp["ci95_lo"]) < float(fp["estimate"]) < float(fp["ci95_hi"])
@@ -105,7 +105,7 @@ def test_python_module_imports_without_normstats(tmp_path: Path, small_table: no
     relu = next(r for r in small_table.rows if r.layer == "relu")
     assert data["constants"]["relu"] == conventions.constants(relu)
     assert data["constants"]["relu"]["gain"] == pytest.approx(2**0.5, rel=1e-15)  # He et al. 2015
-    assert data["sources"]["maxpool:k=3;stride=3"] == {
+    assert data["sources"]["maxpool:k=3;stride=3;padding=0;size=interior"] == {
         "fp_shift": "quadrature", "fp_scale": "quadrature", "bp_scale": "closed_form",
         "nfnet_gamma": "quadrature", "gain": "quadrature",
     }

@@ -1,10 +1,11 @@
-"""The rows of the default table (``normstats table``): the layers of the published NormProp table."""
+"""The rows of the default table (``normstats table``): the layers of the published NormProp table, then the
+layers networks run beside them (overlapping 3x3 pooling with stride 2, inverted dropout)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-#: ``(layer, params)`` of every default row, in the order of the published table.
+#: ``(layer, params)`` of every default row: the published table in its order, then the practitioner's rows.
 DEFAULT_ROWS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("linear", {"fan_in": 128, "fan_out": 64, "normalize": "fan-in"}),
     ("linear", {"fan_in": 128, "fan_out": 64, "normalize": "fan-out"}),
@@ -15,4 +16,8 @@ DEFAULT_ROWS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("avgpool", {"k": 3}),
     ("avgpool", {"k": 2}),
     ("dropout", {"p": 0.5}),
+    ("maxpool", {"k": 3, "stride": 2}),
+    ("avgpool", {"k": 3, "stride": 2}),
+    ("dropout", {"p": 0.5, "convention": "inverted"}),
+    ("dropout", {"p": 0.9, "convention": "inverted"}),
 )

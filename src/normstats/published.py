@@ -60,7 +60,8 @@ def published_figures(layer: Layer) -> dict[str, Figure]:
         }
     if name == "sigmoid":
         return {"fp_mean": _exact(0.5, "1/2"), "fp_std": _printed("0.2083"), "bp_std": _printed("0.2123")}
-    one_window = v.get("stride") == v.get("k") and not v.get("padding") and v.get("size") is None
+    # Pooling figures were published for one window per draw: square, stride = k, no padding, interior.
+    one_window = "k" in v and v.get("stride") == v["k"] and not v.get("padding") and v.get("size") == "interior"
     if name == "maxpool" and one_window and v["k"] in (2, 3):
         table = {3: ("1.4850", "0.5978", "1/3"), 2: ("1.0291", "0.7010", "1/2")}[v["k"]]
         return {

@@ -105,6 +105,10 @@ class Layer:
         """Input gradients per draw that the statistics count (the columns of ``dx`` the sampler returns)."""
         return self.in_dim
 
+    def bp_columns(self) -> np.ndarray:
+        """The columns of ``x`` whose gradients the sampler returns, in the order of ``dx``'s columns."""
+        return np.arange(self.in_dim)
+
     @property
     def n_uniform(self) -> int:
         """Uniform random numbers the sampler needs per draw."""

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from normstats.layers.base import Layer, Sampler
-from normstats.layers.geometry import Grid, make_grid, size_param
+from normstats.layers.geometry import INTERIOR, Grid, make_grid, size_param
 from normstats.layers.weights import draw_weight, squared_norm, weight_params
 from normstats.params import Param
 from normstats.registry import register_layer
@@ -91,6 +91,9 @@ class Conv(Layer):
     def bp_width(self) -> int:
         return self.values["in_channels"] * self.grid.counted
 
+    def bp_columns(self) -> np.ndarray:
+        return self.grid.counted_columns(self.values["in_channels"])
+
     def sampler(self, rng: np.random.Generator) -> Sampler:
         v = self.values
         weight = draw_weight(rng, v["out_channels"], v["in_channels"], v["k"], v["init"], v["normalize"])
@@ -100,7 +103,7 @@ class Conv(Layer):
         v = self.values
         out: dict[str, float] = {"fp_mean": 0.0, "bp_mean": 0.0}
         sq = squared_norm(v["out_channels"], v["in_channels"], v["k"], v["init"], v["normalize"])
-        if sq is not None and (v["size"] is None or v["padding"] == 0):
+        if sq is not None and (v["size"] == INTERIOR or v["padding"] == 0):
             out.update(
                 fp_std=math.sqrt(sq / v["out_channels"]),
                 bp_std=math.sqrt(self.grid.density * sq / v["in_channels"]),

@@ -30,11 +30,16 @@ from normstats.params import Param
 
 #: Largest side of a finite map (``--size``).
 MAX_SIDE = 1024
-SIZE_SYNTAX = f"H or HxW with integers H, W in [1, {MAX_SIDE}]"
+#: The ``--size`` of the default geometry: the stationary interior of an unbounded map.
+INTERIOR = "interior"
+SIZE_SYNTAX = f"'{INTERIOR}', H or HxW with integers H, W in [1, {MAX_SIDE}]"
 
 
 def parse_size(text: str) -> str | None:
-    """``"7"`` -> ``"7x7"``, ``"7x5"`` -> ``"7x5"``; ``None`` when ``text`` is not a valid map size."""
+    """``"7"`` -> ``"7x7"``, ``"7x5"`` -> ``"7x5"``, ``"interior"`` stays; ``None`` when ``text`` is not a
+    valid map size."""
+    if text.strip() == INTERIOR:
+        return INTERIOR
     match = re.fullmatch(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?", text)
     if match is None:
         return None
@@ -47,8 +52,8 @@ def parse_size(text: str) -> str | None:
 
 def size_param() -> Param:
     return Param(
-        "size", str, None, "finite map (H or HxW); default: the interior of an unbounded map",
-        default_text="interior", parse=parse_size, syntax=SIZE_SYNTAX,
+        "size", str, INTERIOR, "a finite H x W map, or the interior of an unbounded map",
+        parse=parse_size, syntax=SIZE_SYNTAX,
     )
 
 
@@ -130,8 +135,13 @@ class Grid:
 
     def counted_values(self, maps: np.ndarray) -> np.ndarray:
         """The counted positions of ``maps`` (``(draws, ..., H, W)``) as ``(draws, values)``."""
-        block = maps[..., self.h.start : self.h.start + self.h.counted, self.w.start : self.w.start + self.w.counted]
-        return block.reshape(len(maps), -1)
+        h, w = self.h, self.w
+        return maps[..., h.start : h.start + h.counted, w.start : w.start + w.counted].reshape(len(maps), -1)
+
+    def counted_columns(self, channels: int = 1) -> np.ndarray:
+        """The columns of a flattened ``(channels, H, W)`` draw that :meth:`counted_values` keeps."""
+        index = np.arange(channels * self.h.length * self.w.length).reshape(1, channels, *self.shape)
+        return self.counted_values(index)[0]
 
     def window_sizes(self) -> np.ndarray:
         """Real (not padding) inputs of each window, ``(Ho, Wo)``."""
@@ -143,7 +153,7 @@ def make_grid(
     kernel: tuple[int, int],
     stride: tuple[int, int],
     padding: int,
-    size: str | None,
+    size: str,
     max_padding: tuple[int, int] | None = None,
 ) -> Grid:
     """The geometry of a draw, or :class:`ParameterError` for a geometry a framework refuses: padding above
@@ -154,7 +164,7 @@ def make_grid(
             f"parameter --padding of layer '{layer}' must be an integer in [0, {half}] (at most half the "
             f"kernel, as PyTorch requires); got {padding}"
         )
-    if size is None:
+    if size == INTERIOR:
         return Grid(Axis.interior(kernel[0], stride[0]), Axis.interior(kernel[1], stride[1]))
     h, w = (int(t) for t in size.split("x"))
     if h + 2 * padding < kernel[0] or w + 2 * padding < kernel[1]:

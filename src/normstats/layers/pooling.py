@@ -43,11 +43,11 @@ from normstats.registry import register_layer
 
 _POOL_PARAMS = (
     Param("k", int, 2, "window size: k x k inputs per window", low=1, high=32),
-    Param("kh", int, None, "window height (overrides k)", low=1, high=32, default_text="k"),
-    Param("kw", int, None, "window width (overrides k)", low=1, high=32, default_text="k"),
-    Param("stride", int, None, "step between windows", low=1, high=32, default_text="the kernel"),
+    Param("stride", int, None, "step between windows (both axes)", low=1, high=32, default_text="the kernel"),
     Param("padding", int, 0, "padding on each side, at most half the kernel", low=0, high=16),
     size_param(),
+    Param("kh", int, None, "window height (overrides k)", low=1, high=32, default_text="k"),
+    Param("kw", int, None, "window width (overrides k)", low=1, high=32, default_text="k"),
 )
 
 
@@ -57,17 +57,19 @@ class _Pool(Layer):
     fill: float = 0.0
 
     def resolve(self, values: dict[str, Any]) -> dict[str, Any]:
-        kh = values["kh"] or values["k"]
-        kw = values["kw"] or values["k"]
-        values.update(kh=kh, kw=kw, k=kh if kh == kw else None)
-        if values["stride"] is None and kh == kw:
-            values["stride"] = kh
-        self._build_grid(values)
-        return values
+        """Canonical values: ``k`` for a square window, ``kh`` and ``kw`` otherwise; the stride is left out
+        only for a rectangular window that takes the kernel as its stride (PyTorch's default)."""
+        kh, kw = values["kh"] or values["k"], values["kw"] or values["k"]
+        out: dict[str, Any] = {"k": kh} if kh == kw else {"kh": kh, "kw": kw}
+        if values["stride"] is not None or kh == kw:
+            out["stride"] = values["stride"] or kh
+        out.update(padding=values["padding"], size=values["size"])
+        self._build_grid(out)
+        return out
 
     def _build_grid(self, values: dict[str, Any]) -> Grid:
-        kernel = (values["kh"], values["kw"])
-        stride = kernel if values["stride"] is None else (values["stride"], values["stride"])
+        kernel = (values.get("kh", values.get("k")), values.get("kw", values.get("k")))
+        stride = (values["stride"],) * 2 if "stride" in values else kernel
         half = (kernel[0] // 2, kernel[1] // 2)
         return make_grid(self.name, kernel, stride, values["padding"], values["size"], max_padding=half)
 
@@ -78,7 +80,7 @@ class _Pool(Layer):
     @property
     def window(self) -> int:
         """Inputs per window, ``n = kh * kw``."""
-        return self.values["kh"] * self.values["kw"]
+        return self.grid.h.kernel * self.grid.w.kernel
 
     @property
     def in_dim(self) -> int:
@@ -91,6 +93,9 @@ class _Pool(Layer):
     @property
     def bp_width(self) -> int:
         return self.grid.counted
+
+    def bp_columns(self) -> np.ndarray:
+        return self.grid.counted_columns()
 
     def forward_backward(self, x, dy, u):  # type: ignore[no-untyped-def]
         g = self.grid
