@@ -30,7 +30,7 @@ from normstats.params import Param
 from normstats.registry import register_layer
 
 
-class _ConvSampler:
+class ConvSampler:
     """The forward/backward pass of a fixed weight on a fixed geometry (picklable, unlike a closure)."""
 
     def __init__(self, weight: np.ndarray, grid: Grid) -> None:
@@ -97,7 +97,7 @@ class Conv(Layer):
     def sampler(self, rng: np.random.Generator) -> Sampler:
         v = self.values
         weight = draw_weight(rng, v["out_channels"], v["in_channels"], v["k"], v["init"], v["normalize"])
-        return _ConvSampler(weight, self.grid)
+        return ConvSampler(weight, self.grid)
 
     def formula(self) -> dict[str, float]:
         v = self.values

@@ -1,0 +1,227 @@
+"""Pooling on 2-D maps: the vectorized layers against a plain loop (exact equality), every reference against
+an independent computation, the geometry a framework refuses, and the figures that belong to the published
+geometry only."""
+
+from __future__ import annotations
+
+import math
+
+import mpmath as mp
+import numpy as np
+import pytest
+
+import normstats
+from normstats import engine
+from normstats.errors import ParameterError
+from normstats.published import published_figures
+from tests import loops
+from tests.test_reference import MAX_OF_N
+
+# (kh, kw, stride or None, padding, size or None): overlapping, gapped, rectangular, padded and odd maps.
+GEOMETRIES = [
+    (3, 3, 2, 0, None),
+    (3, 3, 1, 0, None),
+    (2, 2, 3, 0, None),
+    (2, 3, 2, 0, None),
+    (3, 3, 2, 1, "7x7"),
+    (3, 3, 2, 1, "6x5"),
+    (2, 2, None, 1, "5x5"),
+    (3, 2, 1, 1, "4x6"),
+    (5, 5, 2, 2, "6x6"),
+]
+
+
+def _layer(name: str, kh: int, kw: int, stride: int | None, padding: int, size: str | None):  # type: ignore[no-untyped-def]
+    params = {"kh": kh, "kw": kw, "stride": stride, "padding": padding}
+    if size is not None:
+        params["size"] = size
+    return normstats.make_layer(name, **params)
+
+
+def _loop_draw(layer, x: np.ndarray, dy: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+    """One draw through the loop: the draw's map is a finite map without padding (an interior patch) or the
+    finite map itself; the counted gradients are the block the layer counts."""
+    g = layer.grid
+    x_map = x.reshape(g.shape)
+    y, dx = loops.pool(
+        x_map, dy.reshape(g.h.windows, g.w.windows), (g.h.kernel, g.w.kernel), (g.h.stride, g.w.stride),
+        g.h.padding, mode,
+    )
+    return y.ravel(), dx[g.h.start : g.h.start + g.h.counted, g.w.start : g.w.start + g.w.counted].ravel()
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+@pytest.mark.parametrize("values", ["normal", "ties"])
+def test_vectorized_pooling_equals_the_loop_exactly(mode: str, geometry: tuple, values: str) -> None:
+    layer = _layer(mode + "pool", *geometry)
+    rng = np.random.default_rng(7)
+    draws = 3
+    if values == "ties":  # many equal maxima: the first in row-major order must win, as in PyTorch
+        x = rng.integers(0, 3, (draws, layer.in_dim)).astype(float)
+    else:
+        x = rng.standard_normal((draws, layer.in_dim))
+    dy = rng.standard_normal((draws, layer.out_dim))
+    y, dx = layer.forward_backward(x, dy, np.empty((draws, 0)))
+    for d in range(draws):
+        y_loop, dx_loop = _loop_draw(layer, x[d], dy[d], mode)
+        assert np.array_equal(y[d], y_loop)
+        assert np.array_equal(dx[d], dx_loop)
+
+
+def test_interior_patch_geometry() -> None:
+    """3x3 windows, stride 2: two windows per axis on a 5-wide patch, the period block is inputs 2 and 3
+    (input 2 sits in two windows, input 3 in one). Stride = k is one window, the whole draw."""
+    g = normstats.make_layer("maxpool", k=3, stride=2).grid
+    assert (g.shape, g.h.windows, g.h.start, g.h.counted) == ((5, 5), 2, 2, 2)
+    g = normstats.make_layer("maxpool", k=3, stride=1).grid
+    assert (g.shape, g.windows, g.counted) == ((5, 5), 9, 1)
+    g = normstats.make_layer("maxpool", k=3).grid
+    assert (g.shape, g.windows, g.counted) == ((3, 3), 1, 9)
+
+
+def _windows_by_loop(layer) -> list[list[tuple[int, int]]]:  # type: ignore[no-untyped-def]
+    """The real (unpadded) input cells of each window of a draw, by plain loops."""
+    g = layer.grid
+    out = []
+    for a in range(g.h.windows):
+        for b in range(g.w.windows):
+            cells = []
+            for i in range(g.h.kernel):
+                for j in range(g.w.kernel):
+                    r, c = a * g.h.stride + i - g.h.padding, b * g.w.stride + j - g.w.padding
+                    if 0 <= r < g.h.length and 0 <= c < g.w.length:
+                        cells.append((r, c))
+            out.append(cells)
+    return out
+
+
+def _counted(layer, cell: tuple[int, int]) -> bool:  # type: ignore[no-untyped-def]
+    g = layer.grid
+    return g.h.start <= cell[0] < g.h.start + g.h.counted and g.w.start <= cell[1] < g.w.start + g.w.counted
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+def test_backward_references_equal_exact_enumeration(geometry: tuple) -> None:
+    """bp var = (1 / counted) sum over counted cells i of E dx_i^2, enumerated window by window:
+    max pooling gives each real cell of window w the argmax with probability 1 / r_w, average pooling sends
+    (dy_w / n)^2; the dy of different windows are independent with mean 0, so nothing else contributes."""
+    for name in ("maxpool", "avgpool"):
+        layer = _layer(name, *geometry)
+        n = layer.grid.h.kernel * layer.grid.w.kernel
+        total = 0.0
+        for cells in _windows_by_loop(layer):
+            inside = sum(_counted(layer, c) for c in cells)
+            total += inside / len(cells) if name == "maxpool" else inside / n**2
+        refs = layer.formula()
+        assert refs["bp_mean"] == 0.0
+        assert refs["bp_std"] ** 2 == pytest.approx(total / layer.bp_width, rel=1e-12)
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+def test_average_forward_reference_equals_exact_enumeration(geometry: tuple) -> None:
+    """A window's output is (sum of its r real inputs) / n: variance r / n^2."""
+    layer = _layer("avgpool", *geometry)
+    n = layer.grid.h.kernel * layer.grid.w.kernel
+    windows = _windows_by_loop(layer)
+    expected = sum(len(cells) / n**2 for cells in windows) / len(windows)
+    assert layer.formula()["fp_std"] ** 2 == pytest.approx(expected, rel=1e-12)
+
+
+def _max_moments_mpmath(r: int) -> tuple[mp.mpf, mp.mpf]:
+    """Mean and second moment of the largest of r iid N(0, 1), by mpmath quadrature."""
+    phi = lambda t: mp.exp(-t * t / 2) / mp.sqrt(2 * mp.pi)  # noqa: E731
+    density = lambda t: r * phi(t) * mp.ncdf(t) ** (r - 1)  # noqa: E731
+    pieces = [-mp.inf, 0, 2, mp.inf]
+    return mp.quad(lambda t: t * density(t), pieces), mp.quad(lambda t: t * t * density(t), pieces)
+
+
+@pytest.mark.parametrize("geometry", [g for g in GEOMETRIES if g[4] is not None], ids=str)
+def test_max_forward_on_a_padded_map_is_the_mixture_of_order_statistics(geometry: tuple) -> None:
+    """Windows at a padded border hold fewer real inputs; the pooled output is the mixture over windows of
+    the largest of r_w normals (r_w counted by the loop, moments by mpmath)."""
+    layer = _layer("maxpool", *geometry)
+    sizes = [len(cells) for cells in _windows_by_loop(layer)]
+    with mp.workdps(20):
+        moments = {r: _max_moments_mpmath(r) for r in set(sizes)}
+        mean = mp.fsum(moments[r][0] for r in sizes) / len(sizes)
+        second = mp.fsum(moments[r][1] for r in sizes) / len(sizes)
+        std = mp.sqrt(second - mean**2)
+    refs = layer.quadrature()
+    assert refs["fp_mean"] == pytest.approx(float(mean), abs=1e-9)
+    assert refs["fp_std"] == pytest.approx(float(std), abs=1e-9)
+
+
+@pytest.mark.parametrize(("k", "stride"), [(3, 2), (3, 1), (5, 5), (2, 1)])
+def test_interior_references_in_closed_form(k: int, stride: int) -> None:
+    """Interior: max bp std 1/s whatever k; average fp std 1/k, bp std 1/(k s); max fp from the order
+    statistics of k^2 normals (mpmath values of tests/test_reference.py)."""
+    maxpool = normstats.make_layer("maxpool", k=k, stride=stride)
+    avgpool = normstats.make_layer("avgpool", k=k, stride=stride)
+    assert maxpool.formula()["bp_std"] == pytest.approx(1 / stride, rel=1e-15)
+    assert avgpool.formula()["fp_std"] == pytest.approx(1 / k, rel=1e-15)
+    assert avgpool.formula()["bp_std"] == pytest.approx(1 / (k * stride), rel=1e-15)
+    mean, std = MAX_OF_N[k * k]
+    assert maxpool.quadrature()["fp_mean"] == pytest.approx(mean, abs=1e-9)
+    assert maxpool.quadrature()["fp_std"] == pytest.approx(std, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [("maxpool", {"k": 3, "stride": 1}), ("avgpool", {"k": 3, "stride": 2}), ("maxpool", {"k": 2, "size": "5"})],
+)
+def test_standard_errors_match_the_spread_between_seeds(name: str, params: dict) -> None:
+    """Overlapping windows make the values of a draw correlated. Over SEEDS independent runs the sample
+    spread of each estimate must match the reported se: the ratio has sd about 1 / sqrt(2 (SEEDS - 1)) and
+    must lie within 4.5 of those of 1."""
+    seeds, draws = 60, 1500
+    layer = normstats.make_layer(name, **params)
+    runs = [engine.run(layer, draws, seed=s) for s in range(seeds)]
+    tol = 4.5 / math.sqrt(2 * (seeds - 1))
+    for part in ("fp", "bp"):
+        tallies = [getattr(r, part) for r in runs]
+        for estimate, se in (("mean", "se_mean"), ("std", "se_std")):
+            spread = np.std([getattr(t, estimate) for t in tallies], ddof=1)
+            reported = np.sqrt(np.mean([getattr(t, se)() ** 2 for t in tallies]))
+            assert abs(spread / reported - 1) < tol, (part, estimate, spread, reported)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"k": 3, "size": "2"}, r"--size of layer 'maxpool' must be at least .* \(3x3\) .*; got 2x2"),
+        ({"k": 5, "padding": 1, "size": "2x9"}, r"--size .* must be at least .*; got 2x9"),
+        ({"k": 3, "stride": 0}, r"--stride of layer 'maxpool' must be an integer in \[1, 32\]; got 0"),
+        ({"k": 3, "padding": -1}, r"--padding of layer 'maxpool' must be an integer in \[0, 16\]; got -1"),
+        ({"k": 3, "padding": 2}, r"--padding of layer 'maxpool' must be an integer in \[0, 1\] .*; got 2"),
+        ({"kh": 4, "kw": 2, "padding": 2}, r"--padding .* must be an integer in \[0, 1\]"),
+        ({"size": "7y7"}, r"--size of layer 'maxpool' must be 'interior', H or HxW .*; got '7y7'"),
+        ({"size": "0x3"}, r"--size .* integers H, W in \[1, 1024\]; got '0x3'"),
+    ],
+)
+def test_bad_geometry_is_refused_in_one_line(params: dict, message: str) -> None:
+    with pytest.raises(ParameterError, match=message) as info:
+        normstats.make_layer("maxpool", **params)
+    assert "\n" not in str(info.value)
+
+
+def test_sizes_are_written_canonically() -> None:
+    assert normstats.make_layer("avgpool", size=" 7 ").values["size"] == "7x7"
+    assert normstats.make_layer("avgpool", size="7X5").values["size"] == "7x5"
+    assert normstats.make_layer("avgpool", kh=2, kw=3).values == {"kh": 2, "kw": 3, "padding": 0, "size": "interior"}
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "published"),
+    [
+        ("maxpool", {"k": 3}, True),
+        ("avgpool", {"k": 2, "stride": 2}, True),
+        ("maxpool", {"k": 3, "stride": 2}, False),
+        ("avgpool", {"k": 3, "stride": 2}, False),
+        ("maxpool", {"k": 2, "padding": 1}, False),
+        ("avgpool", {"k": 2, "size": "8"}, False),
+        ("maxpool", {"kh": 3, "kw": 2}, False),
+    ],
+)
+def test_published_figures_attach_only_to_the_published_geometry(name: str, params: dict, published: bool) -> None:
+    assert bool(published_figures(normstats.make_layer(name, **params))) is published
