@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+import normstats
+from normstats.cli import main
 from tests.test_cli import run, run_bad
 
 
@@ -56,3 +58,13 @@ def test_issue_examples_report_references_that_the_estimates_agree_with(args: li
     for stat in ("fp_mean", "fp_std", "bp_mean", "bp_std"):
         assert row[stat]["reference"] is not None
         assert abs(row[stat]["z"]) < 4.5, (stat, row[stat])
+
+
+@pytest.mark.parametrize("command", ["simulate", "table"])
+def test_no_layer_parameter_is_shadowed_by_a_command_option(command: str) -> None:
+    """A layer parameter spelled like an option of the command could never reach the layer (dropout's scale
+    convention was once '--convention', which 'simulate --convention normprop|nfnet|gain|all' took)."""
+    own = {opt for p in main.commands[command].params for opt in getattr(p, "opts", [])}
+    for name in normstats.list_layers():
+        shadowed = {p.option for p in normstats.get_layer(name).params} & own
+        assert not shadowed, (name, shadowed)
