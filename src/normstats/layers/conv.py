@@ -62,7 +62,7 @@ class Conv(Layer):
         Param("out_channels", int, 8, "output channels O", low=1, high=1024),
         Param("k", int, 3, "kernel size: k x k", low=1, high=15),
         Param("stride", int, 1, "step between windows", low=1, high=16),
-        Param("padding", int, 0, "zero padding on each side", low=0, high=16),
+        Param("padding", int, 0, "zero padding on each side (a finite map only)", low=0, high=16),
         size_param(),
         *weight_params("fan-in"),
     )

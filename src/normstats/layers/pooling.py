@@ -44,7 +44,7 @@ from normstats.registry import register_layer
 _POOL_PARAMS = (
     Param("k", int, 2, "window size: k x k inputs per window", low=1, high=32),
     Param("stride", int, None, "step between windows (both axes)", low=1, high=32, default_text="the kernel"),
-    Param("padding", int, 0, "padding on each side, at most half the kernel", low=0, high=16),
+    Param("padding", int, 0, "padding on each side, at most half the kernel (a finite map only)", low=0, high=16),
     size_param(),
     Param("kh", int, None, "window height (overrides k)", low=1, high=32, default_text="k"),
     Param("kw", int, None, "window width (overrides k)", low=1, high=32, default_text="k"),
