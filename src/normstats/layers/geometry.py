@@ -8,7 +8,8 @@ A draw is either
   period ``s``, so the draw counts the gradients of one period, a block of ``s`` input positions, and holds
   every window that covers a position of that block: windows ``0, s, ..., lead`` with
   ``lead = floor((k - 1) / s) * s``, a patch of ``lead + max(k, s)`` inputs and the block
-  ``[lead, lead + s)``. Padding only shifts the window grid of an unbounded map, so it plays no part here.
+  ``[lead, lead + s)`` (with ``s > k`` the inputs between windows get no gradient, and count as zeros).
+  Padding only shifts the window grid of an unbounded map, so it plays no part here.
   With ``s == k`` the patch is one window, the block is that window, and a draw is exactly one window: the
   geometry of the published table. Every window of the patch is an interior window, so the forward statistics
   count all of them; the values of one draw are correlated, which :class:`~normstats.moments.Tally` allows

@@ -22,6 +22,9 @@ map). ``dy`` has mean 0 and is independent of ``x``, so both layers have ``bp_me
   window is its maximum with probability ``1 / r_w``). Summed over positions every window contributes exactly
   1, so the pooled variance is ``rho``: ``1 / (sh sw)`` in the interior whatever the kernel, ``1 / k^2`` when
   ``s = k``, 1 when ``s = 1``.
+* The backward figures average over the positions of a period, which differ where windows overlap: with
+  3x3 windows and stride 2 an input sits in 4, 2, 2 or 1 windows, so max pooling gives ``E dx^2`` = 4/9, 2/9,
+  2/9 and 1/9 at the four positions of a period, 1/4 on average.
 * Max, forward: a window's output is the largest of ``r`` iid N(0, 1); its mean ``mu_r`` and std
   ``sigma_r`` come from order statistics by quadrature (:func:`~normstats.reference.max_normal_moments`).
   Pooled over windows: mean ``mean(mu_r)``, variance ``mean(sigma_r^2 + mu_r^2) - mean(mu_r)^2``.
