@@ -31,6 +31,11 @@ def test_bad_conv_geometry_exits_2_with_one_line() -> None:
     assert "--size of layer 'conv' must be at least the kernel minus twice the padding (3x3)" in line
 
 
+def test_a_convolution_too_large_for_memory_is_refused() -> None:
+    line = run_bad("simulate", "--layer", "conv", "--in-channels", "512", "--size", "1024")
+    assert "--size of layer 'conv' must keep a draw within 4,194,304 values" in line and "got 1024x1024" in line
+
+
 def test_list_shows_the_geometry_and_weight_parameters() -> None:
     data = {d["layer"]: d for d in json.loads(run("list", "--format", "json").stdout)}
     options = {name: [p["option"] for p in d["params"]] for name, d in data.items()}

@@ -23,11 +23,16 @@ from typing import Any
 
 import numpy as np
 
+from normstats.errors import ParameterError
 from normstats.layers.base import Layer, Sampler
 from normstats.layers.geometry import INTERIOR, Grid, make_grid, size_param
 from normstats.layers.weights import draw_weight, squared_norm, weight_params
 from normstats.params import Param
 from normstats.registry import register_layer
+
+
+#: Most values (inputs plus outputs) one draw may hold: 32 MB of float64.
+MAX_DRAW = 1 << 22
 
 
 class ConvSampler:
@@ -68,7 +73,13 @@ class Conv(Layer):
     )
 
     def resolve(self, values: dict[str, Any]) -> dict[str, Any]:
-        self._build_grid(values)
+        g = self._build_grid(values)
+        width = values["in_channels"] * g.h.length * g.w.length + values["out_channels"] * g.windows
+        if width > MAX_DRAW:
+            raise ParameterError(
+                f"parameter --size of layer 'conv' must keep a draw within {MAX_DRAW:,} values (input and "
+                f"output maps of all channels); got {values['size']} with {width:,}"
+            )
         return values
 
     def _build_grid(self, values: dict[str, Any]) -> Grid:
