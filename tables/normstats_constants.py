@@ -20,11 +20,11 @@ CONSTANTS = {
     'maxpool:k=2;stride=2;padding=0;size=interior': {'fp_shift': 1.0293753730039643, 'fp_scale': 1.4260776284958225, 'bp_scale': 2.0, 'nfnet_gamma': 1.4260776284958225, 'gain': 0.8028752293446384},
     'avgpool:k=3;stride=3;padding=0;size=interior': {'fp_shift': 0.0, 'fp_scale': 3.0, 'bp_scale': 9.0, 'nfnet_gamma': 3.0, 'gain': 3.0},
     'avgpool:k=2;stride=2;padding=0;size=interior': {'fp_shift': 0.0, 'fp_scale': 2.0, 'bp_scale': 4.0, 'nfnet_gamma': 2.0, 'gain': 2.0},
-    'dropout:p=0.5;scaling=sqrt': {'fp_shift': 0.0, 'fp_scale': 1.0, 'bp_scale': 1.0, 'nfnet_gamma': 1.0, 'gain': 1.0},
+    'dropout:p=0.5;convention=sqrt': {'fp_shift': 0.0, 'fp_scale': 1.0, 'bp_scale': 1.0, 'nfnet_gamma': 1.0, 'gain': 1.0},
     'maxpool:k=3;stride=2;padding=0;size=interior': {'fp_shift': 1.4850131622092373, 'fp_scale': 1.67282721558329, 'bp_scale': 2.0, 'nfnet_gamma': 1.67282721558329, 'gain': 0.6246807357290356},
     'avgpool:k=3;stride=2;padding=0;size=interior': {'fp_shift': 0.0, 'fp_scale': 3.0, 'bp_scale': 6.0, 'nfnet_gamma': 3.0, 'gain': 3.0},
-    'dropout:p=0.5;scaling=inverted': {'fp_shift': 0.0, 'fp_scale': 0.7071067811865475, 'bp_scale': 0.7071067811865475, 'nfnet_gamma': 0.7071067811865475, 'gain': 0.7071067811865475},
-    'dropout:p=0.9;scaling=inverted': {'fp_shift': 0.0, 'fp_scale': 0.9486832980505138, 'bp_scale': 0.9486832980505138, 'nfnet_gamma': 0.9486832980505138, 'gain': 0.9486832980505138},
+    'dropout:p=0.5;convention=inverted': {'fp_shift': 0.0, 'fp_scale': 0.7071067811865475, 'bp_scale': 0.7071067811865475, 'nfnet_gamma': 0.7071067811865475, 'gain': 0.7071067811865475},
+    'dropout:p=0.9;convention=inverted': {'fp_shift': 0.0, 'fp_scale': 0.9486832980505138, 'bp_scale': 0.9486832980505138, 'nfnet_gamma': 0.9486832980505138, 'gain': 0.9486832980505138},
 }
 
 SOURCES = {
@@ -36,9 +36,9 @@ SOURCES = {
     'maxpool:k=2;stride=2;padding=0;size=interior': {'fp_shift': 'quadrature', 'fp_scale': 'quadrature', 'bp_scale': 'closed_form', 'nfnet_gamma': 'quadrature', 'gain': 'quadrature'},
     'avgpool:k=3;stride=3;padding=0;size=interior': {'fp_shift': 'closed_form', 'fp_scale': 'closed_form', 'bp_scale': 'closed_form', 'nfnet_gamma': 'closed_form', 'gain': 'closed_form'},
     'avgpool:k=2;stride=2;padding=0;size=interior': {'fp_shift': 'closed_form', 'fp_scale': 'closed_form', 'bp_scale': 'closed_form', 'nfnet_gamma': 'closed_form', 'gain': 'closed_form'},
-    'dropout:p=0.5;scaling=sqrt': {'fp_shift': 'closed_form', 'fp_scale': 'closed_form', 'bp_scale': 'closed_form', 'nfnet_gamma': 'closed_form', 'gain': 'closed_form'},
+    'dropout:p=0.5;convention=sqrt': {'fp_shift': 'closed_form', 'fp_scale': 'closed_form', 'bp_scale': 'closed_form', 'nfnet_gamma': 'closed_form', 'gain': 'closed_form'},
     'maxpool:k=3;stride=2;padding=0;size=interior': {'fp_shift': 'quadrature', 'fp_scale': 'quadrature', 'bp_scale': 'closed_form', 'nfnet_gamma': 'quadrature', 'gain': 'quadrature'},
     'avgpool:k=3;stride=2;padding=0;size=interior': {'fp_shift': 'closed_form', 'fp_scale': 'closed_form', 'bp_scale': 'closed_form', 'nfnet_gamma': 'closed_form', 'gain': 'closed_form'},
-    'dropout:p=0.5;scaling=inverted': {'fp_shift': 'closed_form', 'fp_scale': 'closed_form', 'bp_scale': 'closed_form', 'nfnet_gamma': 'closed_form', 'gain': 'closed_form'},
-    'dropout:p=0.9;scaling=inverted': {'fp_shift': 'closed_form', 'fp_scale': 'closed_form', 'bp_scale': 'closed_form', 'nfnet_gamma': 'closed_form', 'gain': 'closed_form'},
+    'dropout:p=0.5;convention=inverted': {'fp_shift': 'closed_form', 'fp_scale': 'closed_form', 'bp_scale': 'closed_form', 'nfnet_gamma': 'closed_form', 'gain': 'closed_form'},
+    'dropout:p=0.9;convention=inverted': {'fp_shift': 'closed_form', 'fp_scale': 'closed_form', 'bp_scale': 'closed_form', 'nfnet_gamma': 'closed_form', 'gain': 'closed_form'},
 }

@@ -46,7 +46,7 @@ LAYER_CASES: dict[str, list[dict[str, Any]]] = {
         {"k": 3, "stride": 1},
         {"k": 3, "stride": 2, "padding": 1, "size": "6x5"},
     ],
-    "dropout": [{"p": 0.5}, {"p": 0.5, "scaling": "inverted"}, {"p": 0.9, "scaling": "inverted"}, {"p": 1.0}],
+    "dropout": [{"p": 0.5}, {"p": 0.5, "convention": "inverted"}, {"p": 0.9, "convention": "inverted"}, {"p": 1.0}],
     "linear": [
         {"fan_in": 16, "fan_out": 8, "normalize": "fan-in"},
         {"fan_in": 16, "fan_out": 8, "normalize": "fan-out"},

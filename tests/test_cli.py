@@ -77,7 +77,7 @@ def test_simulate_accepts_option_spellings() -> None:
     a = run("simulate", "--layer", "dropout", "--p=0.9", "--samples", "10_000", "--format", "json").stdout
     b = run("simulate", "-l", "dropout", "--p", "0.9", "-n", "1e4", "--format", "json").stdout
     assert a == b
-    assert json.loads(a)["rows"][0]["params"] == {"p": 0.9, "scaling": "sqrt"}
+    assert json.loads(a)["rows"][0]["params"] == {"p": 0.9, "convention": "sqrt"}
 
 
 def test_simulate_table_output_names_the_run() -> None:
@@ -93,7 +93,7 @@ def test_table_has_every_published_row_in_each_format() -> None:
     for pool in ("maxpool", "avgpool"):
         for k, stride in ((3, 3), (2, 2), (3, 2)):
             assert (pool, {"k": k, "stride": stride, "padding": 0, "size": "interior"}) in rows
-    assert ("dropout", {"p": 0.9, "scaling": "inverted"}) in rows
+    assert ("dropout", {"p": 0.9, "convention": "inverted"}) in rows
     assert {r[0] for r in rows} >= {"linear", "relu", "sigmoid", "dropout"}
     lines = list(csv.DictReader(io.StringIO(run("table", "-n", "5000", "--format", "csv").stdout)))
     assert len(lines) == 4 * len(rows)

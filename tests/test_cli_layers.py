@@ -67,8 +67,9 @@ def test_issue_examples_report_references_that_the_estimates_agree_with(args: li
 
 @pytest.mark.parametrize("command", ["simulate", "table"])
 def test_no_layer_parameter_is_shadowed_by_a_command_option(command: str) -> None:
-    """A layer parameter spelled like an option of the command could never reach the layer (dropout's scale
-    convention was once '--convention', which 'simulate --convention normprop|nfnet|gain|all' took)."""
+    """A layer parameter spelled like an option of the command could never reach the layer (dropout's
+    '--convention sqrt|inverted' once collided with the option that picks the constants to show, which is
+    now '--constants')."""
     own = {opt for p in main.commands[command].params for opt in getattr(p, "opts", [])}
     for name in normstats.list_layers():
         shadowed = {p.option for p in normstats.get_layer(name).params} & own

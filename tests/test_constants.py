@@ -38,8 +38,8 @@ def test_constants_table_columns_follow_the_convention() -> None:
         return next(line for line in out.splitlines() if "params" in line)
 
     assert all(k in header() for k in ("fp shift", "fp scale", "bp scale", "NFNet γ", "gain"))
-    assert "NFNet γ" not in header("--convention", "gain") and "gain" in header("--convention", "gain")
-    assert "'bogus' is not one of" in run_bad("table", "--convention", "bogus")
+    assert "NFNet γ" not in header("--constants", "gain") and "gain" in header("--constants", "gain")
+    assert "'bogus' is not one of" in run_bad("table", "--constants", "bogus")
 
 
 def test_audit_lists_every_nfnet_gamma_and_pytorch_gain() -> None:

@@ -1,4 +1,4 @@
-"""Dropout under both scale conventions (``--scaling sqrt|inverted``): closed forms against the mask enumerated
+"""Dropout under both scale conventions (``--convention sqrt|inverted``): closed forms against the mask enumerated
 exactly, and the estimates against the closed forms, through the API and the command line."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def test_closed_forms_equal_the_enumerated_mask(convention: str, p: str) -> None
     keep = Fraction(p)
     c2 = 1 / keep if convention == "sqrt" else 1 / keep**2
     second = (1 - keep) * 0 + keep * c2
-    refs = normstats.make_layer("dropout", p=float(keep), scaling=convention).formula()
+    refs = normstats.make_layer("dropout", p=float(keep), convention=convention).formula()
     assert refs["fp_mean"] == refs["bp_mean"] == 0.0
     assert refs["fp_std"] == pytest.approx(math.sqrt(second), rel=1e-15)
     assert refs["bp_std"] == refs["fp_std"]
@@ -32,16 +32,16 @@ def test_closed_forms_equal_the_enumerated_mask(convention: str, p: str) -> None
 @pytest.mark.parametrize("convention", ["sqrt", "inverted"])
 @pytest.mark.parametrize("p", [0.5, 0.9])
 def test_estimates_match_the_closed_forms(convention: str, p: float) -> None:
-    row = normstats.simulate("dropout", samples=100_000, seed=17, p=p, scaling=convention)
+    row = normstats.simulate("dropout", samples=100_000, seed=17, p=p, convention=convention)
     for stat in row.stats().values():
         assert stat.reference is not None and abs(stat.z) < Z_MAX, stat
 
 
-@pytest.mark.parametrize(("scaling", "std"), [("sqrt", 1.0), ("inverted", math.sqrt(2))])
-def test_both_conventions_from_the_command_line(scaling: str, std: float) -> None:
-    out = run("simulate", "--layer", "dropout", "--p", "0.5", "--scaling", scaling, "-n", "1e5", "--format", "json")
+@pytest.mark.parametrize(("convention", "std"), [("sqrt", 1.0), ("inverted", math.sqrt(2))])
+def test_both_conventions_from_the_command_line(convention: str, std: float) -> None:
+    out = run("simulate", "--layer", "dropout", "--p", "0.5", "--convention", convention, "-n", "1e5", "--format", "json")
     (row,) = json.loads(out.stdout)["rows"]
-    assert row["params"] == {"p": 0.5, "scaling": scaling}
+    assert row["params"] == {"p": 0.5, "convention": convention}
     assert row["fp_std"]["reference"] == pytest.approx(std, rel=1e-15)
     assert abs(row["fp_std"]["z"]) < Z_MAX and abs(row["bp_std"]["z"]) < Z_MAX
 
@@ -49,6 +49,6 @@ def test_both_conventions_from_the_command_line(scaling: str, std: float) -> Non
 def test_the_default_table_shows_both_conventions() -> None:
     from normstats.catalog import DEFAULT_ROWS
 
-    conventions = {params.get("scaling", "sqrt") for name, params in DEFAULT_ROWS if name == "dropout"}
+    conventions = {params.get("convention", "sqrt") for name, params in DEFAULT_ROWS if name == "dropout"}
     assert conventions == {"sqrt", "inverted"}
-    assert ("dropout", {"p": 0.9, "scaling": "inverted"}) in DEFAULT_ROWS
+    assert ("dropout", {"p": 0.9, "convention": "inverted"}) in DEFAULT_ROWS

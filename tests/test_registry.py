@@ -54,7 +54,7 @@ def test_duplicate_name_is_an_error() -> None:
         ("maxpool", {"k": 2.5}, r"must be an integer"),
         ("dropout", {"p": 0}, r"--p of layer 'dropout' must be a number in \(0, 1\]; got 0"),
         ("dropout", {"p": "nan"}, r"must be a number in \(0, 1\]; got 'nan'"),
-        ("dropout", {"scaling": "half"}, r"must be one of: sqrt, inverted; got 'half'"),
+        ("dropout", {"convention": "half"}, r"must be one of: sqrt, inverted; got 'half'"),
         ("relu", {"k": 3}, r"layer 'relu' has no parameter --k; its parameters: none"),
         ("maxpool", {"p": 0.5}, r"has no parameter --p; its parameters: --k, --stride"),
     ],

@@ -18,6 +18,6 @@ DEFAULT_ROWS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("dropout", {"p": 0.5}),
     ("maxpool", {"k": 3, "stride": 2}),
     ("avgpool", {"k": 3, "stride": 2}),
-    ("dropout", {"p": 0.5, "scaling": "inverted"}),
-    ("dropout", {"p": 0.9, "scaling": "inverted"}),
+    ("dropout", {"p": 0.5, "convention": "inverted"}),
+    ("dropout", {"p": 0.9, "convention": "inverted"}),
 )

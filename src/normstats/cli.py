@@ -88,7 +88,7 @@ output_option = click.option(
 
 
 convention_option = click.option(
-    "--convention", type=click.Choice(CONVENTION_CHOICES), default="all", show_default=True,
+    "--constants", "convention", type=click.Choice(CONVENTION_CHOICES), default="all", show_default=True,
     help="Normalizing constants to show: NormProp (shift, fp/bp scale), NFNet gamma, He gain, or all.",
 )
 

@@ -76,7 +76,7 @@ def published_figures(layer: Layer) -> dict[str, Figure]:
             "fp_std": _exact(1 / k, f"1/k = 1/{k}"),
             "bp_std": _exact(1 / k**2, f"1/k^2 = 1/{k * k}"),
         }
-    if name == "dropout" and v.get("scaling") == "sqrt":
+    if name == "dropout" and v.get("convention") == "sqrt":
         return {"fp_mean": _exact(0.0, "0"), "fp_std": _exact(1.0, "1"), "bp_std": _exact(1.0, "1")}
     if name == "linear" and v.get("normalize") == "fan-in":
         return {"fp_mean": _exact(0.0, "0"), "fp_std": _exact(1.0, "1 (l2 over fan-in)")}

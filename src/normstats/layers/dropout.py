@@ -1,5 +1,6 @@
-"""Dropout with keep probability p: one mask for the forward and the backward pass; ``--scaling`` picks the
-scale of kept values (``--convention`` names the normalizing-constant conventions of `simulate` and `table`)."""
+"""Dropout with keep probability p: one mask for the forward and the backward pass; ``--convention`` picks the
+scale of kept values (``--constants`` is the option of `simulate` and `table` that picks which normalizing
+constants to show)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ class Dropout(Layer):
     summary = "keep with probability p, scale kept values"
     params = (
         Param("p", float, 0.5, "keep probability", low=0.0, high=1.0, low_open=True),
-        Param("scaling", str, "sqrt", "scale of kept values: 1/sqrt(p) or 1/p", choices=("sqrt", "inverted")),
+        Param("convention", str, "sqrt", "scale of kept values: 1/sqrt(p) or 1/p", choices=("sqrt", "inverted")),
     )
     in_dim = 1  # type: ignore[assignment]
     out_dim = 1  # type: ignore[assignment]
@@ -29,7 +30,7 @@ class Dropout(Layer):
     @property
     def scale(self) -> float:
         p = self.values["p"]
-        return 1.0 / math.sqrt(p) if self.values["scaling"] == "sqrt" else 1.0 / p
+        return 1.0 / math.sqrt(p) if self.values["convention"] == "sqrt" else 1.0 / p
 
     def forward_backward(self, x, dy, u):  # type: ignore[no-untyped-def]
         keep = np.where(u < self.values["p"], self.scale, 0.0)
