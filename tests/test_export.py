@@ -62,7 +62,7 @@ def test_json_has_metadata_and_is_byte_stable() -> None:
     b = run("table", "-n", "3000", "--seed", "4", "--format", "json").stdout
     assert a == b
     meta = json.loads(a)["metadata"]
-    assert meta["seed"] == 4 and meta["samples"] == 3000 and meta["generator"] == "PCG64"
+    assert meta["seed"] == 4 and meta["samples"] == 3000 and meta["generator"] == "SFC64"
     assert meta["method"] == "mc" and meta["normstats"] == normstats.__version__ and meta["numpy"]
 
 

@@ -9,6 +9,10 @@ from typing import Any, Callable, Iterable
 
 from normstats import engine, published_constants
 from normstats import selfnorm
+from normstats.executors import open_executor
+from normstats.progress import NULL_PROGRESS, Progress
+from normstats.sources import METHODS as SAMPLING_METHODS
+from normstats.stopping import INTERRUPTED, StopRule, check_target_se, parse_duration
 from normstats.catalog import DEFAULT_ROWS
 from normstats.errors import NormstatsError
 from normstats.layers.base import STATS, Layer
@@ -17,8 +21,8 @@ from normstats.published import published_figures
 from normstats.published_constants import AuditEntry
 from normstats.reference import reference_moments
 from normstats.registry import _ALIASES, get_layer, list_layers, make_layer
-from normstats.results import Row, Table, make_stats
-from normstats.sample_count import parse_samples
+from normstats.results import Row, Table, stats_from_estimates
+from normstats.sample_count import MAX_SAMPLES, parse_samples
 from normstats.selfnorm import Solution
 
 DEFAULT_SAMPLES = 10**6
@@ -52,29 +56,100 @@ def check_seed(seed: Any) -> int:
     return seed
 
 
+def check_method(method: Any) -> str:
+    if method not in SAMPLING_METHODS:
+        raise NormstatsError(f"--method must be one of {', '.join(SAMPLING_METHODS)}; got {method!r}")
+    return method
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run each layer: sample count (a cap when a target or time limit is set), seed, method, when to
+    stop, where blocks run and how progress is shown. Built and checked by :func:`run_options`."""
+
+    samples: int
+    seed: int
+    method: str
+    target_se: float | None
+    max_time: float | None
+    workers: int | None
+    dask: str | None
+    chunk_draws: int | None
+    progress: Progress
+
+    def stop_rule(self) -> StopRule:
+        return StopRule(self.target_se, self.max_time)
+
+
+def run_options(
+    samples: int | str | None = None,
+    seed: int = DEFAULT_SEED,
+    method: str = "mc",
+    target_se: float | str | None = None,
+    max_time: float | str | None = None,
+    workers: int | None = None,
+    dask: str | None = None,
+    chunk_draws: int | None = None,
+    progress: Progress | None = None,
+) -> RunOptions:
+    """Check every run option; ``samples`` defaults to :data:`DEFAULT_SAMPLES`, or to the cap
+    :data:`~normstats.sample_count.MAX_SAMPLES` when ``target_se`` or ``max_time`` is given."""
+    target = None if target_se is None else check_target_se(target_se)
+    limit = None if max_time is None else parse_duration(max_time)
+    if samples is None:
+        samples = MAX_SAMPLES if target is not None or limit is not None else DEFAULT_SAMPLES
+    if workers is not None:
+        from normstats.executors import check_workers
+
+        workers = check_workers(workers)
+    return RunOptions(
+        parse_samples(samples), check_seed(seed), check_method(method), target, limit, workers, dask,
+        chunk_draws, progress or NULL_PROGRESS,
+    )
+
+
 def simulate(
     layer: str | Layer | None = None,
     *,
     expr: str | None = None,
-    samples: int | str = DEFAULT_SAMPLES,
+    samples: int | str | None = None,
     seed: int = DEFAULT_SEED,
     reference: str = "auto",
+    method: str = "mc",
+    target_se: float | str | None = None,
+    max_time: float | str | None = None,
+    workers: int | None = None,
+    dask: str | None = None,
     chunk_draws: int | None = None,
+    progress: Progress | None = None,
     **params: Any,
 ) -> Row:
-    """Estimate the fp/bp mean and std of one layer from ``samples`` draws.
+    """Estimate the fp/bp mean and std of one layer.
 
     ``layer`` is a registered name (``params`` are its parameters) or a layer instance; alternatively
-    ``expr`` is a formula over ``x`` for a custom activation (:mod:`normstats.expr`). Returns a
+    ``expr`` is a formula over ``x`` for a custom activation (:mod:`normstats.expr`). ``method`` is ``mc``
+    (plain Monte Carlo) or ``qmc`` (16 randomized scrambled-Sobol replicates). The run takes ``samples``
+    draws (default :data:`DEFAULT_SAMPLES`), or stops earlier once every standard error is at or below
+    ``target_se`` or after ``max_time`` (seconds, or text such as ``"30s"``); with either of those,
+    ``samples`` is only the cap. Blocks run on ``workers`` processes (default: every core; runs under about
+    16M random numbers stay in this process) or on the Dask scheduler at ``dask``; the result for a seed is
+    the same on any of them. Ctrl-C ends the run early and returns what it has (``row.partial``). Returns a
     :class:`~normstats.results.Row` whose statistics carry estimate, se, 95% interval, reference and z.
     """
     inst = _make(layer, expr, params)
-    count = parse_samples(samples)
-    seed = check_seed(seed)
+    opts = run_options(samples, seed, method, target_se, max_time, workers, dask, chunk_draws, progress)
+    with open_executor(opts.workers, opts.dask) as executor:
+        return _simulate(inst, opts, reference, executor)
+
+
+def _simulate(inst: Layer, opts: RunOptions, reference: str, executor: Any) -> Row:
     refs = reference_moments(inst, reference)
-    acc = engine.run(inst, count, seed, chunk_draws=chunk_draws)
-    stats = make_stats(acc.fp, acc.bp, refs, published_figures(inst))
-    return Row(inst.name, dict(inst.values), count, **stats)
+    result = engine.execute(
+        inst, opts.samples, opts.seed, method=opts.method, stop=opts.stop_rule(), executor=executor,
+        progress=opts.progress, chunk_draws=opts.chunk_draws,
+    )
+    stats = stats_from_estimates(result.estimates, refs, published_figures(inst))
+    return Row(inst.name, dict(inst.values), result.draws, **stats, method=result.method, stop=result.stop)
 
 
 def _make(layer: str | Layer | None, expr: str | None, params: dict[str, Any]) -> Layer:
@@ -91,26 +166,42 @@ def _make(layer: str | Layer | None, expr: str | None, params: dict[str, Any]) -
 
 def table(
     *,
-    samples: int | str = DEFAULT_SAMPLES,
+    samples: int | str | None = None,
     seed: int = DEFAULT_SEED,
     rows: Iterable[tuple[str, dict[str, Any]]] = DEFAULT_ROWS,
     on_row: Callable[[Row], None] | None = None,
+    method: str = "mc",
+    target_se: float | str | None = None,
+    max_time: float | str | None = None,
+    workers: int | None = None,
+    dask: str | None = None,
+    progress: Progress | None = None,
 ) -> Table:
-    """Every row of the default table (or of ``rows``), each from ``samples`` draws with ``seed``."""
-    count = parse_samples(samples)
-    seed = check_seed(seed)
-    out = []
-    for name, params in rows:
-        row = simulate(name, samples=count, seed=seed, **params)
-        out.append(row)
-        if on_row is not None:
-            on_row(row)
-    return make_table(out, seed=seed, samples=count)
+    """Every row of the default table (or of ``rows``), each run as :func:`simulate` runs one layer (a time
+    limit applies to each row). One pool of workers serves every row. Ctrl-C ends the table after the
+    current row, which is marked partial."""
+    opts = run_options(samples, seed, method, target_se, max_time, workers, dask, None, progress)
+    out: list[Row] = []
+    interrupted = False
+    with open_executor(opts.workers, opts.dask) as executor:
+        try:
+            for name, params in rows:
+                row = _simulate(make_layer(name, **params), opts, "auto", executor)
+                out.append(row)
+                if on_row is not None:
+                    on_row(row)
+                if row.stop == INTERRUPTED:
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+    return make_table(out, seed=opts.seed, samples=opts.samples, method=opts.method, interrupted=interrupted)
 
 
-def make_table(rows: Iterable[Row], *, seed: int, samples: int, method: str = "mc") -> Table:
+def make_table(
+    rows: Iterable[Row], *, seed: int, samples: int, method: str = "mc", interrupted: bool = False
+) -> Table:
     """Wrap rows computed with one seed into a :class:`~normstats.results.Table` with its metadata."""
-    return Table(version(), seed, tuple(rows), run_metadata(seed, samples, method))
+    return Table(version(), seed, tuple(rows), run_metadata(seed, samples, method), interrupted)
 
 
 @dataclass(frozen=True)

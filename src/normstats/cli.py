@@ -20,7 +20,11 @@ from normstats.reference import METHODS
 from normstats.selfnorm import TARGETS
 from normstats.registry import get_layer
 from normstats.results import Table
+from normstats.executors import check_workers, default_workers
+from normstats.progress import make_progress
 from normstats.sample_count import parse_samples
+from normstats.sources import METHODS as SAMPLING_METHODS
+from normstats.stopping import check_target_se, parse_duration
 
 EXIT_HELP = """Exit codes: 0 success; 2 bad input (one line on stderr names the parameter, what is allowed and
 what was given); 130 interrupted."""
@@ -74,13 +78,38 @@ def _output_path(text: str) -> str:
 
 
 samples_option = click.option(
-    "--samples", "-n", default=f"{api.DEFAULT_SAMPLES:.0e}".replace("+0", ""), show_default=True,
-    callback=_checked(parse_samples), help="Draws per layer: 1e7, 10000000, 10_000_000 or 10M.",
+    "--samples", "-n", default=None, show_default=f"{api.DEFAULT_SAMPLES:.0e}".replace("+0", ""),
+    callback=_checked(parse_samples),
+    help="Draws per layer: 1e7, 10000000, 10_000_000 or 10M. With --target-se or --max-time: the cap "
+    "(default 1e12). qmc rounds up to a power of two per replicate.",
 )
 seed_option = click.option("--seed", default="0", show_default=True, callback=_checked(_seed), help="Random seed.")
 format_option = click.option(
     "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format."
 )
+
+
+def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that say how a run samples, stops, runs in parallel and reports progress."""
+    options = [
+        click.option("--method", type=click.Choice(SAMPLING_METHODS), default="mc", show_default=True,
+                     help="Sampling: plain Monte Carlo, or 16 randomized scrambled-Sobol replicates."),
+        click.option("--target-se", callback=_checked(check_target_se), metavar="SE",
+                     help="Stop once every standard error is at or below SE (e.g. 1e-5)."),
+        click.option("--max-time", callback=_checked(parse_duration), metavar="DURATION",
+                     help="Stop after DURATION per layer: 30s, 2m, 1h or 90 (seconds)."),
+        click.option("--workers", "-j", callback=_checked(check_workers), metavar="N",
+                     show_default=f"all cores ({default_workers()})",
+                     help="Worker processes; any count gives the same result for a seed."),
+        click.option("--dask", metavar="ADDRESS",
+                     help="Run blocks on the Dask scheduler at ADDRESS (needs normstats[dask])."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 output_option = click.option(
     "--output", "-o", callback=_checked(_output_path), metavar="FILE",
     help="Write to FILE (atomically) instead of stdout.",
@@ -138,13 +167,14 @@ def list_cmd(fmt: str) -> None:
     "--reference", type=click.Choice(METHODS), default="auto", show_default=True,
     help="Reference path: closed form, quadrature, or the first available.",
 )
+@run_options
 @format_option
 @output_option
 @convention_option
 @click.pass_context
 def simulate(
-    ctx: click.Context, layer: str | None, expr: str | None, samples: int, seed: int, reference: str, fmt: str,
-    output: str | None, convention: str,
+    ctx: click.Context, layer: str | None, expr: str | None, samples: int | None, seed: int, reference: str,
+    fmt: str, output: str | None, convention: str, quiet: bool, **run: Any,
 ) -> None:
     """Estimate one layer's fp/bp statistics, e.g. 'normstats simulate --layer maxpool --k 3' or
     'normstats simulate --expr "x * tanh(log1p(exp(x)))"'."""
@@ -154,22 +184,30 @@ def simulate(
         raise click.UsageError(f"--expr takes no layer parameters; got {' '.join(ctx.args)}")
     else:
         params = {}
-    row = api.simulate(layer, expr=expr, samples=samples, seed=seed, reference=reference, **params)
-    result = api.make_table([row], seed=seed, samples=samples)
+    row = api.simulate(
+        layer, expr=expr, samples=samples, seed=seed, reference=reference, progress=make_progress(quiet),
+        **run, **params,
+    )
+    result = api.make_table([row], seed=seed, samples=row.samples, method=row.method)
     name = row.layer if expr is None else f"expr {expr}"
-    _emit(result, fmt, output, f"{name} · {samples:,} draws · seed {seed}", convention)
+    _emit(result, fmt, output, f"{name} · {row.samples:,} draws · seed {seed} · {row.method}", convention)
+    _finish(result)
 
 
 @main.command(epilog=EXIT_HELP)
 @samples_option
 @seed_option
+@run_options
 @format_option
 @output_option
 @convention_option
-def table(samples: int, seed: int, fmt: str, output: str | None, convention: str) -> None:
+def table(
+    samples: int | None, seed: int, fmt: str, output: str | None, convention: str, quiet: bool, **run: Any
+) -> None:
     """The NormProp table: every published layer with estimates, references and published figures."""
-    result = api.table(samples=samples, seed=seed)
-    _emit(result, fmt, output, f"normstats {result.version} · {samples:,} draws per row · seed {seed}", convention)
+    result = api.table(samples=samples, seed=seed, progress=make_progress(quiet), **run)
+    _emit(result, fmt, output, f"normstats {result.version} · {run['method']} · seed {seed}", convention)
+    _finish(result)
 
 
 @main.command("export", epilog="Regenerate the repository's tables/ folder: normstats export --all --output-dir tables/\n\n"
@@ -205,6 +243,18 @@ def export_cmd(
 def schema_cmd() -> None:
     """Print the JSON Schema of the documents written with --format json."""
     click.echo(export.dumps(export.schema()), nl=False)
+
+
+def _finish(result: Table) -> None:
+    """Say on stderr how each run ended; exit 130 when Ctrl-C cut the run short (after the partial results
+    were printed or written)."""
+    for row in result.rows:
+        label = " ".join(filter(None, (row.layer, row.describe_params())))
+        click.echo(f"{label}: {row.samples:,} draws ({row.method}), stopped by {row.stop}", err=True)
+    if result.partial:
+        click.echo("normstats: interrupted: the results above are partial (their se hold for the draws taken)",
+                   err=True)
+        sys.exit(130)
 
 
 def _layer_params(layer: str, args: list[str], command: click.Command) -> dict[str, str]:
@@ -290,3 +340,7 @@ def solve(ctx: click.Context, layer: str, free: str | None, target: str, fmt: st
         click.echo(export.dumps(sol.to_dict()), nl=False)
         return
     _console().print(render.solution_table(sol))
+
+
+if __name__ == "__main__":
+    main()

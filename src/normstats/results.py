@@ -80,6 +80,13 @@ class Row:
     fp_std: Stat
     bp_mean: Stat
     bp_std: Stat
+    method: str = "mc"
+    stop: str = "samples"  # what ended the run: samples, target-se, max-time or interrupted
+
+    @property
+    def partial(self) -> bool:
+        """Whether the run was interrupted (the estimates and their se are valid for the draws taken)."""
+        return self.stop == "interrupted"
 
     def stats(self) -> dict[str, Stat]:
         return {name: getattr(self, name) for name in STATS}
@@ -99,6 +106,7 @@ class Row:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"layer": self.layer, "params": dict(self.params), "samples": self.samples}
         out.update({name: stat.to_dict() for name, stat in self.stats().items()})
+        out.update({"method": self.method, "stop": self.stop, "partial": self.partial})
         return out
 
 
@@ -115,6 +123,11 @@ class Table:
     seed: int
     rows: tuple[Row, ...]
     metadata: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False  # Ctrl-C came between rows: the rows after the last one are missing
+
+    @property
+    def partial(self) -> bool:
+        return self.interrupted or any(r.partial for r in self.rows)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -122,6 +135,7 @@ class Table:
             "seed": self.seed,
             "metadata": dict(self.metadata),
             "rows": [r.to_dict() for r in self.rows],
+            "partial": self.partial,
         }
 
 
@@ -138,6 +152,15 @@ def make_stats(
         "bp_mean": (bp.mean, bp.se_mean()),
         "bp_std": (bp.std, bp.se_std()),
     }
+    return stats_from_estimates(estimates, references, figures)
+
+
+def stats_from_estimates(
+    estimates: dict[str, tuple[float, float]],
+    references: dict[str, Reference | None],
+    figures: dict[str, Figure],
+) -> dict[str, Stat]:
+    """The four :class:`Stat` of a layer from ``{statistic: (estimate, se)}``."""
     out = {}
     for name, (estimate, se) in estimates.items():
         ref = references.get(name)

@@ -412,6 +412,29 @@ class LogSigmoid(Elementwise):
         return special.expit(-x)
 
 
+class _SigmoidSampler:
+    """Sigmoid forward and backward into buffers it keeps between calls: the engine's hot loop allocates
+    nothing. ``1 / (1 + exp(-x))`` is about three times faster than ``scipy.special.expit`` and agrees with it to
+    rounding for every x a normal draw reaches (|x| < 40). The arrays returned are valid until the next call."""
+
+    def __init__(self) -> None:
+        self._y = np.empty((0, 1))
+        self._dx = np.empty((0, 1))
+
+    def __call__(self, x: np.ndarray, dy: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(self._y) < len(x):
+            self._y, self._dx = np.empty(x.shape), np.empty(x.shape)
+        y, dx = self._y[: len(x)], self._dx[: len(x)]
+        np.negative(x, out=y)
+        np.exp(y, out=y)
+        y += 1.0
+        np.reciprocal(y, out=y)
+        np.subtract(1.0, y, out=dx)
+        dx *= y
+        dx *= dy
+        return y, dx
+
+
 @register_layer("sigmoid", aliases=("logistic",))
 class Sigmoid(Elementwise):
     """1 / (1 + exp(-x)); gradient s(x) (1 - s(x))."""
@@ -428,6 +451,9 @@ class Sigmoid(Elementwise):
     def forward_backward(self, x, dy, u):  # type: ignore[no-untyped-def]
         s = special.expit(x)
         return s, s * (1.0 - s) * dy
+
+    def streaming_sampler(self, rng: np.random.Generator) -> _SigmoidSampler:
+        return _SigmoidSampler()
 
     def formula(self) -> dict[str, float]:
         # s(x) - 1/2 is odd, so E s(X) = 1/2 exactly; fp std and bp std have no closed form (quadrature).

@@ -118,6 +118,12 @@ class Layer:
         """The forward/backward function for one run; ``rng`` draws what stays fixed for the run."""
         return self.forward_backward
 
+    def streaming_sampler(self, rng: np.random.Generator) -> Sampler:
+        """The sampler the engine runs: like :meth:`sampler`, but it may return views of buffers that it
+        overwrites on its next call (the engine tallies the outputs first), so the hot loop allocates nothing.
+        Defaults to :meth:`sampler`."""
+        return self.sampler(rng)
+
     def forward_backward(
         self, x: np.ndarray, dy: np.ndarray, u: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:

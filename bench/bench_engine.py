@@ -1,0 +1,202 @@
+"""Benchmark: normstats against a plain numpy script on the same N, and the random-number floor.
+
+Not a test; run by hand, on a quiet machine (on shared machines repeat with --repeat and read the medians):
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/bench_engine.py
+
+Every contender runs in its own subprocess; its wall time is measured from outside and its peak memory is the
+largest total proportional set size (PSS) of the process and all its children (workers included), sampled
+every 100 ms (reading /proc costs CPU too).
+The numpy script draws all N samples at once and calls mean/std, as the published figures were made: once with
+the legacy ``np.random.randn`` (MT19937, what numpy offered then) and once with today's ``default_rng``.
+Speed-ups are against the first. Prints Markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from normstats.sources import BIT_GENERATOR
+
+BASELINE = {
+    "sigmoid": """
+        import numpy as np
+        from scipy.special import expit
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal(N)
+        dy = rng.standard_normal(N)
+        y = expit(x)
+        print(y.mean(), y.std())
+        dx = y * (1 - y) * dy
+        print(dx.mean(), dx.std())
+    """,
+    "maxpool": """
+        import numpy as np
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((N, 9))
+        dy = rng.standard_normal(N)
+        arg = x.argmax(axis=1)
+        y = x[np.arange(N), arg]
+        print(y.mean(), y.std())
+        dx = np.zeros_like(x)
+        dx[np.arange(N), arg] = dy
+        print(dx.mean(), dx.std())
+    """,
+}
+NORMSTATS = {"sigmoid": ["--layer", "sigmoid"], "maxpool": ["--layer", "maxpool", "--k", "3"]}
+NORMALS_PER_DRAW = {"sigmoid": 2, "maxpool": 10}
+
+
+def tree_memory(pid: int) -> int:
+    """Proportional set size (PSS: shared pages split between the processes that share them) of ``pid`` and
+    all its descendants, in bytes (Linux /proc). Summing RSS instead would count numpy and scipy once per
+    worker."""
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    stack.extend(int(c) for c in f.read().split())
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return total
+
+
+def measure(cmd: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak tree RSS of a command."""
+    peak = 0
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_memory(proc.pid))
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, err = proc.communicate()
+    elapsed = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{err.decode()}")
+    return elapsed, peak
+
+
+def generator_floor(bit_generator: type, seconds: float = 1.0) -> float:
+    """Standard normals per second per core into a preallocated 256 kB buffer."""
+    gen = np.random.Generator(bit_generator(0))
+    buf = np.empty(1 << 15)
+    rates = []
+    for _ in range(5):
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 5:
+            for _ in range(20):
+                gen.standard_normal(out=buf)
+            n += 20 * buf.size
+        rates.append(n / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def hot_loop_rate(layer_name: str, **params: object) -> float:
+    """Normals per second through the engine's block loop (one core, in this process)."""
+    from threadpoolctl import threadpool_limits
+
+    from normstats import engine
+    from normstats.registry import make_layer
+
+    layer = make_layer(layer_name, **params)
+    job = engine.Job(layer, 0, "mc", engine.default_chunk_draws(layer))
+    draws = engine.block_draws(layer)
+    rates = []
+    with threadpool_limits(1):
+        engine.run_block(job, engine.Block(0, draws))
+        for i in range(7):
+            start = time.perf_counter()
+            engine.run_block(job, engine.Block(i, draws))
+            rates.append(draws * engine.draw_width(layer) / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def machine() -> str:
+    from threadpoolctl import threadpool_info
+
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    blas = ", ".join(f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})" for i in threadpool_info())
+    coretype = os.environ.get("OPENBLAS_CORETYPE", "unset")
+    return (
+        f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; Python "
+        f"{platform.python_version()}, numpy {np.__version__}; BLAS: {blas or 'none loaded'}; "
+        f"OPENBLAS_CORETYPE={coretype}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sigmoid-n", type=float, default=1e8)
+    ap.add_argument("--maxpool-n", type=float, default=2e7, help="3x3 max pool draws (numpy needs ~80 B x 9 each)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per contender; medians are reported")
+    ap.add_argument("--workers", type=int, default=os.cpu_count())
+    args = ap.parse_args()
+
+    floors = {name: generator_floor(bg) for name, bg in (("PCG64", np.random.PCG64), ("SFC64", np.random.SFC64))}
+    hot = hot_loop_rate("sigmoid")
+    print(f"Machine: {machine()}\n")
+    print("| generator floor (normals/s/core) | PCG64 | SFC64 |\n|---|---:|---:|")
+    print(f"| standard_normal into a 256 kB buffer | {floors['PCG64'] / 1e6:.0f} M | {floors['SFC64'] / 1e6:.0f} M |\n")
+    print(f"Hot loop, sigmoid fp+bp, one core ({BIT_GENERATOR.__name__}): {hot / 1e6:.0f} M normals/s = "
+          f"{hot / floors[BIT_GENERATOR.__name__]:.0%} of the {BIT_GENERATOR.__name__} floor.\n")
+
+    print("| layer | N | contender | wall s | peak MB | draws/s | normals/s | speed-up |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    python = sys.executable
+    for layer, n in (("sigmoid", int(args.sigmoid_n)), ("maxpool", int(args.maxpool_n))):
+        script = textwrap.dedent(BASELINE[layer])
+        legacy = script.replace("rng = np.random.default_rng(0)", "np.random.seed(0); rng = np.random")
+        legacy = legacy.replace("rng.standard_normal((N, 9))", "rng.randn(N, 9)").replace("rng.standard_normal(N)", "rng.randn(N)")
+        contenders = {
+            "numpy np.random.randn (legacy), all at once": [python, "-c", f"N = {n}\n" + legacy],
+            "numpy default_rng, all at once": [python, "-c", f"N = {n}\n" + script],
+            "normstats, 1 worker": [python, "-m", "normstats.cli", "simulate", *NORMSTATS[layer], "-n", str(n),
+                                    "-j", "1", "-q", "--format", "json"],
+            f"normstats, {args.workers} workers": [python, "-m", "normstats.cli", "simulate", *NORMSTATS[layer],
+                                                   "-n", str(n), "-j", str(args.workers), "-q", "--format", "json"],
+        }
+        base = None
+        for label, cmd in contenders.items():
+            runs = [measure(cmd) for _ in range(args.repeat)]
+            wall = statistics.median(r[0] for r in runs)
+            peak = statistics.median(r[1] for r in runs)
+            base = base or wall
+            print(f"| {layer} | {n:.0e} | {label} | {wall:.2f} | {peak / 2**20:.0f} | {n / wall / 1e6:.1f} M | "
+                  f"{n * NORMALS_PER_DRAW[layer] / wall / 1e6:.0f} M | {base / wall:.1f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Where blocks run: in this process, in a pool of worker processes, or on a Dask distributed cluster.
+
+Every executor offers ``submit(fn, *args) -> future`` (``concurrent.futures`` style) and ``depth``, the number
+of blocks the engine keeps in flight. Results never depend on the executor (see :mod:`normstats.engine`).
+
+Worker processes start through ``forkserver`` (``spawn`` where there is none), ignore SIGINT (the parent alone
+handles Ctrl-C and cancels what is queued) and limit BLAS and OpenMP pools to one thread each, so ``N``
+workers use ``N`` cores. The pool starts on the first block submitted, so short runs never pay for it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+from normstats.errors import NormstatsError
+
+MAX_WORKERS = 1024
+#: Blocks in flight per worker: enough to keep every worker busy while the parent merges.
+DEPTH_PER_WORKER = 2
+
+
+def default_workers() -> int:
+    """The cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def check_workers(value: Any, option: str = "--workers") -> int:
+    try:
+        workers = int(value) if not isinstance(value, bool) and float(value) == int(value) else None
+    except (TypeError, ValueError, OverflowError):
+        workers = None
+    if workers is None or not 1 <= workers <= MAX_WORKERS:
+        raise NormstatsError(f"{option} must be an integer in [1, {MAX_WORKERS}]; got {value!r}")
+    return workers
+
+
+_LIMITS: Any = None
+
+
+def _limit_threads() -> None:
+    global _LIMITS
+    from threadpoolctl import threadpool_limits
+
+    _LIMITS = threadpool_limits(limits=1)
+
+
+def _init_worker() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _limit_threads()
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    return multiprocessing.get_context(method)
+
+
+class ProcessExecutor:
+    """``workers`` processes at work: this one (``shares_work``: the engine runs queued blocks here while it
+    waits) and a lazily started pool of ``workers - 1``. Blocks queued beyond what the pool has taken can be
+    taken back, so the depth leaves some for this process."""
+
+    shares_work = True
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.depth = DEPTH_PER_WORKER * workers + 2
+        self._pool: ProcessPoolExecutor | None = None
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        if self._pool is None:
+            context = _context()
+            if context.get_start_method() == "forkserver":
+                context.set_forkserver_preload(["normstats.engine"])  # import numpy and scipy once
+            self._pool = ProcessPoolExecutor(self.workers - 1, mp_context=context, initializer=_init_worker)
+        return self._pool.submit(fn, *args)
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+class DaskExecutor:
+    """Blocks sent to the Dask distributed scheduler at ``address`` (``pip install normstats[dask]``)."""
+
+    def __init__(self, address: str) -> None:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise NormstatsError(
+                f"--dask needs the 'distributed' package (pip install 'normstats[dask]'); got --dask {address}"
+            ) from None
+        try:
+            self._client = Client(address, set_as_default=False, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise NormstatsError(f"--dask: cannot reach a Dask scheduler at {address!r} ({exc})") from None
+        self._client.run(_limit_threads)
+        self._executor = self._client.get_executor(pure=False)
+        threads = sum(self._client.nthreads().values()) or 1
+        self.depth = DEPTH_PER_WORKER * threads
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return self._executor.submit(fn, *args)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False)
+        self._client.close()
+
+
+@contextmanager
+def open_executor(workers: int | None = None, dask: str | None = None) -> Iterator[Any]:
+    """The executor for ``workers`` processes (default: every core) or a Dask scheduler; None means
+    in-process. Shut down on exit, cancelling whatever is still queued."""
+    if dask is not None:
+        executor: Any = DaskExecutor(dask)
+    else:
+        workers = default_workers() if workers is None else check_workers(workers)
+        executor = ProcessExecutor(workers) if workers > 1 else None
+    try:
+        yield executor
+    finally:
+        if executor is not None:
+            executor.shutdown()

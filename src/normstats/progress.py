@@ -1,0 +1,86 @@
+"""Progress on stderr: a rich bar for long runs, and a null object with the same interface for the rest.
+
+The engine calls ``start``, ``update`` and ``stop`` on whatever it was given and never asks whether a bar is
+shown. The bar shows draws done, rate, the current worst standard error against the target, and an ETA; with
+a target the expected total comes from ``se ~ 1 / sqrt(draws)``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Protocol
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+
+
+class Progress(Protocol):
+    def start(self, label: str, samples: int, target_se: float | None) -> None: ...
+
+    def update(self, draws: int, worst_se: float) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class NullProgress:
+    """Shows nothing."""
+
+    def start(self, label: str, samples: int, target_se: float | None) -> None:
+        pass
+
+    def update(self, draws: int, worst_se: float) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+NULL_PROGRESS = NullProgress()
+
+
+class BarProgress:
+    """A transient rich progress bar on stderr."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self._console = console or Console(stderr=True)
+        self._bar: RichProgress | None = None
+
+    def start(self, label: str, samples: int, target_se: float | None) -> None:
+        self._samples, self._target = samples, target_se
+        self._t0 = time.monotonic()
+        self._bar = RichProgress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,.0f} draws"),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("{task.fields[se]}"),
+            TimeRemainingColumn(),
+            console=self._console,
+            transient=True,
+        )
+        self._bar.start()
+        self._task = self._bar.add_task(label, total=samples, rate="", se="")
+
+    def update(self, draws: int, worst_se: float) -> None:
+        if self._bar is None:
+            return
+        elapsed = max(time.monotonic() - self._t0, 1e-9)
+        total = self._samples
+        se_text = f"worst se {worst_se:.2g}"
+        if self._target is not None:
+            se_text += f" / target {self._target:.2g}"
+            if math.isfinite(worst_se) and worst_se > 0:
+                total = min(total, max(draws, math.ceil(draws * (worst_se / self._target) ** 2)))
+        self._bar.update(self._task, completed=draws, total=total, rate=f"{draws / elapsed:,.0f}/s", se=se_text)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def make_progress(quiet: bool = False) -> Progress:
+    """A bar when stderr is a terminal and not ``quiet``; the null object otherwise."""
+    console = Console(stderr=True)
+    return BarProgress(console) if console.is_terminal and not quiet else NULL_PROGRESS

@@ -1,0 +1,230 @@
+"""The engine at scale: identical results for any worker count and executor, stopping rules, qmc, Ctrl-C.
+
+Blocks are made small here (``BLOCK_SCALARS``) so that short runs still have many of them and go to the
+workers (``PARALLEL_MIN_SCALARS``); both are read only by the parent process, which plans the blocks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import normstats
+from normstats import engine
+from normstats.layers.base import STATS
+from normstats.moments import Moments, PowerSums, Tally
+from normstats.registry import make_layer
+from normstats.stopping import INTERRUPTED, MAX_TIME, SAMPLES, TARGET_SE
+
+#: A few rows that cover weights drawn once per run (linear), uniforms (dropout), pooling and an activation.
+ROWS = (
+    ("sigmoid", {}),
+    ("maxpool", {"k": 2}),
+    ("dropout", {"p": 0.5}),
+    ("linear", {"fan_in": 16, "fan_out": 8, "normalize": "fan-in"}),
+)
+
+
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "BLOCK_SCALARS", 1 << 13)
+    monkeypatch.setattr(engine, "SEGMENT_SCALARS", 1 << 10)
+    monkeypatch.setattr(engine, "PARALLEL_MIN_SCALARS", 0)
+
+
+def _table(**kw: object) -> dict:
+    return normstats.table(rows=ROWS, seed=7, **kw).to_dict()  # type: ignore[arg-type]
+
+
+# -- the fused accumulator -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("width", [1, 3])
+def test_power_sums_match_the_two_pass_moments(width: int) -> None:
+    rng = np.random.default_rng(0)
+    data = 1e3 + rng.standard_normal((5000, width)) ** 3  # a large offset and heavy tails
+    exact = Tally.of(data)
+    for chunk in (1, 7, 5000):
+        sums = PowerSums(width, chunk)
+        for start in range(0, len(data), chunk):
+            sums.add(data[start : start + chunk])
+        got = sums.tally()
+        for a, b in ((got.values, exact.values), (got.units, exact.units)):
+            if a is None:
+                continue
+            for name in a.__dataclass_fields__:
+                assert getattr(a, name) == pytest.approx(getattr(b, name), rel=1e-9, abs=1e-9), name
+
+
+def test_power_sums_of_nothing_is_empty() -> None:
+    assert PowerSums(1, 4).tally().values == Moments()
+
+
+def test_sigmoid_fast_sampler_agrees_with_its_formula() -> None:
+    layer = make_layer("sigmoid")
+    x, dy = np.random.default_rng(1).standard_normal((2, 1000, 1)) * 8
+    u = np.empty((1000, 0))
+    fast = [a.copy() for a in layer.streaming_sampler(engine.setup_rng(0))(x, dy, u)]
+    plain = layer.forward_backward(x, dy, u)
+    for a, b in zip(fast, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-300)
+
+
+# -- reproducibility -------------------------------------------------------------------------------------------
+@pytest.mark.usefixtures("small_blocks")
+@pytest.mark.parametrize("method", ["mc", "qmc"])
+def test_any_worker_count_gives_identical_json(method: str) -> None:
+    results = [_table(samples=20_000, workers=w, method=method) for w in (1, 2, 3)]
+    assert results[0] == results[1] == results[2]
+    assert all(row["samples"] >= 20_000 for row in results[0]["rows"])
+
+
+@pytest.mark.usefixtures("small_blocks")
+def test_a_target_stops_at_the_same_block_for_any_worker_count() -> None:
+    a, b = (_table(target_se=2e-3, workers=w) for w in (1, 2))
+    assert a == b
+    for row in a["rows"]:
+        assert row["stop"] == TARGET_SE
+        assert all(row[s]["se"] <= 2e-3 for s in STATS)
+
+
+@pytest.mark.usefixtures("small_blocks")
+def test_dask_gives_the_local_result() -> None:
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
+    ) as cluster:
+        remote = _table(samples=20_000, dask=cluster.scheduler_address)
+    assert remote == _table(samples=20_000, workers=1)
+
+
+@pytest.mark.parametrize("name, params", ROWS)
+def test_chunk_size_changes_only_rounding(name: str, params: dict) -> None:
+    rows = [normstats.simulate(name, samples=30_000, seed=3, chunk_draws=c, **params) for c in (97, None)]
+    for s in STATS:
+        a, b = (getattr(r, s) for r in rows)
+        assert a.estimate == pytest.approx(b.estimate, rel=1e-10, abs=1e-13)
+        assert a.se == pytest.approx(b.se, rel=1e-8, abs=1e-13)
+
+
+# -- stopping ----------------------------------------------------------------------------------------------------
+def test_target_se_is_met_for_every_statistic() -> None:
+    row = normstats.simulate("sigmoid", target_se=1e-4, workers=1)
+    assert row.stop == TARGET_SE
+    assert all(stat.se <= 1e-4 for stat in row.stats().values())
+
+
+def test_samples_cap_a_run_with_an_unreachable_target() -> None:
+    row = normstats.simulate("relu", target_se=1e-9, samples=10_000, workers=1)
+    assert (row.stop, row.samples) == (SAMPLES, 10_000)
+
+
+def test_max_time_stops_a_long_run() -> None:
+    started = time.monotonic()
+    row = normstats.simulate("maxpool", k=3, max_time=0.3, workers=1)
+    assert row.stop == MAX_TIME
+    assert 0 < row.samples < 10**12
+    assert time.monotonic() - started < 30
+
+
+# -- quasi-Monte Carlo ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, params", [("maxpool", {"k": 3}), ("sigmoid", {}), ("avgpool", {"k": 2})])
+def test_qmc_reaches_a_target_near_the_reference(name: str, params: dict) -> None:
+    row = normstats.simulate(name, method="qmc", target_se=2e-5, workers=1, **params)
+    assert (row.method, row.stop) == ("qmc", TARGET_SE)
+    for s, stat in row.stats().items():
+        assert stat.se <= 2e-5
+        if stat.reference is not None:
+            # 16 replicates: the se has 15 degrees of freedom; |t| > 6 has probability below 1e-4.
+            assert abs(stat.estimate - stat.reference) <= 6 * stat.se + 1e-12, s
+
+
+def test_qmc_rounds_each_replicate_up_to_a_power_of_two() -> None:
+    row = normstats.simulate("relu", method="qmc", samples=1000, workers=1)
+    assert row.samples == engine.REPLICATES * 64
+
+
+def test_qmc_standard_error_is_the_spread_of_the_replicates() -> None:
+    layer = make_layer("relu")
+    plan = engine.SobolPlan(layer, 16 * 256)
+    job = engine.Job(layer, 0, "qmc", 100)
+    for block in plan.blocks():
+        plan.add(block, engine.run_block(job, block))
+    estimates, draws = plan.snapshot()
+    means = [acc.fp.mean for acc in plan._accs]
+    assert draws == 16 * 256
+    assert estimates["fp_mean"] == pytest.approx((np.mean(means), np.std(means, ddof=1) / 4), rel=1e-12)
+
+
+# -- the command line ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--workers", "0"], "--workers must be an integer in [1, 1024]; got '0'"),
+        (["--target-se", "-1"], "--target-se must be a positive number"),
+        (["--max-time", "abc"], "--max-time must be a positive duration"),
+        (["--method", "sobol"], "--method"),
+    ],
+)
+def test_bad_run_options_exit_2_with_one_line(args: list[str], needle: str) -> None:
+    proc = _cli("simulate", "--layer", "relu", *args)
+    assert proc.returncode == 2
+    assert needle in proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+def test_stop_reason_and_draws_are_reported() -> None:
+    proc = _cli("simulate", "--layer", "relu", "--target-se", "1e-3", "-j", "1", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(proc.stdout)["rows"][0]
+    assert (row["stop"], row["partial"], row["method"]) == (TARGET_SE, False, "mc")
+    assert f"{row['samples']:,} draws (mc), stopped by target-se" in proc.stderr
+
+
+def test_ctrl_c_prints_partial_results_and_exits_130(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "normstats.cli", "simulate", "--layer", "maxpool", "--k", "3", "-n", "1e11",
+         "-j", "2", "--format", "json", "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    time.sleep(6)  # time to import, start the workers and merge some blocks
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "partial" in err
+    doc = json.loads(out.read_text())
+    row = doc["rows"][0]
+    assert doc["partial"] and row["partial"] and row["stop"] == INTERRUPTED
+    assert 0 < row["samples"] < 10**11
+    assert all(math.isfinite(row[s]["se"]) for s in STATS)
+    assert not list(tmp_path.glob(".*")), "a temporary file was left behind"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "normstats.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+# -- progress --------------------------------------------------------------------------------------------------
+def test_progress_is_silent_off_a_terminal_and_a_bar_on_one() -> None:
+    import io
+
+    from rich.console import Console
+
+    from normstats.progress import NULL_PROGRESS, BarProgress, make_progress
+
+    assert make_progress(quiet=False) is NULL_PROGRESS  # pytest's stderr is no terminal
+    assert make_progress(quiet=True) is NULL_PROGRESS
+    buf = io.StringIO()
+    bar = BarProgress(Console(file=buf, force_terminal=True, width=120))
+    row = normstats.simulate("relu", samples=10**6, workers=1, target_se=1e-3, progress=bar)
+    assert row.stop == TARGET_SE
+    assert "relu" in buf.getvalue() and "target" in buf.getvalue()
