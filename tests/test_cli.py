@@ -88,7 +88,9 @@ def test_simulate_table_output_names_the_run() -> None:
 
 
 def test_table_has_every_published_row_in_each_format() -> None:
-    doc = json.loads(run("table", "-n", "5000", "--format", "json").stdout)
+    result = run("table", "-n", "5000", "--format", "json")
+    assert result.stderr.strip() == "every row: 5,000 draws (mc), stopped by samples"
+    doc = json.loads(result.stdout)
     rows = [(r["layer"], r["params"]) for r in doc["rows"]]
     for pool in ("maxpool", "avgpool"):
         for k, stride in ((3, 3), (2, 2), (3, 2)):

@@ -248,9 +248,14 @@ def schema_cmd() -> None:
 def _finish(result: Table) -> None:
     """Say on stderr how each run ended; exit 130 when Ctrl-C cut the run short (after the partial results
     were printed or written)."""
-    for row in result.rows:
-        label = " ".join(filter(None, (row.layer, row.describe_params())))
-        click.echo(f"{label}: {row.samples:,} draws ({row.method}), stopped by {row.stop}", err=True)
+    endings = {(row.samples, row.method, row.stop) for row in result.rows}
+    if len(result.rows) > 1 and len(endings) == 1:
+        ((samples, method, stop),) = endings
+        click.echo(f"every row: {samples:,} draws ({method}), stopped by {stop}", err=True)
+    else:
+        for row in result.rows:
+            label = " ".join(filter(None, (row.layer, row.describe_params())))
+            click.echo(f"{label}: {row.samples:,} draws ({row.method}), stopped by {row.stop}", err=True)
     if result.partial:
         click.echo("normstats: interrupted: the results above are partial (their se hold for the draws taken)",
                    err=True)
