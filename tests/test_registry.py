@@ -56,6 +56,7 @@ def test_duplicate_name_is_an_error() -> None:
         ("dropout", {"p": "nan"}, r"must be a number in \(0, 1\]; got 'nan'"),
         ("dropout", {"convention": "half"}, r"must be one of: sqrt, inverted; got 'half'"),
         ("relu", {"k": 3}, r"layer 'relu' has no parameter --k; its parameters: none"),
+        ("linear", {"fan_in": 16384, "fan_out": 2048}, r"within 16,777,216 weights .*; got 16384 \* 2048"),
         ("maxpool", {"p": 0.5}, r"has no parameter --p; its parameters: --k, --stride"),
     ],
 )

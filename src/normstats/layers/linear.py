@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
 from normstats.layers.base import Layer, Sampler
 from normstats.layers.weights import draw_weight, squared_norm, weight_params
+from normstats.errors import ParameterError
 from normstats.params import Param
 from normstats.registry import register_layer
+
+#: Largest weight matrix (entries) a run may hold: 2^24 float64 values are 128 MiB, copied into every worker.
+MAX_WEIGHTS = 1 << 24
 
 
 class _LinearSampler:
@@ -42,6 +47,15 @@ class Linear(Layer):
         Param("fan_out", int, 64, "outputs", low=1, high=16384),
         *weight_params("fan-in"),
     )
+
+    def resolve(self, values: dict[str, Any]) -> dict[str, Any]:
+        if values["fan_in"] * values["fan_out"] > MAX_WEIGHTS:
+            raise ParameterError(
+                f"parameters --fan-in and --fan-out of layer 'linear' must keep W within {MAX_WEIGHTS:,} weights "
+                f"(fan_in * fan_out); got {values['fan_in']} * {values['fan_out']} = "
+                f"{values['fan_in'] * values['fan_out']:,}"
+            )
+        return values
 
     @property
     def in_dim(self) -> int:
