@@ -214,6 +214,20 @@ class LayerInfo:
     params: tuple[Param, ...]
     reference_kinds: dict[str, str | None]  # per statistic, at the default parameters
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form printed by ``normstats list --format json``."""
+        return {
+            "layer": self.name,
+            "aliases": list(self.aliases),
+            "summary": self.summary,
+            "params": [
+                {"name": p.name, "option": p.option, "type": p.type.__name__, "default": p.default,
+                 "allowed": p.allowed(), "help": p.help}
+                for p in self.params
+            ],
+            "reference_kind": dict(self.reference_kinds),
+        }
+
     @property
     def reference_summary(self) -> str:
         kinds = [k for k in dict.fromkeys(self.reference_kinds.values()) if k]

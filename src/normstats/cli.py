@@ -135,20 +135,7 @@ def list_cmd(fmt: str) -> None:
     """List every layer with its parameters, defaults and reference kind."""
     infos = api.layers()
     if fmt == "json":
-        data = [
-            {
-                "layer": i.name,
-                "aliases": list(i.aliases),
-                "summary": i.summary,
-                "params": [
-                    {"name": p.name, "option": p.option, "type": p.type.__name__, "default": p.default,
-                     "allowed": p.allowed(), "help": p.help}
-                    for p in i.params
-                ],
-                "reference_kind": i.reference_kinds,
-            }
-            for i in infos
-        ]
+        data = [info.to_dict() for info in infos]
         click.echo(export.dumps(data), nl=False)
         return
     _console().print(render.layer_list(infos))
