@@ -375,17 +375,10 @@ def iter_blocks(
         yield run_block(job, block)
 
 
-def run(
-    layer: Layer,
-    samples: int,
-    seed: int,
-    chunk_draws: int | None = None,
-    on_block: Callable[[Accumulator], None] | None = None,
-) -> Accumulator:
-    """Run ``samples`` Monte Carlo draws of ``layer`` here and return the merged tallies."""
+def run(layer: Layer, samples: int, seed: int, chunk_draws: int | None = None) -> Accumulator:
+    """Run ``samples`` Monte Carlo draws of ``layer`` here and return the merged tallies (the blocks and
+    ``run_block`` of :func:`execute`, serially, without a stopping rule)."""
     total = Accumulator.empty(layer)
     for acc in iter_blocks(layer, samples, seed, chunk_draws):
         total = total.merge(acc)
-        if on_block is not None:
-            on_block(total)
     return total
