@@ -36,8 +36,10 @@ def version() -> str:
         return "0+unknown"
 
 
-def run_metadata(seed: int, samples: int, method: str = "mc") -> dict[str, Any]:
-    """What a result needs to be reproduced: versions, generator, method, seed and samples."""
+def run_metadata(
+    seed: int, samples: int, method: str = "mc", estimator: str = engine.DEFAULT_ESTIMATOR
+) -> dict[str, Any]:
+    """What a result needs to be reproduced: versions, generator, method, estimator, seed and samples."""
     import numpy
 
     return {
@@ -45,6 +47,7 @@ def run_metadata(seed: int, samples: int, method: str = "mc") -> dict[str, Any]:
         "numpy": numpy.__version__,
         "generator": engine.BIT_GENERATOR,
         "method": method,
+        "estimator": estimator,
         "seed": seed,
         "samples": samples,
     }
@@ -62,14 +65,22 @@ def check_method(method: Any) -> str:
     return method
 
 
+def check_estimator(estimator: Any) -> str:
+    if estimator not in engine.ESTIMATORS:
+        raise NormstatsError(f"--estimator must be one of {', '.join(engine.ESTIMATORS)}; got {estimator!r}")
+    return estimator
+
+
 @dataclass(frozen=True)
 class RunOptions:
-    """How to run each layer: sample count (a cap when a target or time limit is set), seed, method, when to
-    stop, where blocks run and how progress is shown. Built and checked by :func:`run_options`."""
+    """How to run each layer: sample count (a cap when a target or time limit is set), seed, method,
+    estimator, when to stop, where blocks run and how progress is shown. Built and checked by
+    :func:`run_options`."""
 
     samples: int
     seed: int
     method: str
+    estimator: str
     target_se: float | None
     max_time: float | None
     workers: int | None
@@ -91,6 +102,7 @@ def run_options(
     dask: str | None = None,
     chunk_draws: int | None = None,
     progress: Progress | None = None,
+    estimator: str = engine.DEFAULT_ESTIMATOR,
 ) -> RunOptions:
     """Check every run option; ``samples`` defaults to :data:`DEFAULT_SAMPLES`, or to the cap
     :data:`~normstats.sample_count.MAX_SAMPLES` when ``target_se`` or ``max_time`` is given."""
@@ -103,7 +115,8 @@ def run_options(
 
         workers = check_workers(workers)
     return RunOptions(
-        parse_samples(samples), check_seed(seed), check_method(method), target, limit, workers, dask,
+        parse_samples(samples), check_seed(seed), check_method(method), check_estimator(estimator), target,
+        limit, workers, dask,
         chunk_draws, progress or NULL_PROGRESS,
     )
 
@@ -116,6 +129,7 @@ def simulate(
     seed: int = DEFAULT_SEED,
     reference: str = "auto",
     method: str = "mc",
+    estimator: str = engine.DEFAULT_ESTIMATOR,
     target_se: float | str | None = None,
     max_time: float | str | None = None,
     workers: int | None = None,
@@ -128,7 +142,10 @@ def simulate(
 
     ``layer`` is a registered name (``params`` are its parameters) or a layer instance; alternatively
     ``expr`` is a formula over ``x`` for a custom activation (:mod:`normstats.expr`). ``method`` is ``mc``
-    (plain Monte Carlo) or ``qmc`` (16 randomized scrambled-Sobol replicates). The run takes ``samples``
+    (plain Monte Carlo) or ``qmc`` (16 randomized scrambled-Sobol replicates). ``estimator`` says how the
+    backward statistics are estimated: ``conditional`` integrates the upstream gradient dy out exactly
+    (``E[dx^2 | x]`` per draw: fewer random numbers, smaller se; bp mean is then exactly 0), ``sampled``
+    draws dy and runs the layer's backward pass on it. The run takes ``samples``
     draws (default :data:`DEFAULT_SAMPLES`), or stops earlier once every standard error is at or below
     ``target_se`` or after ``max_time`` (seconds, or text such as ``"30s"``); with either of those,
     ``samples`` is only the cap. Blocks run on ``workers`` processes (default: every core; runs under about
@@ -137,7 +154,9 @@ def simulate(
     :class:`~normstats.results.Row` whose statistics carry estimate, se, 95% interval, reference and z.
     """
     inst = _make(layer, expr, params)
-    opts = run_options(samples, seed, method, target_se, max_time, workers, dask, chunk_draws, progress)
+    opts = run_options(
+        samples, seed, method, target_se, max_time, workers, dask, chunk_draws, progress, estimator
+    )
     with open_executor(opts.workers, opts.dask) as executor:
         return _simulate(inst, opts, reference, executor)
 
@@ -145,11 +164,14 @@ def simulate(
 def _simulate(inst: Layer, opts: RunOptions, reference: str, executor: Any) -> Row:
     refs = reference_moments(inst, reference)
     result = engine.execute(
-        inst, opts.samples, opts.seed, method=opts.method, stop=opts.stop_rule(), executor=executor,
-        progress=opts.progress, chunk_draws=opts.chunk_draws,
+        inst, opts.samples, opts.seed, method=opts.method, estimator=opts.estimator, stop=opts.stop_rule(),
+        executor=executor, progress=opts.progress, chunk_draws=opts.chunk_draws,
     )
     stats = stats_from_estimates(result.estimates, refs, published_figures(inst))
-    return Row(inst.name, dict(inst.values), result.draws, **stats, method=result.method, stop=result.stop)
+    return Row(
+        inst.name, dict(inst.values), result.draws, **stats, method=result.method, estimator=result.estimator,
+        stop=result.stop,
+    )
 
 
 def _make(layer: str | Layer | None, expr: str | None, params: dict[str, Any]) -> Layer:
@@ -171,6 +193,7 @@ def table(
     rows: Iterable[tuple[str, dict[str, Any]]] = DEFAULT_ROWS,
     on_row: Callable[[Row], None] | None = None,
     method: str = "mc",
+    estimator: str = engine.DEFAULT_ESTIMATOR,
     target_se: float | str | None = None,
     max_time: float | str | None = None,
     workers: int | None = None,
@@ -180,7 +203,7 @@ def table(
     """Every row of the default table (or of ``rows``), each run as :func:`simulate` runs one layer (a time
     limit applies to each row). One pool of workers serves every row. Ctrl-C ends the table after the
     current row, which is marked partial."""
-    opts = run_options(samples, seed, method, target_se, max_time, workers, dask, None, progress)
+    opts = run_options(samples, seed, method, target_se, max_time, workers, dask, None, progress, estimator)
     out: list[Row] = []
     interrupted = False
     with open_executor(opts.workers, opts.dask) as executor:
@@ -194,14 +217,23 @@ def table(
                     break
         except KeyboardInterrupt:
             interrupted = True
-    return make_table(out, seed=opts.seed, samples=opts.samples, method=opts.method, interrupted=interrupted)
+    return make_table(
+        out, seed=opts.seed, samples=opts.samples, method=opts.method, estimator=opts.estimator,
+        interrupted=interrupted,
+    )
 
 
 def make_table(
-    rows: Iterable[Row], *, seed: int, samples: int, method: str = "mc", interrupted: bool = False
+    rows: Iterable[Row],
+    *,
+    seed: int,
+    samples: int,
+    method: str = "mc",
+    estimator: str = engine.DEFAULT_ESTIMATOR,
+    interrupted: bool = False,
 ) -> Table:
     """Wrap rows computed with one seed into a :class:`~normstats.results.Table` with its metadata."""
-    return Table(version(), seed, tuple(rows), run_metadata(seed, samples, method), interrupted)
+    return Table(version(), seed, tuple(rows), run_metadata(seed, samples, method, estimator), interrupted)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from normstats.reference import METHODS
 from normstats.selfnorm import TARGETS
 from normstats.registry import get_layer
 from normstats.results import Table
+from normstats.engine import DEFAULT_ESTIMATOR, ESTIMATORS
 from normstats.executors import check_workers, default_workers
 from normstats.progress import make_progress
 from normstats.sample_count import parse_samples
@@ -94,6 +95,9 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--method", type=click.Choice(SAMPLING_METHODS), default="mc", show_default=True,
                      help="Sampling: plain Monte Carlo, or 16 randomized scrambled-Sobol replicates."),
+        click.option("--estimator", type=click.Choice(ESTIMATORS), default=DEFAULT_ESTIMATOR, show_default=True,
+                     help="bp statistics: integrate dy out exactly (E[dx^2|x] per draw; bp mean is then exactly "
+                     "0), or draw dy and run the backward pass on it."),
         click.option("--target-se", callback=_checked(check_target_se), metavar="SE",
                      help="Stop once every standard error is at or below SE (e.g. 1e-5)."),
         click.option("--max-time", callback=_checked(parse_duration), metavar="DURATION",
@@ -175,9 +179,9 @@ def simulate(
         layer, expr=expr, samples=samples, seed=seed, reference=reference, progress=make_progress(quiet),
         **run, **params,
     )
-    result = api.make_table([row], seed=seed, samples=row.samples, method=row.method)
+    result = api.make_table([row], seed=seed, samples=row.samples, method=row.method, estimator=row.estimator)
     name = row.layer if expr is None else f"expr {expr}"
-    _emit(result, fmt, output, f"{name} · {row.samples:,} draws · seed {seed} · {row.method}", convention)
+    _emit(result, fmt, output, f"{name} · {row.samples:,} draws · seed {seed} · {row.method} · bp {row.estimator}", convention)
     _finish(result)
 
 
@@ -193,7 +197,7 @@ def table(
 ) -> None:
     """The NormProp table: every published layer with estimates, references and published figures."""
     result = api.table(samples=samples, seed=seed, progress=make_progress(quiet), **run)
-    _emit(result, fmt, output, f"normstats {result.version} · {run['method']} · seed {seed}", convention)
+    _emit(result, fmt, output, f"normstats {result.version} · {run['method']} · bp {run['estimator']} · seed {seed}", convention)
     _finish(result)
 
 

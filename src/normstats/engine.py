@@ -14,6 +14,12 @@ power-of-two number of points. So for a seed, the same stopping rule ends at the
 bit-identical numbers whatever the worker count, the schedule or the executor; only ``--max-time`` and
 Ctrl-C depend on the clock.
 
+The backward statistics come from one of two *estimators* (see :mod:`normstats.layers.base`):
+``conditional`` (the default) integrates ``dy`` out and tallies ``E[dx^2 | x]`` per draw
+(:class:`~normstats.moments.ConditionalTally`); ``sampled`` draws ``dy`` and tallies the backward pass's
+``dx``. Both read ``x`` from the same streams and cut blocks and chunks the same way, so for ``mc`` the
+forward statistics of a seed are bit-identical under either estimator.
+
 ``mc`` estimates and standard errors come from the pooled tallies (:class:`~normstats.moments.Tally`). ``qmc``
 runs ``REPLICATES`` independently scrambled Sobol sequences; each gives its own estimate of every statistic,
 the result is their mean and the standard error is their spread over ``sqrt(REPLICATES)``.
@@ -30,8 +36,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from normstats.layers.base import STATS, Layer, Sampler
-from normstats.moments import PowerSums, Tally
+from normstats.layers.base import STATS, Layer
+from normstats.moments import ConditionalSums, ConditionalTally, PowerSums, Tally
 from normstats.progress import NULL_PROGRESS, Progress
 from normstats.sources import BIT_GENERATOR as _BIT_GENERATOR
 from normstats.sources import MonteCarloSource, SobolSource, Source
@@ -48,6 +54,10 @@ SEGMENT_SCALARS = 1 << 18
 BIT_GENERATOR = _BIT_GENERATOR.__name__
 #: Independent scrambled Sobol sequences of a ``qmc`` run.
 REPLICATES = 16
+#: How the backward statistics are estimated: ``dy`` integrated out exactly, or drawn and run through the
+#: backward pass.
+ESTIMATORS = ("conditional", "sampled")
+DEFAULT_ESTIMATOR = "conditional"
 #: Runs with fewer random numbers than this stay in this process (starting workers would cost more).
 PARALLEL_MIN_SCALARS = 1 << 24
 
@@ -57,14 +67,15 @@ class Accumulator:
     """The tallies of a layer's outputs (``fp``) and input gradients (``bp``) over the draws seen so far."""
 
     fp: Tally
-    bp: Tally
+    bp: Tally | ConditionalTally
 
     @classmethod
-    def empty(cls, layer: Layer) -> Accumulator:
-        return cls(Tally.empty(layer.fp_width), Tally.empty(layer.bp_width))
+    def empty(cls, layer: Layer, estimator: str = DEFAULT_ESTIMATOR) -> Accumulator:
+        bp = ConditionalTally if estimator == "conditional" else Tally
+        return cls(Tally.empty(layer.fp_width), bp.empty(layer.bp_width))
 
     def merge(self, other: Accumulator) -> Accumulator:
-        return Accumulator(self.fp.merge(other.fp), self.bp.merge(other.bp))
+        return Accumulator(self.fp.merge(other.fp), self.bp.merge(other.bp))  # type: ignore[arg-type]
 
     @property
     def draws(self) -> int:
@@ -88,6 +99,7 @@ class RunResult:
     draws: int
     stop: str
     method: str = "mc"
+    estimator: str = DEFAULT_ESTIMATOR
 
     @property
     def partial(self) -> bool:
@@ -127,11 +139,19 @@ class Job:
     seed: int
     method: str
     chunk_draws: int
+    estimator: str = DEFAULT_ESTIMATOR
 
 
 def draw_width(layer: Layer) -> int:
-    """Random numbers one draw consumes: ``x``, ``dy`` and the uniforms."""
+    """Random numbers one draw of the ``sampled`` estimator consumes: ``x``, ``dy`` and the uniforms. Blocks
+    and chunks are sized by it under both estimators (``conditional`` skips ``dy``), so both see the same
+    ``x``."""
     return layer.in_dim + layer.out_dim + layer.n_uniform
+
+
+def random_width(layer: Layer, estimator: str) -> int:
+    """Random numbers one draw actually consumes under ``estimator``."""
+    return draw_width(layer) - (layer.out_dim if estimator == "conditional" else 0)
 
 
 def block_draws(layer: Layer) -> int:
@@ -151,43 +171,47 @@ def setup_rng(seed: int) -> np.random.Generator:
 _LOCAL = threading.local()
 
 
-def _sampler(layer: Layer, seed: int) -> Sampler:
-    """The run's sampler, built once per thread (a worker runs many blocks of the same run; a sampler may
-    keep buffers, so threads of one process, as in a Dask worker, do not share it)."""
-    cache: dict[tuple[Layer, int], Sampler] = _LOCAL.__dict__.setdefault("samplers", {})
-    key = (layer, seed)
+def _sampler(layer: Layer, seed: int, estimator: str) -> Any:
+    """The run's sampler (:data:`~normstats.layers.base.Sampler`, or a conditional one), built once per
+    thread (a worker runs many blocks of the same run; a sampler may keep buffers, so threads of one process,
+    as in a Dask worker, do not share it)."""
+    cache: dict[tuple[Layer, int, str], Any] = _LOCAL.__dict__.setdefault("samplers", {})
+    key = (layer, seed, estimator)
     if key not in cache:
         if len(cache) > 16:
             cache.clear()
-        cache[key] = layer.streaming_sampler(setup_rng(seed))
+        make = layer.streaming_conditional_sampler if estimator == "conditional" else layer.streaming_sampler
+        cache[key] = make(setup_rng(seed))
     return cache[key]
 
 
 def _source(job: Job, block: Block) -> Source:
     if job.method == "qmc":
         layer = job.layer
-        dims = (layer.in_dim, layer.out_dim, layer.n_uniform)
-        return SobolSource(job.seed, block.replicate, block.start, dims)
+        dy_dim = 0 if job.estimator == "conditional" else layer.out_dim
+        return SobolSource(job.seed, block.replicate, block.start, (layer.in_dim, dy_dim, layer.n_uniform))
     return MonteCarloSource(job.seed, block.index)
 
 
 def run_block(job: Job, block: Block) -> Accumulator:
     """Tally the draws of one block, ``job.chunk_draws`` at a time (runs in a worker)."""
-    layer, sampler = job.layer, _sampler(job.layer, job.seed)
+    layer, sampler = job.layer, _sampler(job.layer, job.seed, job.estimator)
+    conditional = job.estimator == "conditional"
     source = _source(job, block)
     size = max(1, min(job.chunk_draws, block.draws))
     x_buf = np.empty((size, layer.in_dim))
-    dy_buf = np.empty((size, layer.out_dim))
+    dy_buf = np.empty((size, 0 if conditional else layer.out_dim))
     u_buf = np.empty((size, layer.n_uniform))
-    fp, bp = PowerSums(layer.fp_width, size), PowerSums(layer.bp_width, size)
+    fp = PowerSums(layer.fp_width, size)
+    bp = ConditionalSums(layer.bp_width, size) if conditional else PowerSums(layer.bp_width, size)
     done = 0
     while done < block.draws:
         m = min(size, block.draws - done)
         x, dy, u = x_buf[:m], dy_buf[:m], u_buf[:m]
         source.fill(x, dy, u)
-        y, dx = sampler(x, dy, u)
+        y, dx = sampler(x, u) if conditional else sampler(x, dy, u)
         fp.add(y)
-        bp.add(dx)
+        bp.add(dx)  # for ``conditional``: E[dx^2 | x, u]
         done += m
     return Accumulator(fp.tally(), bp.tally())
 
@@ -198,12 +222,12 @@ class MonteCarloPlan:
 
     method = "mc"
 
-    def __init__(self, layer: Layer, samples: int) -> None:
+    def __init__(self, layer: Layer, samples: int, estimator: str = DEFAULT_ESTIMATOR) -> None:
         self.per_block = block_draws(layer)
         self.samples = samples
         self.count = math.ceil(samples / self.per_block)
-        self.scalars = samples * draw_width(layer)
-        self._total = Accumulator.empty(layer)
+        self.scalars = samples * random_width(layer, estimator)
+        self._total = Accumulator.empty(layer, estimator)
 
     def blocks(self) -> Iterator[Block]:
         for i in range(self.count):
@@ -228,13 +252,15 @@ class SobolPlan:
 
     method = "qmc"
 
-    def __init__(self, layer: Layer, samples: int, replicates: int = REPLICATES) -> None:
+    def __init__(
+        self, layer: Layer, samples: int, estimator: str = DEFAULT_ESTIMATOR, replicates: int = REPLICATES
+    ) -> None:
         self.replicates = replicates
         per_replicate = _next_power_of_two(math.ceil(samples / replicates))
         self.segment = min(_previous_power_of_two(max(1, SEGMENT_SCALARS // draw_width(layer))), per_replicate)
         self.segments = per_replicate // self.segment
-        self.scalars = replicates * per_replicate * draw_width(layer)
-        self._accs = [Accumulator.empty(layer) for _ in range(replicates)]
+        self.scalars = replicates * per_replicate * random_width(layer, estimator)
+        self._accs = [Accumulator.empty(layer, estimator) for _ in range(replicates)]
 
     def blocks(self) -> Iterator[Block]:
         index = 0
@@ -266,8 +292,11 @@ def _previous_power_of_two(n: int) -> int:
     return 1 << (n.bit_length() - 1)
 
 
-def make_plan(layer: Layer, samples: int, method: str) -> MonteCarloPlan | SobolPlan:
-    return SobolPlan(layer, samples) if method == "qmc" else MonteCarloPlan(layer, samples)
+def make_plan(
+    layer: Layer, samples: int, method: str, estimator: str = DEFAULT_ESTIMATOR
+) -> MonteCarloPlan | SobolPlan:
+    plan = SobolPlan if method == "qmc" else MonteCarloPlan
+    return plan(layer, samples, estimator)
 
 
 # -- running -----------------------------------------------------------------------------------------------------
@@ -309,6 +338,7 @@ def execute(
     seed: int,
     *,
     method: str = "mc",
+    estimator: str = DEFAULT_ESTIMATOR,
     stop: StopRule | None = None,
     executor: Any = None,
     progress: Progress = NULL_PROGRESS,
@@ -320,9 +350,9 @@ def execute(
     blocks run here, one after the other. Ctrl-C ends the run with the estimates of the merged prefix (at the
     last checkpoint) and ``stop == "interrupted"``.
     """
-    plan = make_plan(layer, samples, method)
+    plan = make_plan(layer, samples, method, estimator)
     stop = stop or StopRule()
-    job = Job(layer, seed, method, chunk_draws or default_chunk_draws(layer))
+    job = Job(layer, seed, method, chunk_draws or default_chunk_draws(layer), estimator)
     blocks = plan.blocks()
     if executor is None or plan.scalars < PARALLEL_MIN_SCALARS:
         executor = IN_PROCESS
@@ -358,7 +388,7 @@ def execute(
             future.cancel()
         limits.restore_original_limits()
         progress.stop()
-    return RunResult(estimates, draws, reason, method)
+    return RunResult(estimates, draws, reason, method, estimator)
 
 
 def plan_blocks(layer: Layer, samples: int) -> list[tuple[int, int]]:
@@ -367,18 +397,20 @@ def plan_blocks(layer: Layer, samples: int) -> list[tuple[int, int]]:
 
 
 def iter_blocks(
-    layer: Layer, samples: int, seed: int, chunk_draws: int | None = None
+    layer: Layer, samples: int, seed: int, chunk_draws: int | None = None, estimator: str = DEFAULT_ESTIMATOR
 ) -> Iterator[Accumulator]:
     """Yield each Monte Carlo block's tally in order (serially, in this process)."""
-    job = Job(layer, seed, "mc", chunk_draws or default_chunk_draws(layer))
-    for block in MonteCarloPlan(layer, samples).blocks():
+    job = Job(layer, seed, "mc", chunk_draws or default_chunk_draws(layer), estimator)
+    for block in MonteCarloPlan(layer, samples, estimator).blocks():
         yield run_block(job, block)
 
 
-def run(layer: Layer, samples: int, seed: int, chunk_draws: int | None = None) -> Accumulator:
+def run(
+    layer: Layer, samples: int, seed: int, chunk_draws: int | None = None, estimator: str = DEFAULT_ESTIMATOR
+) -> Accumulator:
     """Run ``samples`` Monte Carlo draws of ``layer`` here and return the merged tallies (the blocks and
     ``run_block`` of :func:`execute`, serially, without a stopping rule)."""
-    total = Accumulator.empty(layer)
-    for acc in iter_blocks(layer, samples, seed, chunk_draws):
+    total = Accumulator.empty(layer, estimator)
+    for acc in iter_blocks(layer, samples, seed, chunk_draws, estimator):
         total = total.merge(acc)
     return total

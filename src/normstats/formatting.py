@@ -8,8 +8,11 @@ from normstats.results import Stat
 
 
 def pm(estimate: float, se: float) -> str:
-    """``estimate ± se`` with the se to two significant digits and the estimate to the same place."""
-    if not math.isfinite(se) or se <= 0.0:
+    """``estimate ± se`` with the se to two significant digits and the estimate to the same place; an
+    estimate without Monte Carlo error (se 0: the conditional estimator knows it exactly) to 10 digits."""
+    if se == 0.0:
+        return f"{estimate:.10g} ± 0"
+    if not math.isfinite(se) or se < 0.0:
         return f"{estimate:.6g}"
     decimals = max(0, 1 - math.floor(math.log10(se)))
     return f"{estimate:.{decimals}f} ± {se:.{decimals}f}"

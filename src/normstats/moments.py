@@ -7,6 +7,10 @@ rounding as the difference.
 
 :class:`CoMoments` does the same for pairs ``(a, q)``; it serves the standard errors of a :class:`Tally`.
 
+:class:`ConditionalTally` is the :class:`Tally` of input gradients whose upstream gradient was integrated out
+(the conditional estimator): a draw contributes ``a = 0`` and ``q = mean_i E[dx_i^2 | x]``, the same pair with
+the same expectations, so the same delta method gives its errors.
+
 :class:`Tally` is what the engine keeps for one quantity (a layer's outputs, or its input gradients). A draw
 contributes ``width`` values that need not be independent (the gradients within one pooling window, the
 outputs of a linear layer that share one x). The estimates pool every value; the standard errors treat the
@@ -192,6 +196,43 @@ class Tally:
         return cluster_se_std(self.units)
 
 
+@dataclass(frozen=True)
+class ConditionalTally:
+    """The tally of a quantity known through its per-draw conditional moments ``a = E[mean_i v_i | x] = 0``
+    and ``q = E[mean_i v_i^2 | x]`` (input gradients with ``dy`` integrated out). The interface of
+    :class:`Tally`; the mean is exactly 0 (se 0) and the std is ``sqrt(E q)`` with the delta-method se."""
+
+    width: int
+    units: CoMoments
+
+    @classmethod
+    def empty(cls, width: int) -> ConditionalTally:
+        return cls(width, CoMoments())
+
+    def merge(self, other: ConditionalTally) -> ConditionalTally:
+        return ConditionalTally(self.width, self.units.merge(other.units))
+
+    @property
+    def draws(self) -> int:
+        return self.units.n
+
+    @property
+    def mean(self) -> float:
+        return self.units.mean_a if self.units.n else math.nan
+
+    @property
+    def std(self) -> float:
+        u = self.units
+        return math.sqrt(max(u.mean_q - u.mean_a * u.mean_a, 0.0)) if u.n else math.nan
+
+    def se_mean(self) -> float:
+        u = self.units
+        return math.sqrt(u.caa / u.n / u.n) if u.n > 1 else math.nan
+
+    def se_std(self) -> float:
+        return cluster_se_std(self.units)
+
+
 def cluster_se_std(u: CoMoments) -> float:
     """Delta-method standard error of ``sqrt(E q - (E a)^2)`` from iid draws of ``(a, q)``.
 
@@ -294,3 +335,41 @@ class PowerSums:
                 saq - draws * ma * mq,
             )
         return Tally(self.width, values, units)
+
+
+class ConditionalSums:
+    """The hot-loop accumulator of :class:`ConditionalTally`: per draw ``q = mean_i g_i`` of the conditional
+    second moments ``g`` (``draws x width``), summed with its square about a fixed shift (the first chunk's
+    mean), allocation-free like :class:`PowerSums`."""
+
+    def __init__(self, width: int, capacity: int) -> None:
+        self.width = width
+        self.draws = 0
+        self.shift: float | None = None
+        self.sums = [0.0, 0.0]  # sum dq, dq^2 with dq = q - shift
+        self._q = np.empty(capacity)
+
+    def add(self, g: np.ndarray) -> None:
+        m = g.shape[0]
+        if m == 0:
+            return
+        q = self._q[:m]
+        np.add.reduce(g, axis=1, out=q)
+        if self.width > 1:
+            q *= 1.0 / self.width
+        if self.shift is None:
+            self.shift = float(q.mean())
+        q -= self.shift
+        self.sums[0] += float(q.sum())
+        self.sums[1] += float(np.dot(q, q))
+        self.draws += m
+
+    def tally(self) -> ConditionalTally:
+        if self.draws == 0:
+            return ConditionalTally.empty(self.width)
+        n = self.draws
+        s1, s2 = self.sums
+        mq = s1 / n
+        return ConditionalTally(
+            self.width, CoMoments(n, 0.0, self.shift + mq, 0.0, max(s2 - n * mq * mq, 0.0), 0.0)  # type: ignore[operator]
+        )

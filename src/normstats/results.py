@@ -81,6 +81,7 @@ class Row:
     bp_mean: Stat
     bp_std: Stat
     method: str = "mc"
+    estimator: str = "conditional"  # how the bp statistics were estimated (see normstats.engine)
     stop: str = "samples"  # what ended the run: samples, target-se, max-time or interrupted
 
     @property
@@ -106,7 +107,9 @@ class Row:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"layer": self.layer, "params": dict(self.params), "samples": self.samples}
         out.update({name: stat.to_dict() for name, stat in self.stats().items()})
-        out.update({"method": self.method, "stop": self.stop, "partial": self.partial})
+        out.update(
+            {"method": self.method, "estimator": self.estimator, "stop": self.stop, "partial": self.partial}
+        )
         return out
 
 

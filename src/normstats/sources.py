@@ -53,7 +53,8 @@ class MonteCarloSource:
 
     def fill(self, x: np.ndarray, dy: np.ndarray, u: np.ndarray) -> None:
         self._x.standard_normal(out=x)
-        self._dy.standard_normal(out=dy)
+        if dy.shape[1]:
+            self._dy.standard_normal(out=dy)
         if u.shape[1]:
             if self._u is None:
                 self._u = _generator(self._seed, 1, self._index, 1)

@@ -10,6 +10,16 @@ The engine hands the sampler its randomness: ``x`` and ``dy`` are independent st
 own, so one sampler serves plain and quasi-Monte Carlo alike. Randomness that is fixed for a whole run (a
 weight matrix) comes from :meth:`Layer.sampler`, which receives a generator derived from the seed.
 
+The backward statistics can be estimated two ways (the engine's ``--estimator``). *sampled*: draw ``dy`` and
+run the backward pass on it, as a framework does in training. *conditional* (the default): integrate ``dy``
+out exactly. ``dx = J(x)^T dy`` is linear in ``dy`` ~ N(0, I), so given ``x`` (and ``u``) each ``dx_i`` is
+normal with mean 0 and variance ``g_i = sum_j J_ji^2``; ``E[dx_i] = E[0]`` and ``E[dx_i^2] = E[g_i]``, the
+same expectations with a smaller variance (Rao-Blackwell) and without the random numbers of ``dy``.
+:meth:`Layer.conditional_sampler` returns ``(y, g)``; its generic form (:class:`ProbeSampler`) runs the
+layer's own backward pass on every unit vector ``dy = e_j`` and sums the squares. Layers override it with an
+exact shortcut through the same backward code (a diagonal Jacobian: ``g = backward(1)^2``), and the tests
+check every override against the probes.
+
 References are supplied by two optional hooks, tried in this order by :mod:`normstats.reference`:
 :meth:`Layer.formula` (closed forms) and :meth:`Layer.quadrature` (numerical integration). Each returns the
 statistics it knows, a subset of :data:`STATS`.
@@ -29,6 +39,47 @@ from normstats.params import Param
 STATS: tuple[str, ...] = ("fp_mean", "fp_std", "bp_mean", "bp_std")
 
 Sampler = Callable[[np.ndarray, np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray]"]
+#: ``(x, u) -> (y, g)`` with ``g = E[dx^2 | x, u]`` (the conditional estimator; see the module docstring).
+ConditionalSampler = Callable[[np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray]"]
+
+#: Most scalars the probes of :class:`ProbeSampler` hold at once (32 MB of float64).
+_PROBE_SCALARS = 1 << 22
+
+
+class ProbeSampler:
+    """The generic conditional sampler: ``g_i = sum_j dx_i(e_j)^2``, the backward pass of ``sampler`` run on
+    every unit upstream gradient ``e_j`` (``dx(e_j)`` is row ``j`` of ``J``, so the sum is ``diag(J^T J)``).
+    It costs ``out_dim`` backward passes per draw: the slow, always-valid path that every layer's shortcut is
+    tested against (picklable, unlike a closure)."""
+
+    def __init__(self, sampler: Sampler, out_dim: int) -> None:
+        self.sampler = sampler
+        self.out_dim = out_dim
+
+    def __call__(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k = self.out_dim
+        step = max(1, _PROBE_SCALARS // (k * (x.shape[1] + k + u.shape[1])))
+        ys, gs = [], []
+        for start in range(0, len(x), step):
+            xs, us = x[start : start + step], u[start : start + step]
+            m = len(xs)
+            y, dx = self.sampler(np.repeat(xs, k, axis=0), np.tile(np.eye(k), (m, 1)), np.repeat(us, k, axis=0))
+            ys.append(np.array(y).reshape(m, k, -1)[:, 0])
+            dx = np.asarray(dx).reshape(m, k, -1)
+            gs.append(np.einsum("mjc,mjc->mc", dx, dx))
+        return np.concatenate(ys), np.concatenate(gs)
+
+
+class DiagonalSampler:
+    """The conditional sampler of a layer with a diagonal Jacobian (``dx_i = c_i(x, u) dy_i``: activations,
+    dropout): ``g = backward(1)^2``, the backward pass run once on ``dy = 1``."""
+
+    def __init__(self, sampler: Sampler) -> None:
+        self.sampler = sampler
+
+    def __call__(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        y, dx = self.sampler(x, np.ones((len(x), x.shape[1])), u)
+        return y, np.square(dx)
 
 
 class Layer:
@@ -124,6 +175,16 @@ class Layer:
         Defaults to :meth:`sampler`."""
         return self.sampler(rng)
 
+    def conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
+        """``(x, u) -> (y, g)``: the outputs and ``g = E[dx^2 | x, u]`` for the draws' counted input gradients
+        (``dy`` integrated out; ``rng`` as for :meth:`sampler`, so the same seed gives the same weights).
+        Defaults to :class:`ProbeSampler`; a layer overrides it with an exact shortcut."""
+        return ProbeSampler(self.sampler(rng), self.out_dim)
+
+    def streaming_conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
+        """:meth:`conditional_sampler` for the engine's hot loop (it may return views of buffers it reuses)."""
+        return self.conditional_sampler(rng)
+
     def forward_backward(
         self, x: np.ndarray, dy: np.ndarray, u: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -165,6 +226,9 @@ class Elementwise(Layer):
         self, x: np.ndarray, dy: np.ndarray, u: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         return self.f(x), self.df(x) * dy
+
+    def conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
+        return DiagonalSampler(self.sampler(rng))
 
     def formula(self) -> dict[str, float]:
         return {"bp_mean": 0.0}

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from normstats.errors import ParameterError
-from normstats.layers.base import Layer, Sampler
+from normstats.layers.base import ConditionalSampler, Layer, Sampler
 from normstats.layers.geometry import INTERIOR, Grid, make_grid, size_param
 from normstats.layers.weights import draw_weight, squared_norm, weight_params
 from normstats.params import Param
@@ -44,15 +44,38 @@ class ConvSampler:
         self.grid = grid
 
     def __call__(self, x: np.ndarray, dy: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.forward(x), self.backward(dy)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
         g = self.grid
-        out_ch, in_ch, kh, kw = self.weight.shape
+        out_ch, in_ch = self.weight.shape[:2]
         draws, oh, ow = len(x), g.h.windows, g.w.windows
         windows = g.gather(x.reshape(draws, in_ch, *g.shape), 0.0)  # (draws, C, Ho, Wo, kh, kw)
         cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(draws * oh * ow, -1)
         y = (cols @ self.matrix.T).reshape(draws, oh, ow, out_ch).transpose(0, 3, 1, 2)
+        return y.reshape(draws, -1)
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        g = self.grid
+        out_ch, in_ch, kh, kw = self.weight.shape
+        draws, oh, ow = len(dy), g.h.windows, g.w.windows
         dys = dy.reshape(draws, out_ch, oh, ow).transpose(0, 2, 3, 1).reshape(-1, out_ch)
         dcols = (dys @ self.matrix).reshape(draws, oh, ow, in_ch, kh, kw).transpose(0, 3, 1, 2, 4, 5)
-        return y.reshape(draws, -1), g.counted_values(g.scatter(dcols))
+        return g.counted_values(g.scatter(dcols))
+
+
+class ConvConditional:
+    """The forward pass, and ``g = E[dx^2 | x]``: the backward pass of the squared weights on ``dy = 1``
+    (each input gradient is a sum of ``W dy`` terms, one per window and output channel covering it, so its
+    conditional second moment is the sum of their squared weights); the same for every draw."""
+
+    def __init__(self, weight: np.ndarray, grid: Grid) -> None:
+        self.conv = ConvSampler(weight, grid)
+        out_dim = weight.shape[0] * grid.windows
+        self.g = ConvSampler(np.square(weight), grid).backward(np.ones((1, out_dim)))
+
+    def __call__(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.conv.forward(x), np.broadcast_to(self.g, (len(x), self.g.shape[1]))
 
 
 @register_layer("conv", aliases=("conv2d", "convolution"))
@@ -109,6 +132,9 @@ class Conv(Layer):
         v = self.values
         weight = draw_weight(rng, v["out_channels"], v["in_channels"], v["k"], v["init"], v["normalize"])
         return ConvSampler(weight, self.grid)
+
+    def conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
+        return ConvConditional(self.sampler(rng).weight, self.grid)  # type: ignore[attr-defined]
 
     def formula(self) -> dict[str, float]:
         v = self.values

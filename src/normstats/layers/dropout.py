@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from normstats.layers.base import Layer
+from normstats.layers.base import ConditionalSampler, DiagonalSampler, Layer
 from normstats.params import Param
 from normstats.registry import register_layer
 
@@ -35,6 +35,9 @@ class Dropout(Layer):
     def forward_backward(self, x, dy, u):  # type: ignore[no-untyped-def]
         keep = np.where(u < self.values["p"], self.scale, 0.0)
         return x * keep, dy * keep
+
+    def conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
+        return DiagonalSampler(self.forward_backward)  # dx_i = keep_i dy_i
 
     def formula(self) -> dict[str, float]:
         # y = x m c with m ~ Bernoulli(p) independent of x: mean 0, E y^2 = p c^2 (1 for c = 1/sqrt(p),

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from normstats.layers.base import Layer, Sampler
+from normstats.layers.base import ConditionalSampler, Layer, Sampler
 from normstats.layers.weights import draw_weight, squared_norm, weight_params
 from normstats.errors import ParameterError
 from normstats.params import Param
@@ -25,6 +25,18 @@ class _LinearSampler:
 
     def __call__(self, x: np.ndarray, dy: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return x @ self.weight.T, dy @ self.weight
+
+
+class _LinearConditional:
+    """``y = W x`` and ``g_i = sum_j W_ji^2``, the backward pass of the squared weights on ``dy = 1``: the
+    same for every draw, since the Jacobian is W whatever x."""
+
+    def __init__(self, weight: np.ndarray) -> None:
+        self.weight = weight
+        self.g = np.ones((1, weight.shape[0])) @ np.square(weight)
+
+    def __call__(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return x @ self.weight.T, np.broadcast_to(self.g, x.shape)
 
 
 @register_layer("linear", aliases=("fc", "dense", "inner_product"))
@@ -69,6 +81,9 @@ class Linear(Layer):
         v = self.values
         w = draw_weight(rng, v["fan_out"], v["fan_in"], 1, v["init"], v["normalize"])
         return _LinearSampler(w.reshape(v["fan_out"], v["fan_in"]))
+
+    def conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
+        return _LinearConditional(self.sampler(rng).weight)  # type: ignore[attr-defined]
 
     def formula(self) -> dict[str, float]:
         v = self.values
