@@ -77,10 +77,15 @@ def test_sigmoid_fast_sampler_agrees_with_its_formula() -> None:
 
 # -- reproducibility -------------------------------------------------------------------------------------------
 @pytest.mark.usefixtures("small_blocks")
+@pytest.mark.parametrize("estimator", engine.ESTIMATORS)
 @pytest.mark.parametrize("method", ["mc", "qmc"])
-def test_any_worker_count_gives_identical_json(method: str) -> None:
-    results = [_table(samples=20_000, workers=w, method=method) for w in (1, 2, 3)]
-    assert results[0] == results[1] == results[2]
+def test_any_worker_count_gives_identical_json(method: str, estimator: str) -> None:
+    """1, 2 and 3 worker threads, and 2 and 3 worker processes: the same bytes."""
+    results = [_table(samples=20_000, workers=w, method=method, estimator=estimator) for w in (1, 2, 3)]
+    results += [
+        _table(samples=20_000, workers=w, method=method, estimator=estimator, processes=True) for w in (2, 3)
+    ]
+    assert all(r == results[0] for r in results[1:])
     assert all(row["samples"] >= 20_000 for row in results[0]["rows"])
 
 
@@ -186,11 +191,12 @@ def test_stop_reason_and_draws_are_reported() -> None:
     assert f"{row['samples']:,} draws (mc), stopped by target-se" in proc.stderr
 
 
-def test_ctrl_c_prints_partial_results_and_exits_130(tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("pool", [[], ["--processes"]], ids=["threads", "processes"])
+def test_ctrl_c_prints_partial_results_and_exits_130(tmp_path, pool: list[str]) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "out.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "normstats.cli", "simulate", "--layer", "maxpool", "--k", "3", "-n", "1e11",
-         "-j", "2", "--format", "json", "-o", str(out)],
+         "-j", "2", *pool, "--format", "json", "-o", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )

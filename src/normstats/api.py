@@ -87,6 +87,7 @@ class RunOptions:
     dask: str | None
     chunk_draws: int | None
     progress: Progress
+    processes: bool = False
 
     def stop_rule(self) -> StopRule:
         return StopRule(self.target_se, self.max_time)
@@ -103,6 +104,7 @@ def run_options(
     chunk_draws: int | None = None,
     progress: Progress | None = None,
     estimator: str = engine.DEFAULT_ESTIMATOR,
+    processes: bool = False,
 ) -> RunOptions:
     """Check every run option; ``samples`` defaults to :data:`DEFAULT_SAMPLES`, or to the cap
     :data:`~normstats.sample_count.MAX_SAMPLES` when ``target_se`` or ``max_time`` is given."""
@@ -116,8 +118,7 @@ def run_options(
         workers = check_workers(workers)
     return RunOptions(
         parse_samples(samples), check_seed(seed), check_method(method), check_estimator(estimator), target,
-        limit, workers, dask,
-        chunk_draws, progress or NULL_PROGRESS,
+        limit, workers, dask, chunk_draws, progress or NULL_PROGRESS, bool(processes),
     )
 
 
@@ -136,6 +137,7 @@ def simulate(
     dask: str | None = None,
     chunk_draws: int | None = None,
     progress: Progress | None = None,
+    processes: bool = False,
     **params: Any,
 ) -> Row:
     """Estimate the fp/bp mean and std of one layer.
@@ -148,20 +150,22 @@ def simulate(
     draws dy and runs the layer's backward pass on it. The run takes ``samples``
     draws (default :data:`DEFAULT_SAMPLES`), or stops earlier once every standard error is at or below
     ``target_se`` or after ``max_time`` (seconds, or text such as ``"30s"``); with either of those,
-    ``samples`` is only the cap. Blocks run on ``workers`` processes (default: every core; runs under about
-    16M random numbers stay in this process) or on the Dask scheduler at ``dask``; the result for a seed is
-    the same on any of them. Ctrl-C ends the run early and returns what it has (``row.partial``). Returns a
+    ``samples`` is only the cap. Blocks run on ``workers`` threads (default: one per core; ``processes=True``
+    for worker processes; runs under about 16M random numbers stay in this thread) or on the Dask scheduler
+    at ``dask``; the result for a seed is the same on any of them. Ctrl-C ends the run early and returns what it has (``row.partial``). Returns a
     :class:`~normstats.results.Row` whose statistics carry estimate, se, 95% interval, reference and z.
     """
     inst = _make(layer, expr, params)
     opts = run_options(
-        samples, seed, method, target_se, max_time, workers, dask, chunk_draws, progress, estimator
+        samples, seed, method, target_se, max_time, workers, dask, chunk_draws, progress, estimator, processes
     )
-    with open_executor(opts.workers, opts.dask) as executor:
+    with open_executor(opts.workers, opts.dask, opts.processes) as executor:
         return _simulate(inst, opts, reference, executor)
 
 
 def _simulate(inst: Layer, opts: RunOptions, reference: str, executor: Any) -> Row:
+    # References first: a forced path may raise, and that must come before the run. (Computing them in a
+    # thread beside the run was measured slower: importing scipy holds the GIL the workers need.)
     refs = reference_moments(inst, reference)
     result = engine.execute(
         inst, opts.samples, opts.seed, method=opts.method, estimator=opts.estimator, stop=opts.stop_rule(),
@@ -199,14 +203,17 @@ def table(
     workers: int | None = None,
     dask: str | None = None,
     progress: Progress | None = None,
+    processes: bool = False,
 ) -> Table:
     """Every row of the default table (or of ``rows``), each run as :func:`simulate` runs one layer (a time
     limit applies to each row). One pool of workers serves every row. Ctrl-C ends the table after the
     current row, which is marked partial."""
-    opts = run_options(samples, seed, method, target_se, max_time, workers, dask, None, progress, estimator)
+    opts = run_options(
+        samples, seed, method, target_se, max_time, workers, dask, None, progress, estimator, processes
+    )
     out: list[Row] = []
     interrupted = False
-    with open_executor(opts.workers, opts.dask) as executor:
+    with open_executor(opts.workers, opts.dask, opts.processes) as executor:
         try:
             for name, params in rows:
                 row = _simulate(make_layer(name, **params), opts, "auto", executor)

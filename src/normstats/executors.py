@@ -1,7 +1,14 @@
-"""Where blocks run: in this process, in a pool of worker processes, or on a Dask distributed cluster.
+"""Where blocks run: in this process, in worker threads (the default), in worker processes, or on a Dask
+distributed cluster.
 
 Every executor offers ``submit(fn, *args) -> future`` (``concurrent.futures`` style) and ``depth``, the number
 of blocks the engine keeps in flight. Results never depend on the executor (see :mod:`normstats.engine`).
+
+Worker threads are the default: numpy's generators and ufuncs release the GIL while they work on arrays, so
+threads run the hot loop in parallel (the pattern numpy documents under "Multithreaded Generation"), start at
+no cost and share one copy of numpy in memory. The engine limits BLAS pools to one thread for the run. A
+sampler that holds the GIL (much Python per draw) would not scale on threads; ``processes`` is the choice
+there, and on machines with many cores.
 
 Worker processes start through ``forkserver`` (``spawn`` where there is none), ignore SIGINT (the parent alone
 handles Ctrl-C and cancels what is queued) and limit BLAS and OpenMP pools to one thread each, so ``N``
@@ -13,7 +20,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -88,6 +95,25 @@ class ProcessExecutor:
             self._pool = None
 
 
+class ThreadExecutor:
+    """``workers`` threads of this process, started on the first block submitted."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.depth = DEPTH_PER_WORKER * workers
+        self._pool: ThreadPoolExecutor | None = None
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="normstats-worker")
+        return self._pool.submit(fn, *args)
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
 class DaskExecutor:
     """Blocks sent to the Dask distributed scheduler at ``address`` (``pip install normstats[dask]``)."""
 
@@ -116,14 +142,15 @@ class DaskExecutor:
 
 
 @contextmanager
-def open_executor(workers: int | None = None, dask: str | None = None) -> Iterator[Any]:
-    """The executor for ``workers`` processes (default: every core) or a Dask scheduler; None means
-    in-process. Shut down on exit, cancelling whatever is still queued."""
+def open_executor(workers: int | None = None, dask: str | None = None, processes: bool = False) -> Iterator[Any]:
+    """The executor for ``workers`` threads (default: one per core), or processes, or a Dask scheduler; None
+    means in-process. Shut down on exit, cancelling whatever is still queued."""
     if dask is not None:
         executor: Any = DaskExecutor(dask)
     else:
         workers = default_workers() if workers is None else check_workers(workers)
-        executor = ProcessExecutor(workers) if workers > 1 else None
+        pool = ProcessExecutor if processes else ThreadExecutor
+        executor = pool(workers) if workers > 1 else None
     try:
         yield executor
     finally:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-from scipy import optimize, special
+from normstats.lazy import optimize, special
 
 from normstats.errors import NormstatsError
 from normstats.layers.base import Elementwise

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from scipy import special
+from normstats.lazy import special
 
 #: A piece of a piecewise polynomial: ``(a, b, coefficients)`` with the coefficients lowest degree first;
 #: the polynomial applies on the open interval ``(a, b)`` and the function is 0 outside every piece.

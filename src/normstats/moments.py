@@ -354,12 +354,14 @@ class ConditionalSums:
         if m == 0:
             return
         q = self._q[:m]
-        np.add.reduce(g, axis=1, out=q)
-        if self.width > 1:
-            q *= 1.0 / self.width
         if self.shift is None:
-            self.shift = float(q.mean())
-        q -= self.shift
+            self.shift = float(g.mean())
+        if self.width == 1:
+            np.subtract(g[:, 0], self.shift, out=q)
+        else:
+            np.add.reduce(g, axis=1, out=q)
+            q *= 1.0 / self.width
+            q -= self.shift
         self.sums[0] += float(q.sum())
         self.sums[1] += float(np.dot(q, q))
         self.draws += m

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
-from scipy import integrate, special
+from normstats.lazy import integrate, special
 
 from normstats.errors import NormstatsError
 

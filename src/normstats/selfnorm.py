@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import optimize
+from normstats.lazy import optimize
 
 from normstats.errors import NormstatsError, ParameterError
 from normstats.reference import reference_moments

@@ -21,7 +21,7 @@ import warnings
 from typing import Protocol
 
 import numpy as np
-from scipy import special
+from normstats.lazy import special
 
 METHODS = ("mc", "qmc")
 #: Bits of a Sobol coordinate (scipy's default; ``fast_forward`` needs <= 32).

@@ -13,7 +13,7 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import special
+from normstats.lazy import special
 
 from normstats.errors import ParameterError
 from normstats.gaussian import Piece, exp_negative_moment, piecewise_moment
