@@ -22,6 +22,7 @@ from normstats.layers.base import STATS
 from normstats.moments import Moments, PowerSums, Tally
 from normstats.registry import make_layer
 from normstats.stopping import INTERRUPTED, MAX_TIME, SAMPLES, TARGET_SE
+from tests.cases import all_cases, case_id
 
 #: A few rows that cover weights drawn once per run (linear), uniforms (dropout), pooling and an activation.
 ROWS = (
@@ -65,14 +66,22 @@ def test_power_sums_of_nothing_is_empty() -> None:
     assert PowerSums(1, 4).tally().values == Moments()
 
 
-def test_sigmoid_fast_sampler_agrees_with_its_formula() -> None:
-    layer = make_layer("sigmoid")
-    x, dy = np.random.default_rng(1).standard_normal((2, 1000, 1)) * 8
-    u = np.empty((1000, 0))
-    fast = [a.copy() for a in layer.streaming_sampler(engine.setup_rng(0))(x, dy, u)]
-    plain = layer.forward_backward(x, dy, u)
-    for a, b in zip(fast, plain):
-        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-300)
+@pytest.mark.parametrize("case", all_cases(), ids=case_id)
+def test_every_streaming_sampler_agrees_with_the_plain_one(case: tuple[str, dict]) -> None:
+    """The hot loop's samplers (buffers reused, faster arithmetic) against each layer's plain pass, on inputs
+    far into the tails (x, dy ~ 8 N(0, 1)), called twice so a reused buffer cannot hide a stale value."""
+    name, params = case
+    layer = make_layer(name, **params)
+    fast_sampler = layer.streaming_sampler(engine.setup_rng(0))
+    plain_sampler = layer.sampler(engine.setup_rng(0))
+    for seed in (1, 2):
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((300, layer.in_dim)) * 8
+        dy = rng.standard_normal((300, layer.out_dim)) * 8
+        u = rng.random((300, layer.n_uniform))
+        fast = [a.copy() for a in fast_sampler(x, dy, u)]
+        for a, b in zip(fast, plain_sampler(x, dy, u)):
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-300)
 
 
 # -- reproducibility -------------------------------------------------------------------------------------------

@@ -71,6 +71,29 @@ class Identity(PiecewisePolynomial):
         return [(-_INF, _INF, (1.0,))]
 
 
+class _ReLUSampler:
+    """ReLU forward and backward into reused buffers (the arrays returned are valid until the next call).
+    Called with ``(x, dy, u)`` it returns ``(y, dx)``; with ``(x, u)`` it returns ``(y, g)``, ``g = 1[x > 0]``
+    the squared gradient (the conditional sampler)."""
+
+    def __init__(self) -> None:
+        self._on = np.empty((0, 1), dtype=bool)
+        self._y = np.empty((0, 1))
+        self._dx = np.empty((0, 1))
+
+    def __call__(self, x: np.ndarray, *rest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(self._y) < len(x):
+            self._on, self._y, self._dx = np.empty(x.shape, dtype=bool), np.empty(x.shape), np.empty(x.shape)
+        on, y, dx = self._on[: len(x)], self._y[: len(x)], self._dx[: len(x)]
+        # (np.maximum and np.heaviside are several times slower than a comparison and two products)
+        np.greater(x, 0.0, out=on)
+        np.copyto(dx, on)  # 1 for x > 0, 0 for x <= 0: PyTorch's gradient, 0 at 0
+        np.multiply(x, dx, out=y)
+        if len(rest) == 2:
+            dx *= rest[0]
+        return y, dx
+
+
 @register_layer("relu")
 class ReLU(PiecewisePolynomial):
     """max(x, 0); the gradient at 0 is 0, as in PyTorch and JAX."""
@@ -87,6 +110,12 @@ class ReLU(PiecewisePolynomial):
     def forward_backward(self, x, dy, u):  # type: ignore[no-untyped-def]
         on = x > 0
         return np.where(on, x, 0.0), np.where(on, dy, 0.0)
+
+    def streaming_sampler(self, rng: np.random.Generator) -> _ReLUSampler:
+        return _ReLUSampler()
+
+    def streaming_conditional_sampler(self, rng: np.random.Generator) -> _ReLUSampler:
+        return _ReLUSampler()
 
     def f_pieces(self) -> Sequence[Piece]:
         return [(0.0, _INF, (0.0, 1.0))]
@@ -428,7 +457,7 @@ class _SigmoidSampler:
         np.negative(x, out=y)
         np.exp(y, out=y)
         y += 1.0
-        np.reciprocal(y, out=y)
+        np.divide(1.0, y, out=y)  # numpy's reciprocal is not vectorized: twice as slow
         np.subtract(1.0, y, out=dx)
         dx *= y
         dx *= dy
@@ -450,7 +479,7 @@ class _SigmoidConditional:
         np.negative(x, out=y)
         np.exp(y, out=y)
         y += 1.0
-        np.reciprocal(y, out=y)
+        np.divide(1.0, y, out=y)  # numpy's reciprocal is not vectorized: twice as slow
         np.subtract(1.0, y, out=g)
         g *= y
         g *= g

@@ -76,9 +76,12 @@ class DiagonalSampler:
 
     def __init__(self, sampler: Sampler) -> None:
         self.sampler = sampler
+        self._ones = np.ones((0, 0))
 
     def __call__(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        y, dx = self.sampler(x, np.ones((len(x), x.shape[1])), u)
+        if self._ones.shape[0] < len(x) or self._ones.shape[1] != x.shape[1]:
+            self._ones = np.ones(x.shape)
+        y, dx = self.sampler(x, self._ones[: len(x)], u)
         return y, np.square(dx)
 
 
