@@ -55,7 +55,6 @@ BASELINE = {
     """,
 }
 NORMSTATS = {"sigmoid": ["--layer", "sigmoid"], "maxpool": ["--layer", "maxpool", "--k", "3"]}
-NORMALS_PER_DRAW = {"sigmoid": 2, "maxpool": 10}
 
 
 def tree_memory(pid: int) -> int:
@@ -117,15 +116,15 @@ def generator_floor(bit_generator: type, seconds: float = 1.0) -> float:
     return statistics.median(rates)
 
 
-def hot_loop_rate(layer_name: str, **params: object) -> float:
-    """Normals per second through the engine's block loop (one core, in this process)."""
+def hot_loop_rate(layer_name: str, estimator: str, **params: object) -> tuple[float, float]:
+    """Normals and draws per second through the engine's block loop (one core, in this process)."""
     from threadpoolctl import threadpool_limits
 
     from normstats import engine
     from normstats.registry import make_layer
 
     layer = make_layer(layer_name, **params)
-    job = engine.Job(layer, 0, "mc", engine.default_chunk_draws(layer))
+    job = engine.Job(layer, 0, "mc", engine.default_chunk_draws(layer), estimator)
     draws = engine.block_draws(layer)
     rates = []
     with threadpool_limits(1):
@@ -133,8 +132,9 @@ def hot_loop_rate(layer_name: str, **params: object) -> float:
         for i in range(7):
             start = time.perf_counter()
             engine.run_block(job, engine.Block(i, draws))
-            rates.append(draws * engine.draw_width(layer) / (time.perf_counter() - start))
-    return statistics.median(rates)
+            rates.append(draws / (time.perf_counter() - start))
+    rate = statistics.median(rates)
+    return rate * engine.random_width(layer, estimator), rate
 
 
 def machine() -> str:
@@ -166,27 +166,37 @@ def main() -> None:
     args = ap.parse_args()
 
     floors = {name: generator_floor(bg) for name, bg in (("PCG64", np.random.PCG64), ("SFC64", np.random.SFC64))}
-    hot = hot_loop_rate("sigmoid")
+    floor = floors[BIT_GENERATOR.__name__]
     print(f"Machine: {machine()}\n")
     print("| generator floor (normals/s/core) | PCG64 | SFC64 |\n|---|---:|---:|")
     print(f"| standard_normal into a 256 kB buffer | {floors['PCG64'] / 1e6:.0f} M | {floors['SFC64'] / 1e6:.0f} M |\n")
-    print(f"Hot loop, sigmoid fp+bp, one core ({BIT_GENERATOR.__name__}): {hot / 1e6:.0f} M normals/s = "
-          f"{hot / floors[BIT_GENERATOR.__name__]:.0%} of the {BIT_GENERATOR.__name__} floor.\n")
+    print(f"Hot loop, fp+bp, one core ({BIT_GENERATOR.__name__}; normals drawn per second, and their share of "
+          "the floor):\n")
+    print("| layer | estimator | normals per draw | normals/s | of the floor | draws/s |\n|---|---|---:|---:|---:|---:|")
+    for name in ("sigmoid", "relu"):
+        for estimator in ("sampled", "conditional"):
+            normals, draws = hot_loop_rate(name, estimator)
+            print(f"| {name} | {estimator} | {normals / draws:.0f} | {normals / 1e6:.0f} M | {normals / floor:.0%} | "
+                  f"{draws / 1e6:.0f} M |")
+    print()
 
-    print("| layer | N | contender | wall s | peak MB | draws/s | normals/s | speed-up |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    print("| layer | N | contender | wall s | peak MB | draws/s | speed-up |")
+    print("|---|---:|---|---:|---:|---:|---:|")
     python = sys.executable
     for layer, n in (("sigmoid", int(args.sigmoid_n)), ("maxpool", int(args.maxpool_n))):
         script = textwrap.dedent(BASELINE[layer])
         legacy = script.replace("rng = np.random.default_rng(0)", "np.random.seed(0); rng = np.random")
         legacy = legacy.replace("rng.standard_normal((N, 9))", "rng.randn(N, 9)").replace("rng.standard_normal(N)", "rng.randn(N)")
+        ours = [python, "-m", "normstats.cli", "simulate", *NORMSTATS[layer], "-n", str(n), "-q", "--format", "json"]
+        j = str(args.workers)
         contenders = {
             "numpy np.random.randn (legacy), all at once": [python, "-c", f"N = {n}\n" + legacy],
             "numpy default_rng, all at once": [python, "-c", f"N = {n}\n" + script],
-            "normstats, 1 worker": [python, "-m", "normstats.cli", "simulate", *NORMSTATS[layer], "-n", str(n),
-                                    "-j", "1", "-q", "--format", "json"],
-            f"normstats, {args.workers} workers": [python, "-m", "normstats.cli", "simulate", *NORMSTATS[layer],
-                                                   "-n", str(n), "-j", str(args.workers), "-q", "--format", "json"],
+            "normstats, 1 worker": [*ours, "-j", "1"],
+            f"normstats, {j} worker threads (the default)": [*ours, "-j", j],
+            f"normstats, {j} worker processes": [*ours, "-j", j, "--processes"],
+            "normstats, 1 worker, --estimator sampled": [*ours, "-j", "1", "--estimator", "sampled"],
+            f"normstats, {j} worker threads, --estimator sampled": [*ours, "-j", j, "--estimator", "sampled"],
         }
         base = None
         for label, cmd in contenders.items():
@@ -195,7 +205,7 @@ def main() -> None:
             peak = statistics.median(r[1] for r in runs)
             base = base or wall
             print(f"| {layer} | {n:.0e} | {label} | {wall:.2f} | {peak / 2**20:.0f} | {n / wall / 1e6:.1f} M | "
-                  f"{n * NORMALS_PER_DRAW[layer] / wall / 1e6:.0f} M | {base / wall:.1f}x |", flush=True)
+                  f"{base / wall:.1f}x |", flush=True)
 
 
 if __name__ == "__main__":

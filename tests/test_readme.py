@@ -41,3 +41,20 @@ def test_python_api_example_runs_as_written(capsys: pytest.CaptureFixture[str]) 
     quoted_constants = next(line.split("  # ", 1)[1] for line in lines if "row.constants()" in line)
     assert printed[0] == quoted_stats
     assert printed[1] == quoted_constants
+
+
+def test_what_it_finds_quotes_the_committed_tables() -> None:
+    """The estimates in "What it finds" are those of tables/table.csv, formatted as the tool prints them."""
+    import csv
+
+    from normstats.formatting import pm
+
+    with (ROOT / "tables" / "table.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    where = {"sigmoid": ("sigmoid", ""), "2x2 max pooling": ("maxpool", "k=2;stride=2;padding=0;size=interior")}
+    quoted = re.findall(r"^\| (sigmoid|2x2 max pooling) \| (\w+) (\w+) \|.*\| ([^|]+) \|$", _section("What it finds"), re.M)
+    assert len(quoted) == 3
+    for label, part, stat, text in quoted:
+        layer, params = where[label]
+        (row,) = [r for r in rows if r["layer"] == layer and r["params"] == params and r["statistic"] == f"{part}_{stat}"]
+        assert text.strip() == pm(float(row["estimate"]), float(row["se"])), (label, part, stat)
