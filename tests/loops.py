@@ -73,3 +73,55 @@ def conv(
                             dxp[c, a * stride + i, b * stride + j] += weight[o, c, i, j] * dy[o, a, b]
     h, w = x.shape[1:]
     return y, dxp[:, padding : padding + h, padding : padding + w]
+
+
+def pool_torus(
+    x: np.ndarray, dy: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], mode: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Max or average pooling of one periodic map ``x`` (L, M), each side a multiple of its stride, with
+    upstream gradient ``dy`` (L / sh, M / sw): ``(y, dx)``. Window ``(a, b)`` starts at ``(a sh, b sw)`` and
+    covers ``((a sh + i) mod L, (b sw + j) mod M)``; windows are visited in row-major order, and within a
+    window the cells too (max: the first maximum in that order gets the gradient)."""
+    (kh, kw), (sh, sw) = kernel, stride
+    rows, cols = x.shape
+    dx = np.zeros_like(x)
+    y = np.zeros((rows // sh, cols // sw))
+    for a in range(rows // sh):
+        for b in range(cols // sw):
+            cells = [((a * sh + i) % rows, (b * sw + j) % cols) for i in range(kh) for j in range(kw)]
+            if mode == "max":
+                best = cells[0]
+                for cell in cells[1:]:
+                    if x[cell] > x[best]:
+                        best = cell
+                y[a, b] = x[best]
+                dx[best] += dy[a, b]
+            else:
+                total = 0.0
+                for cell in cells:
+                    total += x[cell]
+                y[a, b] = total / (kh * kw)
+                for cell in cells:
+                    dx[cell] += dy[a, b] / (kh * kw)
+    return y, dx
+
+
+def conv_torus(x: np.ndarray, dy: np.ndarray, weight: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-correlation of one periodic map ``x`` (C, L, M), each side a multiple of the stride, with
+    ``weight`` (O, C, k, k), indices mod the sides: ``(y, dx)`` for the upstream gradient ``dy``
+    (O, L / stride, M / stride). Trailing axes of ``x`` and ``dy`` beyond those, if any, hold a batch of maps
+    (the identity as ``x`` gives the Jacobian in one call)."""
+    out_ch, in_ch, k, _ = weight.shape
+    rows, cols = x.shape[1:3]
+    dx = np.zeros(x.shape[:3] + dy.shape[3:])
+    y = np.zeros((out_ch, rows // stride, cols // stride) + x.shape[3:])
+    for o in range(out_ch):
+        for a in range(rows // stride):
+            for b in range(cols // stride):
+                for c in range(in_ch):
+                    for i in range(k):
+                        for j in range(k):
+                            r, q = (a * stride + i) % rows, (b * stride + j) % cols
+                            y[o, a, b] += weight[o, c, i, j] * x[c, r, q]
+                            dx[c, r, q] += weight[o, c, i, j] * dy[o, a, b]
+    return y, dx

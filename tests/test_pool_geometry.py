@@ -13,6 +13,7 @@ import pytest
 import normstats
 from normstats import engine
 from normstats.errors import ParameterError
+from normstats.layers.conv import ConvSampler
 from normstats.published import published_figures
 from tests import loops
 from tests.test_reference import MAX_OF_N
@@ -23,6 +24,7 @@ GEOMETRIES = [
     (3, 3, 1, 0, None),
     (2, 2, 3, 0, None),
     (2, 3, 2, 0, None),
+    (5, 4, 2, 0, None),  # on the torus, two windows wrap onto the first rows
     (3, 3, 2, 1, "7x7"),
     (3, 3, 2, 1, "6x5"),
     (2, 2, None, 1, "5x5"),
@@ -39,14 +41,15 @@ def _layer(name: str, kh: int, kw: int, stride: int | None, padding: int, size: 
 
 
 def _loop_draw(layer, x: np.ndarray, dy: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
-    """One draw through the loop: the draw's map is a finite map without padding (an interior patch) or the
-    finite map itself; the counted gradients are the block the layer counts."""
+    """One draw through the loop: the draw's map is a periodic map (the interior, every gradient counts) or
+    the finite map itself (the counted gradients are the block the layer counts)."""
     g = layer.grid
-    x_map = x.reshape(g.shape)
-    y, dx = loops.pool(
-        x_map, dy.reshape(g.h.windows, g.w.windows), (g.h.kernel, g.w.kernel), (g.h.stride, g.w.stride),
-        g.h.padding, mode,
-    )
+    x_map, dy_map = x.reshape(g.shape), dy.reshape(g.h.windows, g.w.windows)
+    kernel, stride = (g.h.kernel, g.w.kernel), (g.h.stride, g.w.stride)
+    if layer.values["size"] == "interior":
+        y, dx = loops.pool_torus(x_map, dy_map, kernel, stride, mode)
+        return y.ravel(), dx.ravel()
+    y, dx = loops.pool(x_map, dy_map, kernel, stride, g.h.padding, mode)
     return y.ravel(), dx[g.h.start : g.h.start + g.h.counted, g.w.start : g.w.start + g.w.counted].ravel()
 
 
@@ -69,20 +72,59 @@ def test_vectorized_pooling_equals_the_loop_exactly(mode: str, geometry: tuple, 
         assert np.array_equal(dx[d], dx_loop)
 
 
-def test_interior_patch_geometry() -> None:
-    """3x3 windows, stride 2: two windows per axis on a 5-wide patch, the period block is inputs 2 and 3
-    (input 2 sits in two windows, input 3 in one). Stride = k is one window, the whole draw."""
-    g = normstats.make_layer("maxpool", k=3, stride=2).grid
-    assert (g.shape, g.h.windows, g.h.start, g.h.counted) == ((5, 5), 2, 2, 2)
-    g = normstats.make_layer("maxpool", k=3, stride=1).grid
-    assert (g.shape, g.windows, g.counted) == ((5, 5), 9, 1)
-    g = normstats.make_layer("maxpool", k=3).grid
-    assert (g.shape, g.windows, g.counted) == ((3, 3), 1, 9)
+def _torus_side(k: int, s: int) -> int:
+    """The side of the interior torus, from its definition: the smallest multiple of s at least as long as
+    the patch ``lead + max(k, s)`` that holds every window covering one period, ``lead = floor((k-1)/s) s``."""
+    patch = (k - 1) // s * s + max(k, s)
+    return next(side for side in range(s, patch + s, s) if side >= patch)
+
+
+@pytest.mark.parametrize(
+    ("k", "stride", "side", "windows", "counted"),
+    [
+        (3, 2, 6, 9, 36),  # patch 2 + 3 = 5, rounded up to 6: 3 windows per axis, all 36 inputs count
+        (3, 1, 5, 25, 25),
+        (2, 2, 2, 1, 4),  # stride = k: one window, the whole draw, as in the published table
+        (3, 3, 3, 1, 9),
+        (2, 3, 3, 1, 9),  # a gap: the input after each window gets no gradient and counts as 0
+        (5, 2, 10, 25, 100),
+    ],
+)
+def test_interior_torus_geometry(k: int, stride: int, side: int, windows: int, counted: int) -> None:
+    assert _torus_side(k, stride) == side
+    g = normstats.make_layer("maxpool", k=k, stride=stride).grid
+    assert (g.shape, g.windows, g.counted, g.h.start) == ((side, side), windows, counted, 0)
+    assert g.density == pytest.approx(1 / stride**2, rel=1e-15)
+
+
+@pytest.mark.parametrize("geometry", [g for g in GEOMETRIES if g[4] is None], ids=str)
+def test_every_torus_position_sees_the_windows_of_the_unbounded_map(geometry: tuple) -> None:
+    """The exactness of the torus: in the unbounded map an input at (p, q) is covered once by each window
+    whose start is congruent to it, through the kernel offsets ``(i, j)`` with ``i = p mod sh``,
+    ``j = q mod sw``, and each window holds kh kw distinct inputs. A one-channel convolution on the layer's
+    grid with weight ``2^(i kw + j)`` reads this off its Jacobian (columns of unit inputs): a window wrapping
+    onto itself, or a window missing or counted twice, would change an entry or the number of entries.
+    Every mean and second moment the statistics pool depends only on this structure (dy is independent
+    with mean 0, so E dx_p^2 is a sum over the windows covering p of a term of that window alone)."""
+    kh, kw, stride = geometry[:3]
+    g = _layer("maxpool", *geometry).grid
+    weight = 2.0 ** np.arange(kh * kw).reshape(1, 1, kh, kw)
+    sampler = ConvSampler(weight, g)
+    n_in = g.shape[0] * g.shape[1]
+    jac = np.stack([sampler(np.eye(n_in)[[c]], np.zeros((1, g.windows)), None)[0][0] for c in range(n_in)], 1)
+    for row in jac:
+        assert sorted(row[row != 0]) == sorted(weight.ravel())
+    for col, (p, q) in zip(jac.T, np.ndindex(g.shape)):
+        expected = [weight[0, 0, i, j] for i in range(kh) for j in range(kw) if i % stride == p % stride
+                    and j % stride == q % stride]
+        assert sorted(col[col != 0]) == sorted(expected), (p, q)
 
 
 def _windows_by_loop(layer) -> list[list[tuple[int, int]]]:  # type: ignore[no-untyped-def]
-    """The real (unpadded) input cells of each window of a draw, by plain loops."""
+    """The real (unpadded) input cells of each window of a draw, by plain loops; on the interior torus the
+    cells are taken mod the sides (and must be distinct)."""
     g = layer.grid
+    torus = layer.values["size"] == "interior"
     out = []
     for a in range(g.h.windows):
         for b in range(g.w.windows):
@@ -90,8 +132,11 @@ def _windows_by_loop(layer) -> list[list[tuple[int, int]]]:  # type: ignore[no-u
             for i in range(g.h.kernel):
                 for j in range(g.w.kernel):
                     r, c = a * g.h.stride + i - g.h.padding, b * g.w.stride + j - g.w.padding
-                    if 0 <= r < g.h.length and 0 <= c < g.w.length:
+                    if torus:
+                        cells.append((r % g.h.length, c % g.w.length))
+                    elif 0 <= r < g.h.length and 0 <= c < g.w.length:
                         cells.append((r, c))
+            assert len(set(cells)) == len(cells)
             out.append(cells)
     return out
 

@@ -36,12 +36,20 @@ def test_vectorized_convolution_equals_the_loop_exactly(geometry: dict) -> None:
     dy = rng.integers(-4, 5, (draws, layer.out_dim)).astype(float)
     y, dx = ConvSampler(weight, g)(x, dy, np.empty((draws, 0)))
     for d in range(draws):
-        y_loop, dx_loop = loops.conv(
-            x[d].reshape(2, *g.shape), dy[d].reshape(3, g.h.windows, g.w.windows), weight, g.h.stride, g.h.padding
-        )
+        y_loop, dx_loop = _loop(layer, x[d], dy[d], weight)
         counted = dx_loop[:, g.h.start : g.h.start + g.h.counted, g.w.start : g.w.start + g.w.counted]
         assert np.array_equal(y[d], y_loop.ravel())
         assert np.array_equal(dx[d], counted.ravel())
+
+
+def _loop(layer, x: np.ndarray, dy: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+    """One draw through the loop: a periodic map (the interior) or the finite map, padded."""
+    g = layer.grid
+    x_map = x.reshape(len(weight[0]), *g.shape)
+    dy_map = dy.reshape(len(weight), g.h.windows, g.w.windows)
+    if layer.values["size"] == "interior":
+        return loops.conv_torus(x_map, dy_map, weight, g.h.stride)
+    return loops.conv(x_map, dy_map, weight, g.h.stride, g.h.padding)
 
 
 def _weight(layer) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -104,13 +112,17 @@ def _exact_given_weight(layer, weight: np.ndarray) -> tuple[float, float]:  # ty
     fp var = mean over outputs of |J row|^2, bp var = mean over counted inputs of |J column|^2."""
     g = layer.grid
     out_ch, in_ch = weight.shape[:2]
-    jac = np.zeros((layer.out_dim, layer.in_dim))
-    zero_dy = np.zeros((out_ch, g.h.windows, g.w.windows))
-    for col in range(layer.in_dim):
-        unit = np.zeros(layer.in_dim)
-        unit[col] = 1.0
-        y, _ = loops.conv(unit.reshape(in_ch, *g.shape), zero_dy, weight, g.h.stride, g.h.padding)
-        jac[:, col] = y.ravel()
+    if layer.values["size"] == "interior":  # all unit inputs at once, as a batch of maps
+        units = np.eye(layer.in_dim).reshape(in_ch, *g.shape, layer.in_dim)
+        zero_dy = np.zeros((out_ch, g.h.windows, g.w.windows, 1))
+        jac = loops.conv_torus(units, zero_dy, weight, g.h.stride)[0].reshape(layer.out_dim, layer.in_dim)
+    else:
+        jac = np.zeros((layer.out_dim, layer.in_dim))
+        for col in range(layer.in_dim):
+            unit = np.zeros(layer.in_dim)
+            unit[col] = 1.0
+            y, _ = _loop(layer, unit, np.zeros(layer.out_dim), weight)
+            jac[:, col] = y.ravel()
     return float(np.mean(np.sum(jac**2, axis=1))), float(np.mean(np.sum(jac[:, layer.bp_columns()] ** 2, axis=0)))
 
 

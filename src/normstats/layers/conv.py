@@ -1,18 +1,19 @@
 """A 2-D convolution (cross-correlation, as frameworks compute it) with weights drawn once per run.
 
-A draw holds ``in_channels`` maps of the geometry of :mod:`normstats.layers.geometry` (by default a patch of
-the stationary interior of an unbounded map; ``--size HxW`` a finite map, zero-padded). The forward pass is
-im2col (``sliding_window_view``) and one matrix product; the backward pass multiplies by the weight and sums
-each window's gradients back onto the map.
+A draw holds ``in_channels`` maps of the geometry of :mod:`normstats.layers.geometry` (by default a periodic
+map standing for the stationary interior of an unbounded map; ``--size HxW`` a finite map, zero-padded). The
+forward pass is im2col (``sliding_window_view``) and one matrix product; the backward pass multiplies by the
+weight and sums each window's gradients back onto the map.
 
 References. ``y`` and ``dx`` are linear in ``x`` and ``dy``, so both means are 0. A window with no padding in
 it gives output channel ``o`` the variance ``|W_o|^2``, so pooled over channels ``fp var = |W|^2 / O``.
 ``dx_{c,i} = sum over o and windows w covering i of W[o, c, i - w] dy_{o,w}``, with independent ``dy``, so
 ``E dx_{c,i}^2 = sum_{o,w} W[o, c, i - w]^2``; summed over the counted positions each (window, offset) pair
-lands once on a real position when there is no padding, so ``bp var = rho |W|^2 / C`` with ``rho`` the windows
-per counted input position (``1 / s^2`` in the interior, ``Ho Wo / (H W)`` on a finite map). Both hold for
-every W whose ``|W|^2`` is fixed (see :mod:`normstats.layers.weights`). On a padded finite map, how much of
-W's mass falls on padding at the borders depends on W itself, so there the stds have no reference.
+lands once on a real position when there is no padding (on the torus, at its position mod the side), so
+``bp var = rho |W|^2 / C`` with ``rho`` the windows per counted input position (``1 / s^2`` in the interior,
+``Ho Wo / (H W)`` on a finite map). Both hold for every W whose ``|W|^2`` is fixed (see
+:mod:`normstats.layers.weights`). On a padded finite map, how much of W's mass falls on padding at the
+borders depends on W itself, so there the stds have no reference.
 """
 
 from __future__ import annotations

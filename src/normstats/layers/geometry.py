@@ -3,17 +3,28 @@ every windowed layer needs (gather the windows of a map, scatter window gradient
 
 A draw is either
 
-* a patch of the stationary *interior* of an unbounded map (the default). Along one axis with kernel ``k`` and
-  stride ``s``, windows start at the multiples of ``s``; the statistics of the interior are periodic with
-  period ``s``, so the draw counts the gradients of one period, a block of ``s`` input positions, and holds
-  every window that covers a position of that block: windows ``0, s, ..., lead`` with
-  ``lead = floor((k - 1) / s) * s``, a patch of ``lead + max(k, s)`` inputs and the block
-  ``[lead, lead + s)`` (with ``s > k`` the inputs between windows get no gradient, and count as zeros).
-  Padding only shifts the window grid of an unbounded map, so it plays no part here.
-  With ``s == k`` the patch is one window, the block is that window, and a draw is exactly one window: the
-  geometry of the published table. Every window of the patch is an interior window, so the forward statistics
-  count all of them; the values of one draw are correlated, which :class:`~normstats.moments.Tally` allows
-  for by treating the draw as the independent unit.
+* a periodic map (a torus) standing for the stationary interior of an unbounded map (the default). Along one
+  axis with kernel ``k`` and stride ``s``, the windows of an unbounded map start at the multiples of ``s``
+  and its statistics are periodic with period ``s``. The draw is a ring of
+  ``L = ceil((lead + max(k, s)) / s) * s`` inputs, ``lead = floor((k - 1) / s) * s``: the smallest multiple
+  of ``s`` (so the ring keeps the window grid) at least as long as the smallest patch holding every window
+  that covers one period. It holds ``L / s`` windows, starting at ``0, s, ..., L - s``; a window starting at
+  ``a`` covers ``a, ..., a + k - 1`` taken mod ``L``, so the last ones wrap around the end. Every window
+  counts for the forward statistics and every input for the backward ones, ``1 / s`` windows per input as on
+  the unbounded map. For example ``k = 3, s = 2`` gives ``L = 6`` and 3 windows per axis, ``k = 3, s = 1``
+  ``L = 5`` and 5 windows.
+
+  Why this is exact: a window holds ``k <= L`` distinct inputs, and the windows covering one input start
+  within ``lead`` of each other, so together they span at most ``lead + k <= L`` consecutive positions and
+  never meet themselves around the ring. Each output and each input gradient is therefore the same function
+  of the same independent inputs and upstream gradients as in the interior of an unbounded map, and every
+  per-position first and second moment (what the pooled mean and std are made of) is exactly the
+  interior's; a ring is ``L / s`` whole periods, so the pooled expectations are those of one period.
+  With ``s >= k``, ``L = s`` and no window wraps: the ring is one window and ``s - k`` inputs after it that
+  get no gradient (and count as zeros, as between the windows of an unbounded map); with ``s == k`` a draw is
+  exactly one window, the geometry of the published table. Padding only shifts the window grid of an
+  unbounded map, so it plays no part here. The values of one draw are correlated, which
+  :class:`~normstats.moments.Tally` allows for by treating the draw as the independent unit.
 * a whole finite map of ``H x W`` inputs (``--size``), padded and windowed exactly as a framework does
   (``floor`` output size, no ``ceil_mode``); every output and every input gradient counts, borders included.
 """
@@ -60,7 +71,8 @@ def size_param() -> Param:
 
 @dataclass(frozen=True)
 class Axis:
-    """One axis of a draw: its window geometry, its length, its windows and the positions it counts."""
+    """One axis of a draw: its window geometry, its length, its windows and the positions it counts, and
+    whether it is periodic (the interior: window inputs are taken mod ``length``) or finite."""
 
     kernel: int
     stride: int
@@ -70,11 +82,14 @@ class Axis:
     start: int  # first counted input position
     counted: int  # counted input positions
     density: float  # windows per counted input position
+    periodic: bool = False  # the window inputs wrap around the end (the interior)
 
     @classmethod
     def interior(cls, kernel: int, stride: int) -> Axis:
+        """The ring of ``L = ceil((lead + max(k, s)) / s) * s`` inputs with ``L / s`` windows, all counted."""
         lead = (kernel - 1) // stride * stride
-        return cls(kernel, stride, 0, lead + max(kernel, stride), lead // stride + 1, lead, stride, 1 / stride)
+        length = -(-(lead + max(kernel, stride)) // stride) * stride
+        return cls(kernel, stride, 0, length, length // stride, 0, length, 1 / stride, periodic=True)
 
     @classmethod
     def finite(cls, size: int, kernel: int, stride: int, padding: int) -> Axis:
@@ -85,6 +100,26 @@ class Axis:
     def span(self) -> int:
         """Extent of the window starts, for strided slicing: ``(windows - 1) * stride + 1``."""
         return (self.windows - 1) * self.stride + 1
+
+    @property
+    def overhang(self) -> int:
+        """Inputs the windows reach past the end of a periodic axis, ``k - s`` when windows overlap (they
+        wrap onto the first ones); 0 on a finite axis."""
+        return max(self.kernel - self.stride, 0) if self.periodic else 0
+
+    def landing(self, offset: int, wrapped: bool) -> tuple[slice, slice] | None:
+        """Where the input at kernel ``offset`` of each window lands: ``(positions, windows)``, a slice of the
+        (padded) axis and the matching slice of the window axis; ``wrapped`` selects the windows whose input
+        wraps around the end of a periodic axis (``None`` when there are none: always on a finite axis).
+        Window ``a`` lands at ``a s + offset``; with ``offset = q s + r``, windows ``0 .. n - q - 1`` stay
+        below ``L`` and the last ``q`` wrap to ``r, r + s, ..., r + (q - 1) s``."""
+        s = self.stride
+        if not self.periodic:
+            return None if wrapped else (slice(offset, offset + self.span, s), slice(None))
+        q, r = divmod(offset, s)
+        if wrapped:
+            return (slice(r, r + q * s, s), slice(self.windows - q, None)) if q else None
+        return slice(offset, self.length, s), slice(0, self.windows - q)
 
 
 @dataclass(frozen=True)
@@ -109,29 +144,49 @@ class Grid:
     @property
     def density(self) -> float:
         """Output windows per counted input position: ``1 / (sh sw)`` in the interior (one window per
-        period), ``Ho Wo / (H W)`` on a finite map."""
+        period, ``(L / s)^2`` windows on ``L^2`` inputs), ``Ho Wo / (H W)`` on a finite map."""
         return self.h.density * self.w.density
 
     def gather(self, maps: np.ndarray, fill: float) -> np.ndarray:
         """The windows of ``maps`` (``(..., H, W)``) as a view ``(..., Ho, Wo, kh, kw)``, after padding with
-        ``fill``."""
+        ``fill`` (a finite map) or repeating the first ``overhang`` inputs past the end (a periodic map; a view
+        of ``maps`` itself when no window wraps)."""
         ph, pw = self.h.padding, self.w.padding
         if ph or pw:
             pad = [(0, 0)] * (maps.ndim - 2) + [(ph, ph), (pw, pw)]
             maps = np.pad(maps, pad, constant_values=fill)
+        eh, ew = self.h.overhang, self.w.overhang
+        if eh or ew:
+            maps = np.pad(maps, [(0, 0)] * (maps.ndim - 2) + [(0, eh), (0, ew)], mode="wrap")
         view = sliding_window_view(maps, (self.h.kernel, self.w.kernel), axis=(-2, -1))
         return view[..., : self.h.span : self.h.stride, : self.w.span : self.w.stride, :, :]
 
     def scatter(self, cols: np.ndarray) -> np.ndarray:
         """Sum window gradients ``(..., Ho, Wo, kh, kw)`` onto their input positions ``(..., H, W)``; what
-        lands on padding is dropped. Kernel offsets run last to first, so each position receives its windows'
-        contributions in row-major window order, the order of a plain loop over windows (the tests rely on it
-        for exact equality)."""
+        lands on padding is dropped, what wraps around a periodic map lands mod its length.
+
+        Each position receives its windows' contributions in row-major window order, the order of a plain
+        loop over windows (the tests rely on it for exact equality). Windows are numbered by their start
+        (``0, s, ...``), rows outer; on a periodic map that loop adds each window's gradients at positions
+        taken mod ``L``, so a position near the start receives the windows that start before it first and the
+        ones that wrap onto it (the last windows) after. Along one axis, window ``a`` reaches position ``p``
+        through kernel offset ``p - a s`` (``p - a s + L`` when it wraps), so the order is kept by adding,
+        per axis, the windows that land without wrapping before those that wrap, each by kernel offset from
+        last to first; rows outer, columns inner. On a finite map nothing wraps and this is one pass over
+        the offsets."""
         h, w = self.h, self.w
         out = np.zeros(cols.shape[:-4] + (h.length + 2 * h.padding, w.length + 2 * w.padding))
-        for i in reversed(range(h.kernel)):
-            for j in reversed(range(w.kernel)):
-                out[..., i : i + h.span : h.stride, j : j + w.span : w.stride] += cols[..., i, j]
+        for h_wrapped in (False, True):
+            for i in reversed(range(h.kernel)):
+                rows = h.landing(i, h_wrapped)
+                if rows is None:
+                    continue
+                for w_wrapped in (False, True):
+                    for j in reversed(range(w.kernel)):
+                        columns = w.landing(j, w_wrapped)
+                        if columns is None:
+                            continue
+                        out[..., rows[0], columns[0]] += cols[..., rows[1], columns[1], i, j]
         return out[..., h.padding : h.padding + h.length, w.padding : w.padding + w.length]
 
     def counted_values(self, maps: np.ndarray) -> np.ndarray:

@@ -1,16 +1,18 @@
 """Max and average pooling on 2-D maps, forward and backward exactly as PyTorch computes them.
 
-Geometry (see :mod:`normstats.layers.geometry`): by default a draw is a patch of the stationary interior of
-an unbounded map, so the figures do not depend on an arbitrary map size; ``--size H`` or ``--size HxW`` makes
-a draw one finite map, borders and padding included. Max pooling pads with -inf and routes each window's
-gradient to its first maximum (row-major), as PyTorch does; average pooling pads with zeros and divides by
-``kh * kw`` whether or not the window overlaps the padding (PyTorch's default ``count_include_pad=True``).
-Where windows overlap, the gradients a position receives add up.
+Geometry (see :mod:`normstats.layers.geometry`): by default a draw is a periodic map (a torus) whose every
+window and every input has exactly the statistics of the stationary interior of an unbounded map, so the
+figures do not depend on an arbitrary map size; ``--size H`` or ``--size HxW`` makes a draw one finite map,
+borders and padding included. Max pooling pads with -inf and routes each window's gradient to its first
+maximum (row-major), as PyTorch does; average pooling pads with zeros and divides by ``kh * kw`` whether or
+not the window overlaps the padding (PyTorch's default ``count_include_pad=True``). Where windows overlap, the
+gradients a position receives add up.
 
-References, for ``n = kh * kw``, a window with ``r`` real (non-padding) inputs, and ``rho`` output windows per
-counted input position (``1 / (sh sw)`` in the interior, one window per period; ``Ho Wo / (H W)`` on a finite
-map). ``dy`` has mean 0 and is independent of ``x``, so both layers have ``bp_mean = 0``, and the cross terms
-``E[dy_w dy_v] = 0`` (``w != v``) drop out of every ``E dx^2``.
+References, for ``n = kh * kw``, a window with ``r`` real (non-padding) inputs (``r = n`` in the interior: a
+window of the torus holds ``n`` distinct inputs), and ``rho`` output windows per counted input position
+(``1 / (sh sw)`` in the interior, one window per period; ``Ho Wo / (H W)`` on a finite map). ``dy`` has mean
+0 and is independent of ``x``, so both layers have ``bp_mean = 0``, and the cross terms ``E[dy_w dy_v] = 0``
+(``w != v``) drop out of every ``E dx^2``.
 
 * Average, forward: a window's output is the sum of its ``r`` real inputs over ``n``: mean 0, variance
   ``r / n^2`` (``1 / n`` in the interior), pooled over the windows ``mean(r) / n^2``.
@@ -22,9 +24,9 @@ map). ``dy`` has mean 0 and is independent of ``x``, so both layers have ``bp_me
   window is its maximum with probability ``1 / r_w``). Summed over positions every window contributes exactly
   1, so the pooled variance is ``rho``: ``1 / (sh sw)`` in the interior whatever the kernel, ``1 / k^2`` when
   ``s = k``, 1 when ``s = 1``.
-* The backward figures average over the positions of a period, which differ where windows overlap: with
-  3x3 windows and stride 2 an input sits in 4, 2, 2 or 1 windows, so max pooling gives ``E dx^2`` = 4/9, 2/9,
-  2/9 and 1/9 at the four positions of a period, 1/4 on average.
+* The backward figures average over the positions of a period (the torus holds whole periods), which differ
+  where windows overlap: with 3x3 windows and stride 2 an input sits in 4, 2, 2 or 1 windows, so max pooling
+  gives ``E dx^2`` = 4/9, 2/9, 2/9 and 1/9 at the four positions of a period, 1/4 on average.
 * Max, forward: a window's output is the largest of ``r`` iid N(0, 1); its mean ``mu_r`` and std
   ``sigma_r`` come from order statistics by quadrature (:func:`~normstats.reference.max_normal_moments`).
   Pooled over windows: mean ``mean(mu_r)``, variance ``mean(sigma_r^2 + mu_r^2) - mean(mu_r)^2``.
