@@ -71,27 +71,43 @@ class Identity(PiecewisePolynomial):
         return [(-_INF, _INF, (1.0,))]
 
 
-class _ReLUSampler:
-    """ReLU forward and backward into reused buffers (the arrays returned are valid until the next call).
-    Called with ``(x, dy, u)`` it returns ``(y, dx)``; with ``(x, u)`` it returns ``(y, g)``, ``g = 1[x > 0]``
-    the squared gradient (the conditional sampler)."""
+class _Streaming:
+    """Base of an activation's hot-loop sampler: it computes into buffers kept between calls, so the loop
+    allocates nothing (the arrays returned are valid until the next call). Called as a sampler ``(x, dy, u)``
+    it returns ``(y, f'(x) dy)``; as a conditional sampler ``(x, u)``, ``(y, f'(x)^2)``. A subclass writes
+    ``y`` and ``f'(x)`` in :meth:`compute`."""
 
     def __init__(self) -> None:
-        self._on = np.empty((0, 1), dtype=bool)
         self._y = np.empty((0, 1))
-        self._dx = np.empty((0, 1))
+        self._grad = np.empty((0, 1))
 
     def __call__(self, x: np.ndarray, *rest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if len(self._y) < len(x):
-            self._on, self._y, self._dx = np.empty(x.shape, dtype=bool), np.empty(x.shape), np.empty(x.shape)
-        on, y, dx = self._on[: len(x)], self._y[: len(x)], self._dx[: len(x)]
-        # (np.maximum and np.heaviside are several times slower than a comparison and two products)
+            self._y, self._grad = np.empty(x.shape), np.empty(x.shape)
+        y, grad = self._y[: len(x)], self._grad[: len(x)]
+        self.compute(x, y, grad)
+        grad *= rest[0] if len(rest) == 2 else grad
+        return y, grad
+
+    def compute(self, x: np.ndarray, y: np.ndarray, grad: np.ndarray) -> None:
+        raise NotImplementedError
+
+
+class _ReLUSampler(_Streaming):
+    """ReLU in the hot loop: a comparison and a product (np.maximum and np.heaviside are several times
+    slower). The gradient is 1 for x > 0 and 0 for x <= 0, PyTorch's (0 at 0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._on = np.empty((0, 1), dtype=bool)
+
+    def compute(self, x: np.ndarray, y: np.ndarray, grad: np.ndarray) -> None:
+        if len(self._on) < len(x):
+            self._on = np.empty(x.shape, dtype=bool)
+        on = self._on[: len(x)]
         np.greater(x, 0.0, out=on)
-        np.copyto(dx, on)  # 1 for x > 0, 0 for x <= 0: PyTorch's gradient, 0 at 0
-        np.multiply(x, dx, out=y)
-        if len(rest) == 2:
-            dx *= rest[0]
-        return y, dx
+        np.copyto(grad, on)
+        np.multiply(x, grad, out=y)
 
 
 @register_layer("relu")
@@ -441,49 +457,17 @@ class LogSigmoid(Elementwise):
         return special.expit(-x)
 
 
-class _SigmoidSampler:
-    """Sigmoid forward and backward into buffers it keeps between calls: the engine's hot loop allocates
-    nothing. ``1 / (1 + exp(-x))`` is about three times faster than ``scipy.special.expit`` and agrees with it to
-    rounding for every x a normal draw reaches (|x| < 40). The arrays returned are valid until the next call."""
+class _SigmoidSampler(_Streaming):
+    """Sigmoid in the hot loop. ``1 / (1 + exp(-x))`` is about three times faster than
+    ``scipy.special.expit`` and agrees with it to rounding for every x a normal draw reaches (|x| < 40)."""
 
-    def __init__(self) -> None:
-        self._y = np.empty((0, 1))
-        self._dx = np.empty((0, 1))
-
-    def __call__(self, x: np.ndarray, dy: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if len(self._y) < len(x):
-            self._y, self._dx = np.empty(x.shape), np.empty(x.shape)
-        y, dx = self._y[: len(x)], self._dx[: len(x)]
+    def compute(self, x: np.ndarray, y: np.ndarray, grad: np.ndarray) -> None:
         np.negative(x, out=y)
         np.exp(y, out=y)
         y += 1.0
         np.divide(1.0, y, out=y)  # numpy's reciprocal is not vectorized: twice as slow
-        np.subtract(1.0, y, out=dx)
-        dx *= y
-        dx *= dy
-        return y, dx
-
-
-class _SigmoidConditional:
-    """Sigmoid's conditional sampler into reused buffers: ``y = s(x)`` and ``g = (s(x) (1 - s(x)))^2``, the
-    squared gradient (``dy`` integrated out), computed as :class:`_SigmoidSampler` computes them."""
-
-    def __init__(self) -> None:
-        self._y = np.empty((0, 1))
-        self._g = np.empty((0, 1))
-
-    def __call__(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if len(self._y) < len(x):
-            self._y, self._g = np.empty(x.shape), np.empty(x.shape)
-        y, g = self._y[: len(x)], self._g[: len(x)]
-        np.negative(x, out=y)
-        np.exp(y, out=y)
-        y += 1.0
-        np.divide(1.0, y, out=y)  # numpy's reciprocal is not vectorized: twice as slow
-        np.subtract(1.0, y, out=g)
-        g *= y
-        g *= g
-        return y, g
+        np.subtract(1.0, y, out=grad)
+        grad *= y
 
 
 @register_layer("sigmoid", aliases=("logistic",))
@@ -506,8 +490,8 @@ class Sigmoid(Elementwise):
     def streaming_sampler(self, rng: np.random.Generator) -> _SigmoidSampler:
         return _SigmoidSampler()
 
-    def streaming_conditional_sampler(self, rng: np.random.Generator) -> _SigmoidConditional:
-        return _SigmoidConditional()
+    def streaming_conditional_sampler(self, rng: np.random.Generator) -> _SigmoidSampler:
+        return _SigmoidSampler()
 
     def formula(self) -> dict[str, float]:
         # s(x) - 1/2 is odd, so E s(X) = 1/2 exactly; fp std and bp std have no closed form (quadrature).
