@@ -269,6 +269,7 @@ class PowerSums:
         self._d2 = np.empty(capacity * width)
         self._ones = np.ones(capacity * width)  # sums as dot products: BLAS ddot beats numpy's sum here
         if width > 1:
+            self._row_weights = np.full(width, 1.0 / width)
             self.unit_shift: tuple[float, float] | None = None
             self.unit_sums = [0.0, 0.0, 0.0, 0.0, 0.0]  # sum da, dq, da^2, dq^2, da dq
             self._a = np.empty(capacity)
@@ -296,8 +297,7 @@ class PowerSums:
 
     def _add_units(self, batch: np.ndarray, m: int) -> None:
         a, q = self._a[:m], self._q[:m]
-        np.add.reduce(batch, axis=1, out=a)
-        a *= 1.0 / self.width
+        np.dot(batch, self._row_weights, out=a)  # BLAS gemv: ~9x faster than add.reduce along a short row
         np.einsum("ij,ij->i", batch, batch, out=q)
         q *= 1.0 / self.width
         if self.unit_shift is None:
@@ -362,6 +362,8 @@ class ConditionalSums:
         if self.width == 1:
             np.subtract(g[:, 0], self.shift, out=q)
         else:
+            # add.reduce, not a (faster) BLAS gemv: equal rows must give bit-equal sums, or a g that does not
+            # vary (linear, average pooling) would show a rounding-level se instead of an exact 0
             np.add.reduce(g, axis=1, out=q)
             q *= 1.0 / self.width
             q -= self.shift

@@ -147,6 +147,12 @@ class Grid:
         period, ``(L / s)^2`` windows on ``L^2`` inputs), ``Ho Wo / (H W)`` on a finite map."""
         return self.h.density * self.w.density
 
+    @property
+    def is_one_window(self) -> bool:
+        """Whether a draw is one window covering the whole map (stride = kernel in the interior, or a finite
+        map the size of the kernel, without padding)."""
+        return all(a.windows == 1 and a.padding == 0 and a.kernel == a.length for a in (self.h, self.w))
+
     def gather(self, maps: np.ndarray, fill: float) -> np.ndarray:
         """The windows of ``maps`` (``(..., H, W)``) as a view ``(..., Ho, Wo, kh, kw)``, after padding with
         ``fill`` (a finite map) or repeating the first ``overhang`` inputs past the end (a periodic map; a view
@@ -173,8 +179,11 @@ class Grid:
         through kernel offset ``p - a s`` (``p - a s + L`` when it wraps), so the order is kept by adding,
         per axis, the windows that land without wrapping before those that wrap, each by kernel offset from
         last to first; rows outer, columns inner. On a finite map nothing wraps and this is one pass over
-        the offsets."""
+        the offsets. A draw that is exactly one window (stride = kernel, no padding) has nothing to add up:
+        the window's gradients are the map's."""
         h, w = self.h, self.w
+        if self.is_one_window:
+            return cols.reshape(cols.shape[:-4] + self.shape)
         out = np.zeros(cols.shape[:-4] + (h.length + 2 * h.padding, w.length + 2 * w.padding))
         for h_wrapped in (False, True):
             for i in reversed(range(h.kernel)):

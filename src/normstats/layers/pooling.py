@@ -132,7 +132,7 @@ class _SquaredByScaling:
 
     def __call__(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         y, total = self.forward_backward(x, np.ones((len(x), self.out_dim)), u)
-        return y, total * self.entry
+        return y, total * self.entry if self.entry != 1.0 else total
 
 
 @register_layer("maxpool", aliases=("max_pool", "maxpool2d"))
@@ -147,7 +147,7 @@ class MaxPool(_Pool):
         flat = windows.reshape(*windows.shape[:-2], -1)
         arg = np.argmax(flat, axis=-1)[..., None]
         y = np.take_along_axis(flat, arg, axis=-1)[..., 0]
-        cols = np.where(np.arange(flat.shape[-1]) == arg, dy[..., None], 0.0)
+        cols = (np.arange(flat.shape[-1]) == arg) * dy[..., None]  # one-hot: faster than np.where
         return y, cols.reshape(windows.shape)
 
     def formula(self) -> dict[str, float]:
