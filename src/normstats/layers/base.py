@@ -13,7 +13,7 @@ weight matrix) comes from :meth:`Layer.sampler`, which receives a generator deri
 The backward statistics can be estimated two ways (the engine's ``--estimator``). *sampled*: draw ``dy`` and
 run the backward pass on it, as a framework does in training. *conditional* (the default): integrate ``dy``
 out exactly. ``dx = J(x)^T dy`` is linear in ``dy`` ~ N(0, I), so given ``x`` (and ``u``) each ``dx_i`` is
-normal with mean 0 and variance ``g_i = sum_j J_ji^2``; ``E[dx_i] = E[0]`` and ``E[dx_i^2] = E[g_i]``, the
+normal with mean 0 and variance ``g_i = sum_j J_ji^2``, so ``E[dx_i] = 0`` and ``E[dx_i^2] = E[g_i]``: the
 same expectations with a smaller variance (Rao-Blackwell) and without the random numbers of ``dy``.
 :meth:`Layer.conditional_sampler` returns ``(y, g)``; its generic form (:class:`ProbeSampler`) runs the
 layer's own backward pass on every unit vector ``dy = e_j`` and sums the squares. Layers override it with an
