@@ -183,6 +183,7 @@ def test_qmc_standard_error_is_the_spread_of_the_replicates() -> None:
         (["--target-se", "-1"], "--target-se must be a positive number"),
         (["--max-time", "abc"], "--max-time must be a positive duration"),
         (["--method", "sobol"], "--method"),
+        (["--processes", "--dask", "tcp://127.0.0.1:1"], "give one of them; got --processes and --dask tcp://"),
     ],
 )
 def test_bad_run_options_exit_2_with_one_line(args: list[str], needle: str) -> None:

@@ -116,6 +116,11 @@ def run_options(
         from normstats.executors import check_workers
 
         workers = check_workers(workers)
+    if processes and dask is not None:
+        raise NormstatsError(
+            f"--processes runs local worker processes and --dask sends blocks to a cluster: give one of them; "
+            f"got --processes and --dask {dask}"
+        )
     return RunOptions(
         parse_samples(samples), check_seed(seed), check_method(method), check_estimator(estimator), target,
         limit, workers, dask, chunk_draws, progress or NULL_PROGRESS, bool(processes),
