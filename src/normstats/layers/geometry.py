@@ -198,6 +198,26 @@ class Grid:
                         out[..., rows[0], columns[0]] += cols[..., rows[1], columns[1], i, j]
         return out[..., h.padding : h.padding + h.length, w.padding : w.padding + w.length]
 
+    def route(self, offsets: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Send each window's weight to one of its inputs: ``offsets`` (``(draws, Ho, Wo)``) is the kernel
+        offset, row-major within the window, of that input; returns ``(draws, H, W)``, the sum at each input
+        of the weights sent to it (max pooling's backward pass). ``np.bincount`` adds in the order of its
+        input, which is row-major window order, so the sums are those of a plain loop over windows (as in
+        :meth:`scatter`), bit for bit. The input must be a real one, not padding."""
+        h, w = self.h, self.w
+        draws = offsets.shape[0]
+        di, dj = np.divmod(offsets, w.kernel)
+        rows = np.arange(h.windows)[:, None] * h.stride + di - h.padding
+        cols = np.arange(w.windows)[None, :] * w.stride + dj - w.padding
+        if h.periodic:
+            rows %= h.length
+        if w.periodic:
+            cols %= w.length
+        index = rows * w.length + cols
+        index += (np.arange(draws) * (h.length * w.length))[:, None, None]
+        out = np.bincount(index.ravel(), weights=weights.ravel(), minlength=draws * h.length * w.length)
+        return out.reshape(draws, h.length, w.length)
+
     def counted_values(self, maps: np.ndarray) -> np.ndarray:
         """The counted positions of ``maps`` (``(draws, ..., H, W)``) as ``(draws, values)``."""
         h, w = self.h, self.w

@@ -143,6 +143,17 @@ class MaxPool(_Pool):
     summary = "max over kh x kw windows; interior of an unbounded map, or a finite map with --size"
     fill = -math.inf
 
+    def forward_backward(self, x, dy, u):  # type: ignore[no-untyped-def]
+        g = self.grid
+        if g.is_one_window:  # the one-hot gradient of the window is the map's: no adding up
+            return super().forward_backward(x, dy, u)
+        windows = g.gather(x.reshape(-1, *g.shape), self.fill)
+        flat = windows.reshape(*windows.shape[:-2], -1)
+        arg = np.argmax(flat, axis=-1)
+        y = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
+        # every window holds a real input, so its maximum is never the -inf padding
+        return y.reshape(len(x), -1), g.counted_values(g.route(arg, dy.reshape(arg.shape)))
+
     def pool(self, windows: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         flat = windows.reshape(*windows.shape[:-2], -1)
         arg = np.argmax(flat, axis=-1)[..., None]
