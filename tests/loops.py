@@ -36,21 +36,26 @@ def pool(
     for a in range(ho):
         for b in range(wo):
             cells = [(a * sh + i, b * sw + j) for i in range(kh) for j in range(kw)]
-            if mode == "max":
-                best = cells[0]
-                for cell in cells[1:]:
-                    if xp[cell] > xp[best]:
-                        best = cell
-                y[a, b] = xp[best]
-                dxp[best] += dy[a, b]
-            else:
-                total = 0.0
-                for cell in cells:
-                    total += xp[cell]
-                y[a, b] = total / (kh * kw)
-                for cell in cells:
-                    dxp[cell] += dy[a, b] / (kh * kw)
+            y[a, b] = _pool_window(xp, dxp, cells, dy[a, b], mode)
     return y, dxp[padding : padding + x.shape[0], padding : padding + x.shape[1]]
+
+
+def _pool_window(x: np.ndarray, dx: np.ndarray, cells: list[tuple[int, int]], grad: float, mode: str) -> float:
+    """One window over ``cells`` (in row-major order): returns its output and adds its gradient ``grad`` to
+    ``dx``. Max: the first maximum in that order gets the gradient; average: each cell gets ``grad / n``."""
+    if mode == "max":
+        best = cells[0]
+        for cell in cells[1:]:
+            if x[cell] > x[best]:
+                best = cell
+        dx[best] += grad
+        return float(x[best])
+    total = 0.0
+    for cell in cells:
+        total += x[cell]
+    for cell in cells:
+        dx[cell] += grad / len(cells)
+    return total / len(cells)
 
 
 def conv(
@@ -89,20 +94,7 @@ def pool_torus(
     for a in range(rows // sh):
         for b in range(cols // sw):
             cells = [((a * sh + i) % rows, (b * sw + j) % cols) for i in range(kh) for j in range(kw)]
-            if mode == "max":
-                best = cells[0]
-                for cell in cells[1:]:
-                    if x[cell] > x[best]:
-                        best = cell
-                y[a, b] = x[best]
-                dx[best] += dy[a, b]
-            else:
-                total = 0.0
-                for cell in cells:
-                    total += x[cell]
-                y[a, b] = total / (kh * kw)
-                for cell in cells:
-                    dx[cell] += dy[a, b] / (kh * kw)
+            y[a, b] = _pool_window(x, dx, cells, dy[a, b], mode)
     return y, dx
 
 
