@@ -20,7 +20,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -69,49 +69,55 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context(method)
 
 
-class ProcessExecutor:
+class _LocalPool:
+    """A ``concurrent.futures`` pool of this machine, started on the first block submitted (so short runs
+    never pay for it) and shut down cancelling what is still queued. A subclass makes the pool."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: Executor | None = None
+
+    def _start(self) -> Executor:
+        raise NotImplementedError
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        if self._pool is None:
+            self._pool = self._start()
+        return self._pool.submit(fn, *args)
+
+    def shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+class ProcessExecutor(_LocalPool):
     """``workers`` processes at work: this one (``shares_work``: the engine runs queued blocks here while it
-    waits) and a lazily started pool of ``workers - 1``. Blocks queued beyond what the pool has taken can be
-    taken back, so the depth leaves some for this process."""
+    waits) and a pool of ``workers - 1``. Blocks queued beyond what the pool has taken can be taken back, so
+    the depth leaves some for this process."""
 
     shares_work = True
 
     def __init__(self, workers: int) -> None:
-        self.workers = workers
+        super().__init__(workers)
         self.depth = DEPTH_PER_WORKER * workers + 2
-        self._pool: ProcessPoolExecutor | None = None
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        if self._pool is None:
-            context = _context()
-            if context.get_start_method() == "forkserver":
-                context.set_forkserver_preload(["normstats.engine"])  # import numpy and scipy once
-            self._pool = ProcessPoolExecutor(self.workers - 1, mp_context=context, initializer=_init_worker)
-        return self._pool.submit(fn, *args)
-
-    def shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def _start(self) -> Executor:
+        context = _context()
+        if context.get_start_method() == "forkserver":
+            context.set_forkserver_preload(["normstats.engine"])  # import numpy and scipy once
+        return ProcessPoolExecutor(self.workers - 1, mp_context=context, initializer=_init_worker)
 
 
-class ThreadExecutor:
-    """``workers`` threads of this process, started on the first block submitted."""
+class ThreadExecutor(_LocalPool):
+    """``workers`` threads of this process."""
 
     def __init__(self, workers: int) -> None:
-        self.workers = workers
+        super().__init__(workers)
         self.depth = DEPTH_PER_WORKER * workers
-        self._pool: ThreadPoolExecutor | None = None
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="normstats-worker")
-        return self._pool.submit(fn, *args)
-
-    def shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def _start(self) -> Executor:
+        return ThreadPoolExecutor(self.workers, thread_name_prefix="normstats-worker")
 
 
 class DaskExecutor:
