@@ -70,19 +70,42 @@ class ProbeSampler:
         return np.concatenate(ys), np.concatenate(gs)
 
 
-class DiagonalSampler:
-    """The conditional sampler of a layer with a diagonal Jacobian (``dx_i = c_i(x, u) dy_i``: activations,
-    dropout): ``g = backward(1)^2``, the backward pass run once on ``dy = 1``."""
+class _BackwardOfOnes:
+    """Base of the conditional samplers that need one backward pass, on ``dy = 1`` (a buffer kept between
+    calls), where the Jacobian's shape makes ``g`` a simple function of it (picklable, unlike a closure)."""
 
-    def __init__(self, sampler: Sampler) -> None:
+    def __init__(self, sampler: Sampler, out_dim: int) -> None:
         self.sampler = sampler
-        self._ones = np.ones((0, 0))
+        self.out_dim = out_dim
+        self._ones = np.ones((0, out_dim))
+
+    def backward_of_ones(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(self._ones) < len(x):
+            self._ones = np.ones((len(x), self.out_dim))
+        return self.sampler(x, self._ones[: len(x)], u)
+
+
+class DiagonalSampler(_BackwardOfOnes):
+    """The conditional sampler of a layer with a diagonal Jacobian (``dx_i = c_i(x, u) dy_i``: activations,
+    dropout): ``g = backward(1)^2``."""
 
     def __call__(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self._ones.shape[0] < len(x) or self._ones.shape[1] != x.shape[1]:
-            self._ones = np.ones(x.shape)
-        y, dx = self.sampler(x, self._ones[: len(x)], u)
+        y, dx = self.backward_of_ones(x, u)
         return y, np.square(dx)
+
+
+class EqualEntriesSampler(_BackwardOfOnes):
+    """The conditional sampler of a layer whose nonzero Jacobian entries all equal ``entry`` (1 for max
+    pooling's routing, ``1 / (kh kw)`` for averaging): then ``J_ji^2 = entry J_ji`` and
+    ``g = entry backward(1)``."""
+
+    def __init__(self, sampler: Sampler, out_dim: int, entry: float) -> None:
+        super().__init__(sampler, out_dim)
+        self.entry = entry
+
+    def __call__(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        y, total = self.backward_of_ones(x, u)
+        return y, total * self.entry if self.entry != 1.0 else total
 
 
 class Layer:
@@ -231,7 +254,7 @@ class Elementwise(Layer):
         return self.f(x), self.df(x) * dy
 
     def conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
-        return DiagonalSampler(self.sampler(rng))
+        return DiagonalSampler(self.sampler(rng), self.out_dim)
 
     def formula(self) -> dict[str, float]:
         return {"bp_mean": 0.0}

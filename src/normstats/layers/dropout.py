@@ -37,7 +37,7 @@ class Dropout(Layer):
         return x * keep, dy * keep
 
     def conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
-        return DiagonalSampler(self.forward_backward)  # dx_i = keep_i dy_i
+        return DiagonalSampler(self.forward_backward, self.out_dim)  # dx_i = keep_i dy_i
 
     def formula(self) -> dict[str, float]:
         # y = x m c with m ~ Bernoulli(p) independent of x: mean 0, E y^2 = p c^2 (1 for c = 1/sqrt(p),

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from normstats.layers.base import ConditionalSampler, Layer
+from normstats.layers.base import ConditionalSampler, EqualEntriesSampler, Layer
 from normstats.layers.geometry import Grid, make_grid, size_param
 from normstats.params import Param
 from normstats.reference import max_normal_moments
@@ -109,7 +109,7 @@ class _Pool(Layer):
         return y.reshape(len(x), -1), g.counted_values(g.scatter(cols))
 
     def conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
-        return _SquaredByScaling(self.forward_backward, self.out_dim, self.jacobian_entry)
+        return EqualEntriesSampler(self.forward_backward, self.out_dim, self.jacobian_entry)
 
     #: The nonzero entries of the Jacobian are all equal to this (so ``J^2 = jacobian_entry * J``).
     jacobian_entry: float = 1.0
@@ -118,21 +118,6 @@ class _Pool(Layer):
         """Outputs ``(draws, Ho, Wo)`` of ``windows`` (``(draws, Ho, Wo, kh, kw)``) and the gradient each
         window sends to its inputs, shaped like ``windows``."""
         raise NotImplementedError
-
-
-class _SquaredByScaling:
-    """The conditional sampler of pooling: every nonzero Jacobian entry equals ``c`` (1 for max pooling's
-    routing, ``1 / (kh kw)`` for averaging), so ``J_ji^2 = c J_ji`` and ``g = sum_j J_ji^2 = c backward(1)``:
-    one backward pass on ``dy = 1`` (picklable, unlike a closure)."""
-
-    def __init__(self, forward_backward: Any, out_dim: int, entry: float) -> None:
-        self.forward_backward = forward_backward
-        self.out_dim = out_dim
-        self.entry = entry
-
-    def __call__(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        y, total = self.forward_backward(x, np.ones((len(x), self.out_dim)), u)
-        return y, total * self.entry if self.entry != 1.0 else total
 
 
 @register_layer("maxpool", aliases=("max_pool", "maxpool2d"))
