@@ -102,22 +102,11 @@ class _Pool(Layer):
     def bp_columns(self) -> np.ndarray:
         return self.grid.counted_columns()
 
-    def forward_backward(self, x, dy, u):  # type: ignore[no-untyped-def]
-        g = self.grid
-        windows = g.gather(x.reshape(-1, *g.shape), self.fill)
-        y, cols = self.pool(windows, dy.reshape(-1, g.h.windows, g.w.windows))
-        return y.reshape(len(x), -1), g.counted_values(g.scatter(cols))
-
     def conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
         return EqualEntriesSampler(self.forward_backward, self.out_dim, self.jacobian_entry)
 
     #: The nonzero entries of the Jacobian are all equal to this (so ``J^2 = jacobian_entry * J``).
     jacobian_entry: float = 1.0
-
-    def pool(self, windows: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Outputs ``(draws, Ho, Wo)`` of ``windows`` (``(draws, Ho, Wo, kh, kw)``) and the gradient each
-        window sends to its inputs, shaped like ``windows``."""
-        raise NotImplementedError
 
 
 @register_layer("maxpool", aliases=("max_pool", "maxpool2d"))
@@ -130,21 +119,16 @@ class MaxPool(_Pool):
 
     def forward_backward(self, x, dy, u):  # type: ignore[no-untyped-def]
         g = self.grid
-        if g.is_one_window:  # the one-hot gradient of the window is the map's: no adding up
-            return super().forward_backward(x, dy, u)
         windows = g.gather(x.reshape(-1, *g.shape), self.fill)
         flat = windows.reshape(*windows.shape[:-2], -1)
         arg = np.argmax(flat, axis=-1)
         y = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
-        # every window holds a real input, so its maximum is never the -inf padding
-        return y.reshape(len(x), -1), g.counted_values(g.route(arg, dy.reshape(arg.shape)))
-
-    def pool(self, windows: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        flat = windows.reshape(*windows.shape[:-2], -1)
-        arg = np.argmax(flat, axis=-1)[..., None]
-        y = np.take_along_axis(flat, arg, axis=-1)[..., 0]
-        cols = (np.arange(flat.shape[-1]) == arg) * dy[..., None]  # one-hot: faster than np.where
-        return y, cols.reshape(windows.shape)
+        dy = dy.reshape(arg.shape)
+        if g.is_one_window:  # the window's one-hot gradient is the map's: nothing to add up
+            maps = ((np.arange(flat.shape[-1]) == arg[..., None]) * dy[..., None]).reshape(len(x), *g.shape)
+        else:  # every window holds a real input, so its maximum is never the -inf padding
+            maps = g.route(arg, dy)
+        return y.reshape(len(x), -1), g.counted_values(maps)
 
     def formula(self) -> dict[str, float]:
         return {"bp_mean": 0.0, "bp_std": math.sqrt(self.grid.density)}
@@ -170,7 +154,15 @@ class AvgPool(_Pool):
     def jacobian_entry(self) -> float:  # type: ignore[override]
         return 1.0 / self.window
 
+    def forward_backward(self, x, dy, u):  # type: ignore[no-untyped-def]
+        g = self.grid
+        windows = g.gather(x.reshape(-1, *g.shape), self.fill)
+        y, cols = self.pool(windows, dy.reshape(-1, g.h.windows, g.w.windows))
+        return y.reshape(len(x), -1), g.counted_values(g.scatter(cols))
+
     def pool(self, windows: np.ndarray, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Outputs ``(draws, Ho, Wo)`` of ``windows`` (``(draws, Ho, Wo, kh, kw)``) and the gradient each
+        window sends to its inputs, shaped like ``windows``."""
         kh, kw = windows.shape[-2:]
         total = windows[..., 0, 0].copy()
         for i in range(kh):
