@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from normstats.engine import DEFAULT_ESTIMATOR
 from normstats.layers.base import STATS
 from normstats.moments import Z95, Tally
 from normstats.published import Figure
@@ -81,7 +82,7 @@ class Row:
     bp_mean: Stat
     bp_std: Stat
     method: str = "mc"
-    estimator: str = "conditional"  # how the bp statistics were estimated (see normstats.engine)
+    estimator: str = DEFAULT_ESTIMATOR  # how the bp statistics were estimated (see normstats.engine)
     stop: str = "samples"  # what ended the run: samples, target-se, max-time or interrupted
 
     @property

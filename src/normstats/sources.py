@@ -48,12 +48,16 @@ class MonteCarloSource:
 
     def __init__(self, seed: int, index: int) -> None:
         self._seed, self._index = seed, index
-        self._x, self._dy = _generator(seed, 1, index, 0), _generator(seed, 1, index, 2)
-        self._u: np.random.Generator | None = None  # made on first use: most layers need no uniforms
+        self._x = _generator(seed, 1, index, 0)
+        # made on first use: most layers need no uniforms, and the conditional estimator no dy
+        self._u: np.random.Generator | None = None
+        self._dy: np.random.Generator | None = None
 
     def fill(self, x: np.ndarray, dy: np.ndarray, u: np.ndarray) -> None:
         self._x.standard_normal(out=x)
         if dy.shape[1]:
+            if self._dy is None:
+                self._dy = _generator(self._seed, 1, self._index, 2)
             self._dy.standard_normal(out=dy)
         if u.shape[1]:
             if self._u is None:
