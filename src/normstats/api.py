@@ -152,17 +152,19 @@ def simulate(
     (plain Monte Carlo) or ``qmc`` (16 randomized scrambled-Sobol replicates). ``estimator`` says how the
     backward statistics are estimated: ``conditional`` integrates the upstream gradient dy out exactly
     (``E[dx^2 | x]`` per draw: fewer random numbers, smaller se; bp mean is then exactly 0), ``sampled``
-    draws dy and runs the layer's backward pass on it. The run takes ``samples``
-    draws (default :data:`DEFAULT_SAMPLES`), or stops earlier once every standard error is at or below
-    ``target_se`` or after ``max_time`` (seconds, or text such as ``"30s"``); with either of those,
-    ``samples`` is only the cap. Blocks run on ``workers`` threads (default: one per core; ``processes=True``
-    for worker processes; runs under about 16M random numbers stay in this thread) or on the Dask scheduler
-    at ``dask``; the result for a seed is the same on any of them. Ctrl-C ends the run early and returns what it has (``row.partial``). Returns a
-    :class:`~normstats.results.Row` whose statistics carry estimate, se, 95% interval, reference and z.
+    draws dy and runs the layer's backward pass on it. The run takes ``samples`` draws (default
+    :data:`DEFAULT_SAMPLES`), or stops earlier once every standard error is at or below ``target_se`` or after
+    ``max_time`` (seconds, or text such as ``"30s"``); with either of those, ``samples`` is only the cap.
+    Blocks run on ``workers`` threads (default: one per core; ``processes=True`` for worker processes; runs
+    under about 16M random numbers stay in this thread) or on the Dask scheduler at ``dask``; the result for
+    a seed is the same on any of them. Ctrl-C ends the run early and returns what it has (``row.partial``).
+    Returns a :class:`~normstats.results.Row` whose statistics carry estimate, se, 95% interval, reference
+    and z.
     """
     inst = _make(layer, expr, params)
     opts = run_options(
-        samples, seed, method, target_se, max_time, workers, dask, chunk_draws, progress, estimator, processes
+        samples, seed, method, target_se, max_time, workers, dask, chunk_draws, progress,
+        estimator=estimator, processes=processes,
     )
     with open_executor(opts.workers, opts.dask, opts.processes) as executor:
         return _simulate(inst, opts, reference, executor)
@@ -214,7 +216,8 @@ def table(
     limit applies to each row). One pool of workers serves every row. Ctrl-C ends the table after the
     current row, which is marked partial."""
     opts = run_options(
-        samples, seed, method, target_se, max_time, workers, dask, None, progress, estimator, processes
+        samples, seed, method, target_se, max_time, workers, dask, None, progress,
+        estimator=estimator, processes=processes,
     )
     out: list[Row] = []
     interrupted = False

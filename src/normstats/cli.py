@@ -183,7 +183,8 @@ def simulate(
     )
     result = api.make_table([row], seed=seed, samples=row.samples, method=row.method, estimator=row.estimator)
     name = row.layer if expr is None else f"expr {expr}"
-    _emit(result, fmt, output, f"{name} · {row.samples:,} draws · seed {seed} · {row.method} · bp {row.estimator}", convention)
+    title = f"{name} · {row.samples:,} draws · seed {seed} · {row.method} · bp {row.estimator}"
+    _emit(result, fmt, output, title, convention)
     _finish(result)
 
 
@@ -199,7 +200,8 @@ def table(
 ) -> None:
     """The NormProp table: every published layer with estimates, references and published figures."""
     result = api.table(samples=samples, seed=seed, progress=make_progress(quiet), **run)
-    _emit(result, fmt, output, f"normstats {result.version} · {run['method']} · bp {run['estimator']} · seed {seed}", convention)
+    title = f"normstats {result.version} · {run['method']} · bp {run['estimator']} · seed {seed}"
+    _emit(result, fmt, output, title, convention)
     _finish(result)
 
 
