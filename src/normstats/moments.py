@@ -187,8 +187,7 @@ class Tally:
     def se_mean(self) -> float:
         if self.units is None:
             return self.values.se_mean()
-        u = self.units
-        return math.sqrt(u.caa / u.n / u.n) if u.n > 1 else math.nan
+        return cluster_se_mean(self.units)
 
     def se_std(self) -> float:
         if self.units is None:
@@ -226,11 +225,15 @@ class ConditionalTally:
         return math.sqrt(max(u.mean_q - u.mean_a * u.mean_a, 0.0)) if u.n else math.nan
 
     def se_mean(self) -> float:
-        u = self.units
-        return math.sqrt(u.caa / u.n / u.n) if u.n > 1 else math.nan
+        return cluster_se_mean(self.units)
 
     def se_std(self) -> float:
         return cluster_se_std(self.units)
+
+
+def cluster_se_mean(u: CoMoments) -> float:
+    """Standard error of ``E a`` from iid draws of ``(a, q)``: ``sd(a) / sqrt(n)``."""
+    return math.sqrt(u.caa / u.n / u.n) if u.n > 1 else math.nan
 
 
 def cluster_se_std(u: CoMoments) -> float:
