@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +18,7 @@ import normstats
 from normstats import conventions, export
 from normstats.catalog import DEFAULT_ROWS
 from normstats.cli import main
+from tests.rounding import same_up_to_rounding
 from tests.test_cli import run, run_bad
 
 TABLES = Path(__file__).resolve().parent.parent / "tables"
@@ -147,28 +146,6 @@ def test_committed_tables_parse_and_hold_every_default_row() -> None:
     assert "CONSTANTS = {" in (TABLES / "normstats_constants.py").read_text()
 
 
-#: Numbers in text: integers, decimals and exponents (``-1.5e-05``), not parts of words (``x1``, ``k=3`` keeps 3).
-_NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
-#: How far a regenerated number may sit from the committed one: float rounding, amplified. The power sums are
-#: BLAS dot products, and OpenBLAS picks its kernel by CPU (or by ``OPENBLAS_CORETYPE``), so two machines can
-#: sum in a different order and differ in the last bits of a moment; ``z = (estimate - reference) / se`` turns a
-#: 1e-16 difference in the estimate into about 1e-12 of z. Any real change (a new seed, sample count, layer or
-#: reference) moves numbers by far more than this.
-_RTOL = 1e-9
-
-
-def same_up_to_rounding(fresh: str, committed: str) -> str | None:
-    """None when the two texts are equal but for numbers that agree to ``_RTOL``; else the first difference."""
-    if _NUMBER.sub("#", fresh) != _NUMBER.sub("#", committed):
-        a, b = _NUMBER.sub("#", fresh).splitlines(), _NUMBER.sub("#", committed).splitlines()
-        line = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-        return f"text differs at line {line + 1}"
-    for x, y in zip(_NUMBER.findall(fresh), _NUMBER.findall(committed)):
-        if not math.isclose(float(x), float(y), rel_tol=_RTOL, abs_tol=1e-300):
-            return f"{x} != {y}"
-    return None
-
-
 def test_rounding_level_comparison_tells_rounding_from_change() -> None:
     committed = "fp_mean,0.3991736121211354,0.0005845220909600288,z=0.39576215044797464\n| relu | 0.3992 |"
     assert same_up_to_rounding(committed, committed) is None
@@ -183,7 +160,7 @@ def test_rounding_level_comparison_tells_rounding_from_change() -> None:
 @pytest.mark.slow
 def test_committed_tables_are_what_the_documented_command_writes(tmp_path: Path) -> None:
     """Byte for byte where the machine sums as the one that made them; otherwise every number agrees to
-    float rounding (see ``_RTOL``) and every other character is the same."""
+    float rounding (see ``tests.rounding.RTOL``) and every other character is the same."""
     result = CliRunner().invoke(main, [*REGENERATE, str(tmp_path)])
     assert result.exit_code == 0, result.stderr
     committed = json.loads((TABLES / "table.json").read_text())["metadata"]

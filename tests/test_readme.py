@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.rounding import same_up_to_rounding
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -39,8 +41,9 @@ def test_python_api_example_runs_as_written(capsys: pytest.CaptureFixture[str]) 
     lines = code.splitlines()
     quoted_stats = next(line[2:] for line in lines if line.startswith("# "))
     quoted_constants = next(line.split("  # ", 1)[1] for line in lines if "row.constants()" in line)
-    assert printed[0] == quoted_stats
-    assert printed[1] == quoted_constants
+    # to float rounding: BLAS kernels differ between CPUs (see tests/rounding.py)
+    assert same_up_to_rounding(printed[0], quoted_stats) is None, (printed[0], quoted_stats)
+    assert same_up_to_rounding(printed[1], quoted_constants) is None, (printed[1], quoted_constants)
 
 
 def test_what_it_finds_quotes_the_committed_tables() -> None:

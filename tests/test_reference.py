@@ -112,3 +112,21 @@ def test_forced_method_raises_when_the_layer_has_no_such_path() -> None:
 def test_unknown_method_is_refused() -> None:
     with pytest.raises(NormstatsError, match="--reference must be one of"):
         reference_moments(normstats.make_layer("relu"), "guess")
+
+
+def test_fixed_rule_gives_the_fast_answer_and_hands_a_hidden_kink_to_adaptive_quadrature(monkeypatch) -> None:
+    """The numpy Gauss-Legendre rule answers for a smooth integrand (sigmoid: scipy's quad is never called);
+    a kink it was not told of (|x - 0.3|) makes its two panel widths disagree, and the adaptive quadrature
+    takes over and still gets the exact value E|X - a| = 2 phi(a) + a (2 Phi(a) - 1)."""
+    from normstats import reference
+
+    calls = []
+    adaptive = reference._adaptive
+    monkeypatch.setattr(reference, "_adaptive", lambda h, edges: calls.append(edges) or adaptive(h, edges))
+    refs = reference_moments(normstats.make_layer("sigmoid"), "quadrature")
+    assert refs["fp_std"].value == pytest.approx(0.208276344931662757316437429667, abs=1e-14)
+    assert calls == []
+    a = 0.3
+    exact = 2 * math.exp(-a * a / 2) / math.sqrt(2 * math.pi) + a * math.erf(a / math.sqrt(2))
+    assert gaussian_expectation(lambda t: abs(t - a)) == pytest.approx(exact, abs=1e-12)
+    assert len(calls) == 1

@@ -1,0 +1,28 @@
+"""Comparing texts full of floats up to rounding: for committed outputs (tables/, the README's figures) that
+another machine reproduces in all but the last bits."""
+
+from __future__ import annotations
+
+import math
+import re
+
+#: Numbers in text: integers, decimals and exponents (``-1.5e-05``), not parts of words (``x1``, ``k=3`` keeps 3).
+NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+#: How far a regenerated number may sit from the committed one: float rounding, amplified. The power sums are
+#: BLAS dot products, and OpenBLAS picks its kernel by CPU (or by ``OPENBLAS_CORETYPE``), so two machines can
+#: sum in a different order and differ in the last bits of a moment; ``z = (estimate - reference) / se`` turns a
+#: 1e-16 difference in the estimate into about 1e-12 of z. Any real change (a new seed, sample count, layer or
+#: reference) moves numbers by far more than this.
+RTOL = 1e-9
+
+
+def same_up_to_rounding(fresh: str, committed: str) -> str | None:
+    """None when the two texts are equal but for numbers that agree to ``RTOL``; else the first difference."""
+    if NUMBER.sub("#", fresh) != NUMBER.sub("#", committed):
+        a, b = NUMBER.sub("#", fresh).splitlines(), NUMBER.sub("#", committed).splitlines()
+        line = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        return f"text differs at line {line + 1}"
+    for x, y in zip(NUMBER.findall(fresh), NUMBER.findall(committed)):
+        if not math.isclose(float(x), float(y), rel_tol=RTOL, abs_tol=1e-300):
+            return f"{x} != {y}"
+    return None
