@@ -4,9 +4,10 @@ Not a test; run by hand, on a quiet machine (on shared machines repeat with --re
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python bench/bench_engine.py
 
-Every contender runs in its own subprocess; its wall time is measured from outside and its peak memory is the
-largest total proportional set size (PSS) of the process and all its children (workers included), sampled
-every 100 ms (reading /proc costs CPU too).
+Every contender runs in its own subprocess; its wall time is measured from outside (the median of --repeat
+runs), and its peak memory, in one more run, is the largest total proportional set size (PSS) of the process
+and all its children (workers included), sampled every 100 ms. The two are kept apart because reading /proc
+costs CPU: sampling during a timed run would slow a contender that uses every core and not one that uses one.
 The numpy script draws all N samples at once and calls mean/std, as the published figures were made: once with
 the legacy ``np.random.randn`` (MT19937, what numpy offered then) and once with today's ``default_rng``.
 Speed-ups are against the first. Prints Markdown tables.
@@ -77,10 +78,20 @@ def tree_memory(pid: int) -> int:
     return total
 
 
-def measure(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak tree RSS of a command."""
-    peak = 0
+def wall_time(cmd: list[str]) -> float:
+    """Wall seconds of a command, with nothing else running here (no memory sampling: reading /proc costs
+    CPU, which a contender using every core would pay for and a single-threaded one would not)."""
     start = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - start
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr.decode()}")
+    return elapsed
+
+
+def peak_memory(cmd: list[str]) -> int:
+    """Peak PSS of a command's process tree in bytes, sampled every 100 ms in a run of its own."""
+    peak = 0
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     done = threading.Event()
 
@@ -93,12 +104,11 @@ def measure(cmd: list[str]) -> tuple[float, int]:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     _, err = proc.communicate()
-    elapsed = time.perf_counter() - start
     done.set()
     sampler.join()
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{err.decode()}")
-    return elapsed, peak
+    return peak
 
 
 def generator_floor(bit_generator: type, seconds: float = 1.0) -> float:
@@ -163,6 +173,8 @@ def main() -> None:
     ap.add_argument("--maxpool-n", type=float, default=2e7, help="3x3 max pool draws (numpy needs ~80 B x 9 each)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per contender; medians are reported")
     ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument("--layers", nargs="+", choices=sorted(BASELINE), default=sorted(BASELINE)[::-1],
+                    help="which end-to-end comparisons to run")
     args = ap.parse_args()
 
     floors = {name: generator_floor(bg) for name, bg in (("PCG64", np.random.PCG64), ("SFC64", np.random.SFC64))}
@@ -183,7 +195,9 @@ def main() -> None:
     print("| layer | N | contender | wall s | peak MB | draws/s | speed-up |")
     print("|---|---:|---|---:|---:|---:|---:|")
     python = sys.executable
-    for layer, n in (("sigmoid", int(args.sigmoid_n)), ("maxpool", int(args.maxpool_n))):
+    sizes = {"sigmoid": int(args.sigmoid_n), "maxpool": int(args.maxpool_n)}
+    for layer in args.layers:
+        n = sizes[layer]
         script = textwrap.dedent(BASELINE[layer])
         legacy = script.replace("rng = np.random.default_rng(0)", "np.random.seed(0); rng = np.random")
         legacy = legacy.replace("rng.standard_normal((N, 9))", "rng.randn(N, 9)").replace("rng.standard_normal(N)", "rng.randn(N)")
@@ -200,9 +214,8 @@ def main() -> None:
         }
         base = None
         for label, cmd in contenders.items():
-            runs = [measure(cmd) for _ in range(args.repeat)]
-            wall = statistics.median(r[0] for r in runs)
-            peak = statistics.median(r[1] for r in runs)
+            wall = statistics.median(wall_time(cmd) for _ in range(args.repeat))
+            peak = peak_memory(cmd)
             base = base or wall
             print(f"| {layer} | {n:.0e} | {label} | {wall:.2f} | {peak / 2**20:.0f} | {n / wall / 1e6:.1f} M | "
                   f"{base / wall:.1f}x |", flush=True)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+if TYPE_CHECKING:  # rich is imported when a bar is shown: a quiet or piped run never pays for it
+    from rich.console import Console
+    from rich.progress import Progress as RichProgress
 
 
 class Progress(Protocol):
@@ -43,12 +44,16 @@ class BarProgress:
     """A transient rich progress bar on stderr."""
 
     def __init__(self, console: Console | None = None) -> None:
+        from rich.console import Console
+
         self._console = console or Console(stderr=True)
         self._bar: RichProgress | None = None
 
     def start(self, label: str, samples: int, target_se: float | None) -> None:
         self._samples, self._target = samples, target_se
         self._t0 = time.monotonic()
+        from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+
         self._bar = RichProgress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -82,5 +87,9 @@ class BarProgress:
 
 def make_progress(quiet: bool = False) -> Progress:
     """A bar when stderr is a terminal and not ``quiet``; the null object otherwise."""
+    if quiet:
+        return NULL_PROGRESS
+    from rich.console import Console
+
     console = Console(stderr=True)
     return BarProgress(console) if console.is_terminal and not quiet else NULL_PROGRESS
