@@ -20,6 +20,7 @@ from normstats.selfnorm import TARGETS
 from normstats.registry import get_layer
 from normstats.results import Table
 from normstats.engine import DEFAULT_ESTIMATOR, ESTIMATORS
+from normstats.layers.base import DEFAULT_SAMPLER, SAMPLERS
 from normstats.executors import check_workers, default_workers
 from normstats.progress import make_progress
 from normstats.sample_count import parse_samples
@@ -162,6 +163,11 @@ def list_cmd(fmt: str) -> None:
     "--reference", type=click.Choice(METHODS), default="auto", show_default=True,
     help="Reference path: closed form, quadrature, or the first available.",
 )
+@click.option(
+    "--sampler", type=click.Choice(SAMPLERS), default=DEFAULT_SAMPLER, show_default=True,
+    help="Run the layer's own forward and backward pass, or an exact shortcut with the same distribution: "
+    "order-statistics draws a max pooling window's maximum from one uniform (windows that do not overlap).",
+)
 @run_options
 @format_option
 @output_option
@@ -169,7 +175,7 @@ def list_cmd(fmt: str) -> None:
 @click.pass_context
 def simulate(
     ctx: click.Context, layer: str | None, expr: str | None, samples: int | None, seed: int, reference: str,
-    fmt: str, output: str | None, convention: str, quiet: bool, **run: Any,
+    sampler: str, fmt: str, output: str | None, convention: str, quiet: bool, **run: Any,
 ) -> None:
     """Estimate one layer's fp/bp statistics, e.g. 'normstats simulate --layer maxpool --k 3' or
     'normstats simulate --expr "x * tanh(log1p(exp(x)))"'."""
@@ -181,11 +187,13 @@ def simulate(
         params = {}
     row = api.simulate(
         layer, expr=expr, samples=samples, seed=seed, reference=reference, progress=make_progress(quiet),
-        **run, **params,
+        sampler=sampler, **run, **params,
     )
     result = api.make_table([row], seed=seed, samples=row.samples, method=row.method, estimator=row.estimator)
     name = row.layer if expr is None else f"expr {expr}"
     title = f"{name} · {row.samples:,} draws · seed {seed} · {row.method} · bp {row.estimator}"
+    if row.sampler != DEFAULT_SAMPLER:
+        title += f" · sampler {row.sampler}"
     _emit(result, fmt, output, title, convention)
     _finish(result)
 

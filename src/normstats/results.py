@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from normstats.engine import DEFAULT_ESTIMATOR
-from normstats.layers.base import STATS
+from normstats.layers.base import DEFAULT_SAMPLER, STATS
 from normstats.moments import Z95, Tally
 from normstats.published import Figure
 from normstats.reference import Reference
@@ -84,6 +84,7 @@ class Row:
     method: str = "mc"
     estimator: str = DEFAULT_ESTIMATOR  # how the bp statistics were estimated (see normstats.engine)
     stop: str = "samples"  # what ended the run: samples, target-se, max-time or interrupted
+    sampler: str = DEFAULT_SAMPLER  # the layer's own passes, or an exact shortcut (normstats.layers.base)
 
     @property
     def partial(self) -> bool:
@@ -109,7 +110,8 @@ class Row:
         out: dict[str, Any] = {"layer": self.layer, "params": dict(self.params), "samples": self.samples}
         out.update({name: stat.to_dict() for name, stat in self.stats().items()})
         out.update(
-            {"method": self.method, "estimator": self.estimator, "stop": self.stop, "partial": self.partial}
+            {"method": self.method, "estimator": self.estimator, "sampler": self.sampler, "stop": self.stop,
+             "partial": self.partial}
         )
         return out
 

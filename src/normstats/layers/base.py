@@ -42,6 +42,11 @@ Sampler = Callable[[np.ndarray, np.ndarray, np.ndarray], "tuple[np.ndarray, np.n
 #: ``(x, u) -> (y, g)`` with ``g = E[dx^2 | x, u]`` (the conditional estimator; see the module docstring).
 ConditionalSampler = Callable[[np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray]"]
 
+#: What ``--sampler`` may name: ``layer`` runs the layer's own forward and backward pass; the others are exact
+#: shortcuts that some layers offer (:meth:`Layer.shortcut`).
+SAMPLERS: tuple[str, ...] = ("layer", "order-statistics")
+DEFAULT_SAMPLER = "layer"
+
 #: Most scalars the probes of :class:`ProbeSampler` hold at once (32 MB of float64).
 _PROBE_SCALARS = 1 << 22
 
@@ -210,6 +215,24 @@ class Layer:
     def streaming_conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
         """:meth:`conditional_sampler` for the engine's hot loop (it may return views of buffers it reuses)."""
         return self.conditional_sampler(rng)
+
+    #: The exact shortcuts (names from :data:`SAMPLERS`) this layer offers besides its own passes.
+    shortcuts: ClassVar[tuple[str, ...]] = ()
+
+    def shortcut(self, sampler: str) -> Layer:
+        """The layer the engine runs for ``--sampler sampler``: this one for ``layer``; for one of
+        :attr:`shortcuts`, a stand-in whose outputs and gradients have the same distribution (so the same four
+        statistics) but cost fewer random numbers or less arithmetic. The layer's own passes stay the
+        default, and the tests check every shortcut against them."""
+        if sampler == DEFAULT_SAMPLER:
+            return self
+        if sampler not in self.shortcuts:
+            offered = ", ".join((DEFAULT_SAMPLER, *self.shortcuts))
+            raise ParameterError(f"--sampler must be one of: {offered} (for layer '{self.name}'); got {sampler!r}")
+        return self._shortcut(sampler)
+
+    def _shortcut(self, sampler: str) -> Layer:
+        raise NotImplementedError
 
     def forward_backward(
         self, x: np.ndarray, dy: np.ndarray, u: np.ndarray

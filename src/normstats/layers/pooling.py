@@ -40,8 +40,10 @@ from typing import Any
 
 import numpy as np
 
+from normstats.errors import ParameterError
 from normstats.layers.base import ConditionalSampler, EqualEntriesSampler, Layer
 from normstats.layers.geometry import Grid, make_grid, size_param
+from normstats.lazy import special
 from normstats.params import Param
 from normstats.reference import max_normal_moments
 from normstats.registry import register_layer
@@ -116,6 +118,17 @@ class MaxPool(_Pool):
 
     summary = "max over kh x kw windows; interior of an unbounded map, or a finite map with --size"
     fill = -math.inf
+    shortcuts = ("order-statistics",)
+
+    def _shortcut(self, sampler: str) -> Layer:
+        """``order-statistics``: :class:`MaxOfNormals`, valid where a draw is one window of real inputs
+        (stride = kernel in the interior, or a finite map the size of the kernel, without padding)."""
+        if not self.grid.is_one_window:
+            raise ParameterError(
+                f"--sampler order-statistics needs windows that do not overlap and hold no padding (stride = "
+                f"kernel, padding 0, the interior or --size equal to the kernel); got maxpool {self.describe()}"
+            )
+        return MaxOfNormals(n=self.window)
 
     def forward_backward(self, x, dy, u):  # type: ignore[no-untyped-def]
         g = self.grid
@@ -140,6 +153,62 @@ class MaxPool(_Pool):
         mean = float(weights @ moments[:, 0])
         second = float(weights @ (moments[:, 1] ** 2 + (moments[:, 0] - mean) ** 2))
         return {"fp_mean": mean, "fp_std": math.sqrt(second)}
+
+
+def max_of_normals_quantile(u: np.ndarray, n: int) -> np.ndarray:
+    """The largest of ``n`` iid N(0, 1) drawn from one uniform ``u`` in [0, 1) (as numpy or a Sobol point
+    gives it): ``P(max <= y) = Phi(y)^n``, so ``y = Phi^-1(V^(1/n))`` for ``V`` uniform.
+
+    ``V`` is the midpoint of ``u``'s cell on the grid of 2^-52 (exact in float64, never 0 or 1, so ``y`` is
+    finite, ``|y| < 9.1`` for ``n <= 1024``; what is cut is the half cell, 2^-53 of probability, at each end of
+    the distribution). ``Phi^-1`` is taken on the smaller
+    of ``p = V^(1/n)`` and ``1 - p = -expm1(log V / n)``, so neither tail loses digits to ``1 - p``."""
+    v = np.floor(u * 2.0**52)
+    v += 0.5
+    v *= 2.0**-52
+    t = np.log(v)
+    t /= n
+    p, q = np.exp(t), -np.expm1(t)
+    y = special.ndtri(np.minimum(p, q))
+    return np.where(p < q, y, -y)
+
+
+class MaxOfNormals(Layer):
+    """``--sampler order-statistics`` for max pooling where a draw is one window of ``n`` real inputs: the
+    window's maximum is drawn from one uniform through its quantile function (:func:`max_of_normals_quantile`)
+    instead of from ``n`` normals and an argmax, and the backward pass sends ``dy`` to the first of the ``n``
+    inputs. Which input receives it does not change any statistic normstats reports (they pool the ``n``
+    gradients of a window, and its per-draw mean and mean square), so the four statistics have exactly the
+    distribution of max pooling's; the tests check them against the layer's own passes. Not registered: it
+    is what :meth:`MaxPool.shortcut` returns."""
+
+    name = "maxpool"
+    summary = "max of n iid N(0, 1) by its quantile function"
+    params = (Param("n", int, 4, "inputs per window", low=1, high=1024),)
+
+    @property
+    def in_dim(self) -> int:
+        return 0
+
+    @property
+    def out_dim(self) -> int:
+        return 1
+
+    @property
+    def bp_width(self) -> int:
+        return self.n
+
+    @property
+    def n_uniform(self) -> int:
+        return 1
+
+    def forward_backward(self, x, dy, u):  # type: ignore[no-untyped-def]
+        dx = np.zeros((len(u), self.n))
+        dx[:, :1] = dy
+        return max_of_normals_quantile(u, self.n), dx
+
+    def conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
+        return EqualEntriesSampler(self.forward_backward, self.out_dim, 1.0)
 
 
 @register_layer("avgpool", aliases=("avg_pool", "avgpool2d"))
@@ -183,4 +252,4 @@ class AvgPool(_Pool):
         }
 
 
-__all__ = ["AvgPool", "MaxPool"]
+__all__ = ["AvgPool", "MaxOfNormals", "MaxPool"]

@@ -1,0 +1,129 @@
+"""``--sampler order-statistics``: max pooling's window maximum drawn from one uniform through its quantile
+function. Checked against 30-digit mpmath quantiles, the exact distribution function (Kolmogorov-Smirnov),
+the layer's own passes run on the same number of draws, and the exact references; refused in one line where
+it does not apply."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import mpmath as mp
+import numpy as np
+import pytest
+from scipy import stats
+
+import normstats
+from normstats import engine
+from normstats.errors import ParameterError
+from normstats.layers.base import STATS, ProbeSampler
+from normstats.layers.pooling import MaxOfNormals, max_of_normals_quantile
+from normstats.reference import reference_moments
+from tests.test_cli import run, run_bad
+from tests.test_export import VALIDATOR
+
+
+def _mp_quantile(u: float, n: int) -> float:
+    """Phi^-1(V^(1/n)) at 30 digits, V the midpoint of u's cell on the 2^-52 grid (as the code defines it)."""
+    mp.mp.dps = 30
+    v = (mp.floor(mp.mpf(u) * 2**52) + mp.mpf("0.5")) / 2**52
+    return float(mp.sqrt(2) * mp.erfinv(2 * v ** (mp.mpf(1) / n) - 1))
+
+
+@pytest.mark.parametrize("n", [1, 2, 9, 100, 1024])
+def test_quantile_matches_mpmath_across_the_range_and_in_both_tails(n: int) -> None:
+    u = np.array([0.0, 1e-12, 0.001, 0.1, 0.5, 0.9, 0.999, 1 - 1e-12, 1 - 2.0**-53])
+    got = max_of_normals_quantile(u, n)
+    want = np.array([_mp_quantile(float(x), n) for x in u])
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
+
+
+def test_quantile_of_one_is_the_normal_and_is_antisymmetric_at_the_ends() -> None:
+    ends = max_of_normals_quantile(np.array([0.0, 1 - 2.0**-53]), 1)
+    assert ends[0] == -ends[1] and 8.0 < ends[1] < 8.3
+
+
+@pytest.mark.parametrize("n", [2, 9, 25])
+def test_quantile_draws_have_the_distribution_of_the_max(n: int) -> None:
+    """Kolmogorov-Smirnov against P(max <= y) = Phi(y)^n, on 10^5 uniforms of a fixed seed: the test's p-value
+    is uniform under the exact distribution, so the 1e-3 threshold fails a correct sampler once in 1000 seeds
+    and this fixed seed never."""
+    u = np.random.default_rng(n).random(100_000)
+    y = max_of_normals_quantile(u, n)
+    assert stats.kstest(y, lambda t: stats.norm.cdf(t) ** n).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("estimator", engine.ESTIMATORS)
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_shortcut_agrees_with_the_layer_and_the_references(k: int, estimator: str) -> None:
+    """On the same number of draws, each of the four statistics of the shortcut and of the layer's own passes
+    sits within 4 se of the exact reference, and the two within 4 se (combined) of each other; statistics
+    with se 0 (the conditional bp) equal the reference exactly on both paths."""
+    layer = normstats.make_layer("maxpool", k=k)
+    refs = reference_moments(layer)
+    ours = engine.execute(layer.shortcut("order-statistics"), 200_000, 1, estimator=estimator).estimates
+    theirs = engine.execute(layer, 200_000, 2, estimator=estimator).estimates
+    for s in STATS:
+        (a, se_a), (b, se_b), ref = ours[s], theirs[s], refs[s].value
+        if se_a == 0:
+            assert se_b == 0 and a == pytest.approx(ref, abs=1e-15) and b == pytest.approx(ref, abs=1e-15), s
+            continue
+        assert abs(a - ref) <= 4 * se_a, (s, a, ref, se_a)
+        assert abs(a - b) <= 4 * math.hypot(se_a, se_b), (s, a, b)
+        assert se_a == pytest.approx(se_b, rel=0.05), s  # the same distribution: the same spread
+
+
+def test_stand_in_conditional_sampler_is_its_backward_pass_on_every_unit_dy() -> None:
+    stand_in = MaxOfNormals(n=4)
+    u = np.random.default_rng(0).random((50, 1))
+    y, g = stand_in.conditional_sampler(np.random.default_rng(0))(np.empty((50, 0)), u)
+    y_probe, g_probe = ProbeSampler(stand_in.sampler(np.random.default_rng(0)), stand_in.out_dim)(
+        np.empty((50, 0)), u
+    )
+    np.testing.assert_array_equal(y, y_probe)
+    np.testing.assert_array_equal(g, g_probe)
+    assert g.tolist() == [[1.0, 0.0, 0.0, 0.0]] * 50
+
+
+def test_worker_counts_give_the_same_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "BLOCK_SCALARS", 1 << 13)
+    monkeypatch.setattr(engine, "PARALLEL_MIN_SCALARS", 0)
+    rows = [
+        normstats.simulate("maxpool", k=3, samples=30_000, workers=w, sampler="order-statistics").to_dict()
+        for w in (1, 2, 3)
+    ]
+    assert rows[0] == rows[1] == rows[2]
+    assert rows[0]["sampler"] == "order-statistics"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"k": 3, "stride": 2}, {"k": 2, "size": "4"}, {"k": 3, "size": "3", "padding": 1}],
+    ids=["overlapping", "several-windows", "padding"],
+)
+def test_shortcut_is_refused_where_windows_overlap_repeat_or_pad(params: dict) -> None:
+    with pytest.raises(ParameterError, match="--sampler order-statistics needs windows that do not overlap"):
+        normstats.make_layer("maxpool", **params).shortcut("order-statistics")
+
+
+def test_a_finite_map_the_size_of_the_window_is_one_window() -> None:
+    stand_in = normstats.make_layer("maxpool", k=3, size="3").shortcut("order-statistics")
+    assert stand_in == MaxOfNormals(n=9)
+
+
+def test_cli_records_the_sampler_and_refuses_it_in_one_line() -> None:
+    doc = json.loads(run("simulate", "--layer", "maxpool", "--k", "2", "-n", "4000", "--sampler",
+                         "order-statistics", "--format", "json").stdout)
+    VALIDATOR.validate(doc)
+    assert doc["rows"][0]["sampler"] == "order-statistics"
+    assert json.loads(run("simulate", "--layer", "relu", "-n", "100", "--format", "json").stdout)["rows"][0][
+        "sampler"
+    ] == "layer"
+    line = run_bad("simulate", "--layer", "avgpool", "--sampler", "order-statistics")
+    assert line == (
+        "normstats: error: --sampler must be one of: layer (for layer 'avgpool'); got 'order-statistics'"
+    )
+    assert "stride = kernel" in run_bad("simulate", "--layer", "maxpool", "--k", "3", "--stride", "2",
+                                        "--sampler", "order-statistics")
+    assert "'--sampler'" in run_bad("simulate", "--layer", "maxpool", "--sampler", "fast")
