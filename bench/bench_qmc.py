@@ -36,15 +36,21 @@ LAYERS = (
     ("avgpool", {"k": 16}),
     ("linear", {"fan_in": 128, "fan_out": 64}),
 )
+#: Rows run with an exact shortcut (``--sampler``) instead of the layer's own passes.
+SHORTCUTS = (
+    ("maxpool", {"k": 3}, "order-statistics"),
+    ("maxpool", {"k": 16}, "order-statistics"),
+)
 SHOWN = ("fp_mean", "fp_std", "bp_std")
 
 
 def run(
-    name: str, params: dict, method: str, samples: int, seed: int, estimator: str
+    name: str, params: dict, method: str, samples: int, seed: int, estimator: str, sampler: str
 ) -> tuple[dict[str, float], float]:
     start = time.perf_counter()
     row = normstats.simulate(
-        name, samples=samples, seed=seed, method=method, estimator=estimator, workers=1, **params
+        name, samples=samples, seed=seed, method=method, estimator=estimator, workers=1, sampler=sampler,
+        **params,
     )
     return {s: getattr(row, s).se for s in SHOWN}, time.perf_counter() - start
 
@@ -57,17 +63,18 @@ def main() -> None:
     args = ap.parse_args()
     print("| layer | numbers per draw | N | gain fp mean | gain fp std | gain bp std | t mc s | t qmc s | worth |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name, params in LAYERS:
-        width = random_width(make_layer(name, **params), args.estimator)
+    for name, params, sampler in [(name, params, "layer") for name, params in LAYERS] + list(SHORTCUTS):
+        width = random_width(make_layer(name, **params).shortcut(sampler), args.estimator)
         n = 16 << max(0, int(math.log2(args.scalars / width / 16)))  # a power of two per qmc replicate
-        se_mc, t_mc = run(name, params, "mc", n, args.seed, args.estimator)
-        se_qmc, t_qmc = run(name, params, "qmc", n, args.seed, args.estimator)
+        se_mc, t_mc = run(name, params, "mc", n, args.seed, args.estimator, sampler)
+        se_qmc, t_qmc = run(name, params, "qmc", n, args.seed, args.estimator, sampler)
         gains = [
             math.nan if se_mc[s] == se_qmc[s] == 0 else (se_mc[s] / se_qmc[s]) ** 2 if se_qmc[s] > 0 else math.inf
             for s in SHOWN
         ]
         worth = min(g for g in gains if not math.isnan(g)) * t_mc / t_qmc
         label = name + "".join(f" {k}={v}" for k, v in params.items())
+        label += f", --sampler {sampler}" if sampler != "layer" else ""
         cells = " | ".join("exact" if math.isnan(g) else f"{g:,.0f}" if g >= 10 else f"{g:.1f}" for g in gains)
         print(f"| {label} | {width} | {n:,} | {cells} | {t_mc:.2f} | {t_qmc:.2f} | {worth:,.1f} |", flush=True)
 

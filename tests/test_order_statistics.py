@@ -17,6 +17,7 @@ import normstats
 from normstats import engine
 from normstats.errors import ParameterError
 from normstats.layers.base import STATS, ProbeSampler
+from normstats.moments import ConditionalSums
 from normstats.layers.pooling import MaxOfNormals, max_of_normals_quantile
 from normstats.reference import reference_moments
 from tests.test_cli import run, run_bad
@@ -75,6 +76,8 @@ def test_shortcut_agrees_with_the_layer_and_the_references(k: int, estimator: st
 
 
 def test_stand_in_conditional_sampler_is_its_backward_pass_on_every_unit_dy() -> None:
+    """Its g, passed as one column of row means (all the tally reads), is the row mean of the probes of its own
+    backward pass: 1 at the routed input, 0 at the others."""
     stand_in = MaxOfNormals(n=4)
     u = np.random.default_rng(0).random((50, 1))
     y, g = stand_in.conditional_sampler(np.random.default_rng(0))(np.empty((50, 0)), u)
@@ -82,8 +85,18 @@ def test_stand_in_conditional_sampler_is_its_backward_pass_on_every_unit_dy() ->
         np.empty((50, 0)), u
     )
     np.testing.assert_array_equal(y, y_probe)
-    np.testing.assert_array_equal(g, g_probe)
-    assert g.tolist() == [[1.0, 0.0, 0.0, 0.0]] * 50
+    assert g_probe.tolist() == [[1.0, 0.0, 0.0, 0.0]] * 50
+    assert g.shape == (50, 1) and g[:, 0].tolist() == g_probe.mean(axis=1).tolist()
+
+
+def test_conditional_sums_read_only_row_means() -> None:
+    """The summary contract the stand-in relies on: one column of row means tallies as the full g."""
+    g = np.random.default_rng(3).random((1000, 4))
+    full, summary = ConditionalSums(4, 1000), ConditionalSums(4, 1000)
+    full.add(g)
+    summary.add(g.mean(axis=1, keepdims=True))
+    a, b = full.tally(), summary.tally()
+    assert a.std == pytest.approx(b.std, rel=1e-14) and a.se_std() == pytest.approx(b.se_std(), rel=1e-10)
 
 
 def test_worker_counts_give_the_same_row(monkeypatch: pytest.MonkeyPatch) -> None:

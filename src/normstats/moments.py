@@ -345,7 +345,8 @@ class PowerSums:
 class ConditionalSums:
     """The hot-loop accumulator of :class:`ConditionalTally`: per draw ``q = mean_i g_i`` of the conditional
     second moments ``g`` (``draws x width``), summed with its square about a fixed shift (the first chunk's
-    mean), allocation-free like :class:`PowerSums`."""
+    mean), allocation-free like :class:`PowerSums`. Only the row means of ``g`` enter, so a sampler that knows
+    them in summary may pass fewer columns with the same row means (one column: ``q`` itself)."""
 
     def __init__(self, width: int, capacity: int) -> None:
         self.width = width
@@ -362,13 +363,13 @@ class ConditionalSums:
         q = self._q[:m]
         if self.shift is None:
             self.shift = float(g.mean())
-        if self.width == 1:
+        if g.shape[1] == 1:
             np.subtract(g[:, 0], self.shift, out=q)
         else:
             # add.reduce, not a (faster) BLAS gemv: equal rows must give bit-equal sums, or a g that does not
             # vary (linear, average pooling) would show a rounding-level se instead of an exact 0
             np.add.reduce(g, axis=1, out=q)
-            q *= 1.0 / self.width
+            q *= 1.0 / g.shape[1]
             q -= self.shift
         self.sums[0] += float(np.dot(q, self._ones[:m]))
         self.sums[1] += float(np.dot(q, q))

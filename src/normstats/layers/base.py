@@ -39,7 +39,8 @@ from normstats.params import Param
 STATS: tuple[str, ...] = ("fp_mean", "fp_std", "bp_mean", "bp_std")
 
 Sampler = Callable[[np.ndarray, np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray]"]
-#: ``(x, u) -> (y, g)`` with ``g = E[dx^2 | x, u]`` (the conditional estimator; see the module docstring).
+#: ``(x, u) -> (y, g)`` with ``g = E[dx^2 | x, u]`` (the conditional estimator; see the module docstring). Only
+#: the row means of ``g`` are tallied, so ``g`` may have fewer columns than ``bp_width`` with the same row means.
 ConditionalSampler = Callable[[np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray]"]
 
 #: What ``--sampler`` may name: ``layer`` runs the layer's own forward and backward pass; the others are exact

@@ -208,7 +208,22 @@ class MaxOfNormals(Layer):
         return max_of_normals_quantile(u, self.n), dx
 
     def conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
-        return EqualEntriesSampler(self.forward_backward, self.out_dim, 1.0)
+        return _OneOverN(self.n)
+
+
+class _OneOverN:
+    """The conditional sampler of :class:`MaxOfNormals`: ``g = E[dx^2 | u]`` is 1 at the routed input and 0 at
+    the other ``n - 1``, so every draw's row mean is ``1 / n``, passed as one column (the tally reads only row
+    means) instead of ``n``: a 16x16 window would otherwise carry 256 numbers a draw."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self._g = np.empty((0, 1))
+
+    def __call__(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(self._g) < len(u):
+            self._g = np.full((len(u), 1), 1.0 / self.n)
+        return max_of_normals_quantile(u, self.n), self._g[: len(u)]
 
 
 @register_layer("avgpool", aliases=("avg_pool", "avgpool2d"))
