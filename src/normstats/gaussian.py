@@ -23,11 +23,17 @@ def pdf(x: float) -> float:
     return 0.0 if math.isinf(x) else math.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
 
 
+def ndtr(x: float) -> float:
+    """``Phi(x)``, the standard normal CDF, as ``erfc(-x / sqrt 2) / 2``: accurate in both tails (no ``1 - ``
+    cancellation) and without importing scipy for the piecewise-polynomial activations."""
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
 def truncated_moments(a: float, b: float, k_max: int) -> list[float]:
     """``[M_0, ..., M_k_max]`` with ``M_k = E[X^k 1{a < X < b}]``, by the recursion
     ``M_k = a^(k-1) phi(a) - b^(k-1) phi(b) + (k-1) M_(k-2)`` (integration by parts)."""
-    mass = special.ndtr(-a) - special.ndtr(-b) if a >= 0 else special.ndtr(b) - special.ndtr(a)
-    moments = [float(mass), pdf(a) - pdf(b)]
+    mass = ndtr(-a) - ndtr(-b) if a >= 0 else ndtr(b) - ndtr(a)
+    moments = [mass, pdf(a) - pdf(b)]
 
     def edge(x: float, power: int) -> float:
         return 0.0 if math.isinf(x) else x**power * pdf(x)
