@@ -160,10 +160,11 @@ def machine() -> str:
         pass
     blas = ", ".join(f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})" for i in threadpool_info())
     coretype = os.environ.get("OPENBLAS_CORETYPE", "unset")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())  # a shared machine's noise, for the record
     return (
         f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}; Python "
         f"{platform.python_version()}, numpy {np.__version__}; BLAS: {blas or 'none loaded'}; "
-        f"OPENBLAS_CORETYPE={coretype}"
+        f"OPENBLAS_CORETYPE={coretype}; load average before the run {load}"
     )
 
 
