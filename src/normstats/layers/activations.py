@@ -31,7 +31,8 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 def expit(x: np.ndarray) -> np.ndarray:
     """The logistic sigmoid ``1 / (1 + exp(-x))`` in numpy alone, for every float without overflow:
     ``exp(-|x|)`` lies in (0, 1], so both branches are ratios of numbers near 1. Within 3 ulp of
-    ``scipy.special.expit`` wherever the result is a normal float, |x| < 708 (tested), and it spares a sigmoid run the import of ``scipy.special``."""
+    ``scipy.special.expit`` wherever the result is a normal float, |x| < 708 (tested); it spares a sigmoid
+    run the import of ``scipy.special``."""
     e = np.exp(-np.abs(x))
     return np.where(np.asarray(x) >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
