@@ -18,8 +18,9 @@ RTOL = 1e-9
 
 def same_up_to_rounding(fresh: str, committed: str) -> str | None:
     """None when the two texts are equal but for numbers that agree to ``RTOL``; else the first difference."""
-    if NUMBER.sub("#", fresh) != NUMBER.sub("#", committed):
-        a, b = NUMBER.sub("#", fresh).splitlines(), NUMBER.sub("#", committed).splitlines()
+    a, b = NUMBER.sub("#", fresh), NUMBER.sub("#", committed)
+    if a != b:
+        a, b = a.splitlines(), b.splitlines()
         line = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
         return f"text differs at line {line + 1}"
     for x, y in zip(NUMBER.findall(fresh), NUMBER.findall(committed)):

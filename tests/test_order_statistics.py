@@ -26,9 +26,9 @@ from tests.test_export import VALIDATOR
 
 def _mp_quantile(u: float, n: int) -> float:
     """Phi^-1(V^(1/n)) at 30 digits, V the midpoint of u's cell on the 2^-52 grid (as the code defines it)."""
-    mp.mp.dps = 30
-    v = (mp.floor(mp.mpf(u) * 2**52) + mp.mpf("0.5")) / 2**52
-    return float(mp.sqrt(2) * mp.erfinv(2 * v ** (mp.mpf(1) / n) - 1))
+    with mp.workdps(30):
+        v = (mp.floor(mp.mpf(u) * 2**52) + mp.mpf("0.5")) / 2**52
+        return float(mp.sqrt(2) * mp.erfinv(2 * v ** (mp.mpf(1) / n) - 1))
 
 
 @pytest.mark.parametrize("n", [1, 2, 9, 100, 1024])

@@ -15,7 +15,7 @@ from normstats.sources import METHODS as SAMPLING_METHODS
 from normstats.stopping import INTERRUPTED, StopRule, check_target_se, parse_duration
 from normstats.catalog import DEFAULT_ROWS
 from normstats.errors import NormstatsError
-from normstats.layers.base import DEFAULT_SAMPLER, SAMPLERS, STATS, Layer
+from normstats.layers.base import DEFAULT_SAMPLER, STATS, Layer
 from normstats.params import Param
 from normstats.published import published_figures
 from normstats.published_constants import AuditEntry
@@ -166,27 +166,22 @@ def simulate(
     and z.
     """
     inst = _make(layer, expr, params)
-    if sampler not in SAMPLERS:
-        raise NormstatsError(f"--sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
-    runs = inst.shortcut(sampler)
     opts = run_options(
         samples, seed, method, target_se, max_time, workers, dask, chunk_draws, progress,
         estimator=estimator, processes=processes,
     )
     with open_executor(opts.workers, opts.dask, opts.processes) as executor:
-        return _simulate(inst, opts, reference, executor, runs, sampler)
+        return _simulate(inst, opts, reference, executor, sampler)
 
 
-def _simulate(
-    inst: Layer, opts: RunOptions, reference: str, executor: Any, runs: Layer | None = None,
-    sampler: str = DEFAULT_SAMPLER,
-) -> Row:
-    """Run ``runs`` (``inst`` itself, or the stand-in of an exact shortcut) and report it as ``inst``, with
-    ``inst``'s references and published figures."""
-    # References first: a forced path may raise, and that must come before the run.
+def _simulate(inst: Layer, opts: RunOptions, reference: str, executor: Any, sampler: str = DEFAULT_SAMPLER) -> Row:
+    """Run ``inst.shortcut(sampler)`` (``inst`` itself, or the stand-in of an exact shortcut) and report it as
+    ``inst``, with ``inst``'s references and published figures."""
+    # The sampler and the references first: either may raise, and that must come before the run.
+    runs = inst.shortcut(sampler)
     refs = reference_moments(inst, reference)
     result = engine.execute(
-        runs or inst, opts.samples, opts.seed, method=opts.method, estimator=opts.estimator, stop=opts.stop_rule(),
+        runs, opts.samples, opts.seed, method=opts.method, estimator=opts.estimator, stop=opts.stop_rule(),
         executor=executor, progress=opts.progress, chunk_draws=opts.chunk_draws,
     )
     stats = stats_from_estimates(result.estimates, refs, published_figures(inst))

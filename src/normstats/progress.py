@@ -92,4 +92,4 @@ def make_progress(quiet: bool = False) -> Progress:
     from rich.console import Console
 
     console = Console(stderr=True)
-    return BarProgress(console) if console.is_terminal and not quiet else NULL_PROGRESS
+    return BarProgress(console) if console.is_terminal else NULL_PROGRESS

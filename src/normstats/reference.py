@@ -8,6 +8,7 @@ the layer does not have for a statistic raises instead of guessing.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
@@ -85,16 +86,11 @@ def _fixed_rule(h: Callable[[np.ndarray], np.ndarray], a: float, b: float, panel
     return float(np.sum(terms)), float(np.sum(np.abs(terms)))  # pairwise summation: ~1e-16 relative here
 
 
-_GL: tuple[np.ndarray, np.ndarray] | None = None
-
-
+@functools.cache
 def _gauss_legendre() -> tuple[np.ndarray, np.ndarray]:
-    global _GL
-    if _GL is None:
-        from numpy.polynomial.legendre import leggauss
+    from numpy.polynomial.legendre import leggauss
 
-        _GL = leggauss(_NODES)
-    return _GL
+    return leggauss(_NODES)
 
 
 def _adaptive(h: Callable[[np.ndarray], np.ndarray], edges: Sequence[float]) -> float:

@@ -483,7 +483,7 @@ class LogSigmoid(Elementwise):
 
 class _SigmoidSampler(_Streaming):
     """Sigmoid in the hot loop. ``1 / (1 + exp(-x))`` is about three times faster than
-    ``expit`` and agrees with it to rounding for every x a normal draw reaches (|x| < 40)."""
+    ``scipy.special.expit`` and agrees with it to rounding for every x a normal draw reaches (|x| < 40)."""
 
     def compute(self, x: np.ndarray, y: np.ndarray, grad: np.ndarray) -> None:
         np.negative(x, out=y)
