@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from normstats.sources import BIT_GENERATOR
+from normstats.engine.sources import BIT_GENERATOR
 
 BASELINE = {
     "sigmoid": """
@@ -130,7 +130,7 @@ def hot_loop_rate(layer_name: str, estimator: str, **params: object) -> tuple[fl
     """Normals and draws per second through the engine's block loop (one core, in this process)."""
     from threadpoolctl import threadpool_limits
 
-    from normstats import engine
+    from normstats.engine import blocks as engine
     from normstats.registry import make_layer
 
     layer = make_layer(layer_name, **params)

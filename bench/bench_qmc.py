@@ -19,7 +19,7 @@ import math
 import time
 
 import normstats
-from normstats.engine import random_width
+from normstats.engine.blocks import random_width
 from normstats.registry import make_layer
 
 LAYERS = (

@@ -38,8 +38,8 @@ import math
 import pytest
 
 import normstats
+from normstats.exact.references import reference_moments
 from normstats.layers.activations import ACTIVATIONS, SELU_ALPHA, SELU_SCALE
-from normstats.reference import reference_moments
 from tests.cases import LAYER_CASES, all_cases, case_id
 
 TOL = 1e-9

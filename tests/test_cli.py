@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 import normstats
 from normstats import api
 from normstats.cli import main
-from normstats.sample_count import parse_samples
+from normstats.engine.sample_count import parse_samples
 
 STAT_KEYS = {"estimate", "se", "ci95", "reference", "reference_kind", "published", "published_agrees", "z"}
 

@@ -8,8 +8,8 @@ import math
 import pytest
 
 import normstats
-from normstats import conventions
-from normstats.published_constants import PUBLISHED_CONSTANTS
+from normstats.published import conventions
+from normstats.published.constants import PUBLISHED_CONSTANTS
 from tests.test_cli import run, run_bad
 
 #: Klambauer et al. 2017 (as printed in PyTorch's SELU documentation).

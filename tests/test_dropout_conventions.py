@@ -47,7 +47,7 @@ def test_both_conventions_from_the_command_line(convention: str, std: float) -> 
 
 
 def test_the_default_table_shows_both_conventions() -> None:
-    from normstats.catalog import DEFAULT_ROWS
+    from normstats.published.default_table import DEFAULT_ROWS
 
     conventions = {params.get("convention", "sqrt") for name, params in DEFAULT_ROWS if name == "dropout"}
     assert conventions == {"sqrt", "inverted"}

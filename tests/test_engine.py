@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import normstats
-from normstats import engine
-from normstats.moments import Z95
-from normstats.reference import reference_moments
+from normstats.engine import blocks as engine
+from normstats.engine.moments import Z95
+from normstats.exact.references import reference_moments
 from tests.cases import all_cases, case_id
 
 #: |z| beyond this fails a fixed-seed check: about 1 in 15,000 per statistic for a correct estimator.

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import normstats
-from normstats import engine
+from normstats.engine import blocks as engine
 from normstats.layers.base import ProbeSampler
 from tests.cases import all_cases, case_id
 from tests.test_cli import run, run_bad
@@ -83,7 +83,7 @@ def test_qmc_with_the_conditional_estimator_integrates_a_one_dimensional_bp() ->
 
 def test_the_conditional_estimator_draws_no_upstream_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
     """It uses only x (and u): a source asked for dy numbers would show here."""
-    from normstats import sources
+    from normstats.engine import sources
 
     widths = []
     fill = sources.MonteCarloSource.fill

@@ -15,9 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 import normstats
-from normstats import conventions, export
-from normstats.catalog import DEFAULT_ROWS
 from normstats.cli import main
+from normstats.output import export
+from normstats.published import conventions
+from normstats.published.default_table import DEFAULT_ROWS
 from tests.rounding import same_up_to_rounding
 from tests.test_cli import run, run_bad
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from normstats.moments import CoMoments, Moments, Tally, cluster_se_std
+from normstats.engine.moments import CoMoments, Moments, Tally, cluster_se_std
 
 
 def two_pass(v: np.ndarray) -> tuple[float, float, float, float]:

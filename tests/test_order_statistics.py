@@ -14,12 +14,13 @@ import pytest
 from scipy import stats
 
 import normstats
-from normstats import engine
+from normstats.engine import blocks as engine
+from normstats.engine.moments import ConditionalSums
 from normstats.errors import ParameterError
-from normstats.layers.base import STATS, ProbeSampler
-from normstats.moments import ConditionalSums
+from normstats.exact.references import reference_moments
+from normstats.layers.base import ProbeSampler
 from normstats.layers.pooling import MaxOfNormals, max_of_normals_quantile
-from normstats.reference import reference_moments
+from normstats.stats import STATS
 from tests.test_cli import run, run_bad
 from tests.test_export import VALIDATOR
 

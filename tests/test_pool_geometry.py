@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import normstats
-from normstats import engine
+from normstats.engine import blocks as engine
 from normstats.errors import ParameterError
 from normstats.layers.conv import ConvSampler
-from normstats.published import published_figures
+from normstats.published.figures import published_figures
 from tests import loops
 from tests.test_reference import MAX_OF_N
 

@@ -25,7 +25,9 @@ import pytest
 
 import normstats
 from normstats.errors import NormstatsError
-from normstats.reference import gaussian_expectation, max_normal_moments, reference_moments
+from normstats.exact.order_statistics import max_normal_moments
+from normstats.exact.quadrature import gaussian_expectation
+from normstats.exact.references import reference_moments
 from tests.cases import all_cases, case_id
 
 TOL = 1e-9
@@ -118,7 +120,7 @@ def test_fixed_rule_gives_the_fast_answer_and_hands_a_hidden_kink_to_adaptive_qu
     """The numpy Gauss-Legendre rule answers for a smooth integrand (sigmoid: scipy's quad is never called);
     a kink it was not told of (|x - 0.3|) makes its two panel widths disagree, and the adaptive quadrature
     takes over and still gets the exact value E|X - a| = 2 phi(a) + a (2 Phi(a) - 1)."""
-    from normstats import reference
+    from normstats.exact import quadrature as reference
 
     calls = []
     adaptive = reference._adaptive

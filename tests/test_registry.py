@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import normstats
-from normstats import engine
+from normstats.engine import blocks as engine
 from normstats.errors import ParameterError, UnknownLayerError
 from normstats.layers.base import Layer
 from normstats.registry import register_layer

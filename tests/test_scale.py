@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 import normstats
-from normstats import engine
-from normstats.layers.base import STATS
-from normstats.moments import Moments, PowerSums, Tally
+from normstats.engine import blocks as engine
+from normstats.engine.moments import Moments, PowerSums, Tally
+from normstats.engine.stopping import INTERRUPTED, MAX_TIME, SAMPLES, TARGET_SE
 from normstats.registry import make_layer
-from normstats.stopping import INTERRUPTED, MAX_TIME, SAMPLES, TARGET_SE
+from normstats.stats import STATS
 from tests.cases import all_cases, case_id
 
 #: A few rows that cover weights drawn once per run (linear), uniforms (dropout), pooling and an activation.
@@ -235,7 +235,7 @@ def test_progress_is_silent_off_a_terminal_and_a_bar_on_one() -> None:
 
     from rich.console import Console
 
-    from normstats.progress import NULL_PROGRESS, BarProgress, make_progress
+    from normstats.engine.progress import NULL_PROGRESS, BarProgress, make_progress
 
     assert make_progress(quiet=False) is NULL_PROGRESS  # pytest's stderr is no terminal
     assert make_progress(quiet=True) is NULL_PROGRESS

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import normstats
-from normstats import engine
+from normstats.engine import blocks as engine
 from normstats.layers.conv import ConvSampler
 from tests import loops
 

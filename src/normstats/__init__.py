@@ -9,11 +9,19 @@ x ~ N(0, I), dy ~ N(0, I), by Monte Carlo with honest standard errors, checked a
 
 from normstats import layers as _layers  # noqa: F401  (registers the built-in layers)
 from normstats.api import (
-    DEFAULT_SAMPLES, DEFAULT_SEED, LayerInfo, audit, layers, simulate, solve, table, version,
+    DEFAULT_SAMPLES,
+    DEFAULT_SEED,
+    LayerInfo,
+    audit,
+    layers,
+    simulate,
+    solve,
+    table,
+    version,
 )
 from normstats.errors import NormstatsError, ParameterError, UnknownLayerError
+from normstats.output.results import Row, Stat, Table
 from normstats.registry import get_layer, list_layers, make_layer, register_layer
-from normstats.results import Row, Stat, Table
 
 __version__ = version()
 

@@ -7,23 +7,29 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Callable, Iterable
 
-from normstats import engine, published_constants
-from normstats import selfnorm
-from normstats.executors import open_executor
-from normstats.progress import NULL_PROGRESS, Progress
-from normstats.sources import METHODS as SAMPLING_METHODS
-from normstats.stopping import INTERRUPTED, StopRule, check_target_se, parse_duration
-from normstats.catalog import DEFAULT_ROWS
+from normstats.engine import blocks as engine
+from normstats.engine.executors import open_executor
+from normstats.engine.progress import NULL_PROGRESS, Progress
+from normstats.engine.sample_count import MAX_SAMPLES, parse_samples
+from normstats.engine.sources import METHODS as SAMPLING_METHODS
+from normstats.engine.stopping import (
+    INTERRUPTED,
+    StopRule,
+    check_target_se,
+    parse_duration,
+)
 from normstats.errors import NormstatsError
-from normstats.layers.base import DEFAULT_SAMPLER, STATS, Layer
-from normstats.params import Param
-from normstats.published import published_figures
-from normstats.published_constants import AuditEntry
-from normstats.reference import reference_moments
+from normstats.exact import selfnorm
+from normstats.exact.references import reference_moments
+from normstats.exact.selfnorm import Solution
+from normstats.layers.base import DEFAULT_SAMPLER, Layer
+from normstats.output.results import LayerInfo, Row, Table, stats_from_estimates
+from normstats.published import constants as published_constants
+from normstats.published.constants import AuditEntry
+from normstats.published.default_table import DEFAULT_ROWS
+from normstats.published.figures import published_figures
 from normstats.registry import _ALIASES, get_layer, list_layers, make_layer
-from normstats.results import Row, Table, stats_from_estimates
-from normstats.sample_count import MAX_SAMPLES, parse_samples
-from normstats.selfnorm import Solution
+from normstats.stats import STATS
 
 DEFAULT_SAMPLES = 10**6
 DEFAULT_SEED = 0
@@ -107,13 +113,13 @@ def run_options(
     processes: bool = False,
 ) -> RunOptions:
     """Check every run option; ``samples`` defaults to :data:`DEFAULT_SAMPLES`, or to the cap
-    :data:`~normstats.sample_count.MAX_SAMPLES` when ``target_se`` or ``max_time`` is given."""
+    :data:`~normstats.engine.sample_count.MAX_SAMPLES` when ``target_se`` or ``max_time`` is given."""
     target = None if target_se is None else check_target_se(target_se)
     limit = None if max_time is None else parse_duration(max_time)
     if samples is None:
         samples = MAX_SAMPLES if target is not None or limit is not None else DEFAULT_SAMPLES
     if workers is not None:
-        from normstats.executors import check_workers
+        from normstats.engine.executors import check_workers
 
         workers = check_workers(workers)
     if processes and dask is not None:
@@ -149,7 +155,7 @@ def simulate(
     """Estimate the fp/bp mean and std of one layer.
 
     ``layer`` is a registered name (``params`` are its parameters) or a layer instance; alternatively
-    ``expr`` is a formula over ``x`` for a custom activation (:mod:`normstats.expr`). ``method`` is ``mc``
+    ``expr`` is a formula over ``x`` for a custom activation (:mod:`normstats.layers.expr`). ``method`` is ``mc``
     (plain Monte Carlo) or ``qmc`` (16 randomized scrambled-Sobol replicates). ``estimator`` says how the
     backward statistics are estimated: ``conditional`` integrates the upstream gradient dy out exactly
     (``E[dx^2 | x]`` per draw: fewer random numbers, smaller se; bp mean is then exactly 0), ``sampled``
@@ -162,7 +168,7 @@ def simulate(
     overlap) draws each window's maximum from one uniform through its quantile function instead of running
     the layer on its inputs: the same statistics, several times faster. Ctrl-C ends the run early and returns
     what it has (``row.partial``).
-    Returns a :class:`~normstats.results.Row` whose statistics carry estimate, se, 95% interval, reference
+    Returns a :class:`~normstats.output.results.Row` whose statistics carry estimate, se, 95% interval, reference
     and z.
     """
     inst = _make(layer, expr, params)
@@ -197,7 +203,7 @@ def _make(layer: str | Layer | None, expr: str | None, params: dict[str, Any]) -
     if expr is not None:
         if params:
             raise NormstatsError(f"--expr takes no layer parameters; got {', '.join(params)}")
-        from normstats.expr import CustomActivation
+        from normstats.layers.expr import CustomActivation
 
         return CustomActivation(expr)
     return layer if isinstance(layer, Layer) else make_layer(layer, **params)
@@ -253,40 +259,8 @@ def make_table(
     estimator: str = engine.DEFAULT_ESTIMATOR,
     interrupted: bool = False,
 ) -> Table:
-    """Wrap rows computed with one seed into a :class:`~normstats.results.Table` with its metadata."""
+    """Wrap rows computed with one seed into a :class:`~normstats.output.results.Table` with its metadata."""
     return Table(version(), seed, tuple(rows), run_metadata(seed, samples, method, estimator), interrupted)
-
-
-@dataclass(frozen=True)
-class LayerInfo:
-    """What ``normstats list`` shows of a registered layer."""
-
-    name: str
-    summary: str
-    aliases: tuple[str, ...]
-    params: tuple[Param, ...]
-    reference_kinds: dict[str, str | None]  # per statistic, at the default parameters
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form printed by ``normstats list --format json``."""
-        return {
-            "layer": self.name,
-            "aliases": list(self.aliases),
-            "summary": self.summary,
-            "params": [
-                {"name": p.name, "option": p.option, "type": p.type.__name__, "default": p.default,
-                 "allowed": p.allowed(), "help": p.help}
-                for p in self.params
-            ],
-            "reference_kind": dict(self.reference_kinds),
-        }
-
-    @property
-    def reference_summary(self) -> str:
-        kinds = [k for k in dict.fromkeys(self.reference_kinds.values()) if k]
-        missing = [s for s, k in self.reference_kinds.items() if k is None]
-        text = " + ".join(k.replace("_", " ") for k in kinds) or "none"
-        return text + (f" (none for {', '.join(missing)})" if missing and kinds else "")
 
 
 def layers() -> list[LayerInfo]:
@@ -309,11 +283,11 @@ def layers() -> list[LayerInfo]:
 
 def audit() -> list[AuditEntry]:
     """Every published NFNet gamma and PyTorch gain next to its exact reference
-    (:mod:`normstats.published_constants`)."""
+    (:mod:`normstats.published.constants`)."""
     return published_constants.audit()
 
 
 def solve(layer: str, *, free: str | None = None, target: str = "second-moment", **params: Any) -> Solution:
     """The output scale (and the parameter ``free``) that make ``layer`` map N(0, 1) to mean 0 and variance 1
-    (:mod:`normstats.selfnorm`)."""
+    (:mod:`normstats.exact.selfnorm`)."""
     return selfnorm.solve(layer, free=free, target=target, **params)

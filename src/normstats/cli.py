@@ -12,20 +12,22 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable
 
 import click
-from normstats import api, export
+
+from normstats import api
+from normstats.engine.blocks import DEFAULT_ESTIMATOR, ESTIMATORS
+from normstats.engine.executors import check_workers, default_workers
+from normstats.engine.progress import make_progress
+from normstats.engine.sample_count import parse_samples
+from normstats.engine.sources import METHODS as SAMPLING_METHODS
+from normstats.engine.stopping import check_target_se, parse_duration
 from normstats.errors import NormstatsError, ParameterError
-from normstats.conventions import CONVENTION_CHOICES
-from normstats.reference import METHODS
-from normstats.selfnorm import TARGETS
-from normstats.registry import get_layer
-from normstats.results import Table
-from normstats.engine import DEFAULT_ESTIMATOR, ESTIMATORS
+from normstats.exact.references import METHODS
+from normstats.exact.selfnorm import TARGETS
 from normstats.layers.base import DEFAULT_SAMPLER, SAMPLERS
-from normstats.executors import check_workers, default_workers
-from normstats.progress import make_progress
-from normstats.sample_count import parse_samples
-from normstats.sources import METHODS as SAMPLING_METHODS
-from normstats.stopping import check_target_se, parse_duration
+from normstats.output import export
+from normstats.output.results import Table
+from normstats.published.conventions import CONVENTION_CHOICES
+from normstats.registry import get_layer
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -296,9 +298,9 @@ FILE_WIDTH = 120
 
 
 def _render() -> ModuleType:
-    """:mod:`normstats.render`, imported when a table is printed: it pulls in rich's console and tables
+    """:mod:`normstats.output.render`, imported when a table is printed: it pulls in rich's console and tables
     (about 40 ms), which a run writing JSON or CSV never needs."""
-    from normstats import render
+    from normstats.output import render
 
     return render
 

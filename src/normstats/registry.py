@@ -9,16 +9,15 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import re
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from normstats.errors import UnknownLayerError
 
-if TYPE_CHECKING:
-    from normstats.layers.base import Layer
+#: A registered class: a subclass of :class:`normstats.layers.base.Layer`. The registry sits below the layers
+#: package and does not import it; ``normstats/__init__.py`` imports the built-in layers, which registers them.
+L = TypeVar("L", bound=type)
 
-L = TypeVar("L", bound="type[Layer]")
-
-_LAYERS: dict[str, type[Layer]] = {}
+_LAYERS: dict[str, type] = {}
 _ALIASES: dict[str, str] = {}
 
 
@@ -41,13 +40,8 @@ def register_layer(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[L],
     return decorate
 
 
-def _load_builtins() -> None:
-    import normstats.layers  # noqa: F401  (registers the built-in layers on import)
-
-
-def get_layer(name: str) -> type[Layer]:
+def get_layer(name: str) -> Any:
     """The layer class registered as ``name`` (or an alias); unknown names suggest close matches."""
-    _load_builtins()
     key = _ALIASES.get(name, name)
     if key in _LAYERS:
         return _LAYERS[key]
@@ -61,11 +55,10 @@ def get_layer(name: str) -> type[Layer]:
 
 def list_layers(pattern: str = "*") -> list[str]:
     """Registered layer names matching the fnmatch ``pattern``, in natural sort order."""
-    _load_builtins()
     return sorted((n for n in _LAYERS if fnmatch.fnmatchcase(n, pattern)), key=_natural_key)
 
 
-def make_layer(name: str, **params: Any) -> Layer:
+def make_layer(name: str, **params: Any) -> Any:
     """An instance of the layer ``name`` with validated ``params`` (defaults fill the rest)."""
     return get_layer(name)(**params)
 

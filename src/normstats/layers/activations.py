@@ -13,11 +13,11 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
-from normstats.lazy import special
 
 from normstats.errors import ParameterError
-from normstats.gaussian import Piece, exp_negative_moment, piecewise_moment
+from normstats.exact.gaussian import Piece, exp_negative_moment, piecewise_moment
 from normstats.layers.base import Elementwise
+from normstats.lazy import special
 from normstats.params import Param
 from normstats.registry import register_layer
 
@@ -39,7 +39,7 @@ def expit(x: np.ndarray) -> np.ndarray:
 
 class PiecewisePolynomial(Elementwise):
     """An activation whose value and derivative are polynomials between kinks: closed forms for all four
-    statistics follow from truncated normal moments (:func:`normstats.gaussian.piecewise_moment`)."""
+    statistics follow from truncated normal moments (:func:`normstats.exact.gaussian.piecewise_moment`)."""
 
     def f_pieces(self) -> Sequence[Piece]:
         raise NotImplementedError

@@ -20,7 +20,7 @@ layer's own backward pass on every unit vector ``dy = e_j`` and sums the squares
 exact shortcut through the same backward code (a diagonal Jacobian: ``g = backward(1)^2``), and the tests
 check every override against the probes.
 
-References are supplied by two optional hooks, tried in this order by :mod:`normstats.reference`:
+References are supplied by two optional hooks, tried in this order by :mod:`normstats.exact.references`:
 :meth:`Layer.formula` (closed forms) and :meth:`Layer.quadrature` (numerical integration). Each returns the
 statistics it knows, a subset of :data:`STATS`.
 """
@@ -33,10 +33,6 @@ import numpy as np
 
 from normstats.errors import ParameterError
 from normstats.params import Param
-
-#: The four statistics of a layer: mean and standard deviation of the output (forward pass, "fp") and of the
-#: input gradient (backward pass, "bp").
-STATS: tuple[str, ...] = ("fp_mean", "fp_std", "bp_mean", "bp_std")
 
 Sampler = Callable[[np.ndarray, np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray]"]
 #: ``(x, u) -> (y, g)`` with ``g = E[dx^2 | x, u]`` (the conditional estimator; see the module docstring). Only
@@ -248,7 +244,7 @@ class Layer:
         return {}
 
     def quadrature(self) -> dict[str, float]:
-        """Values computed by numerical integration (see :mod:`normstats.reference`)."""
+        """Values computed by numerical integration (see :mod:`normstats.exact.references`)."""
         return {}
 
 
@@ -284,7 +280,7 @@ class Elementwise(Layer):
         return {"bp_mean": 0.0}
 
     def quadrature(self) -> dict[str, float]:
-        from normstats.reference import gaussian_expectation, gaussian_mean_std
+        from normstats.exact.quadrature import gaussian_expectation, gaussian_mean_std
 
         mean, std = gaussian_mean_std(self.f, self.breakpoints)
         bp_var = gaussian_expectation(lambda t: self.df(t) ** 2, self.breakpoints)

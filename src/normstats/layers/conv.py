@@ -31,7 +31,6 @@ from normstats.layers.weights import draw_weight, squared_norm, weight_params
 from normstats.params import Param
 from normstats.registry import register_layer
 
-
 #: Most values (inputs plus outputs) one draw may hold: 32 MB of float64.
 MAX_DRAW = 1 << 22
 

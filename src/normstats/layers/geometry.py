@@ -24,7 +24,7 @@ A draw is either
   get no gradient (and count as zeros, as between the windows of an unbounded map); with ``s == k`` a draw is
   exactly one window, the geometry of the published table. Padding only shifts the window grid of an
   unbounded map, so it plays no part here. The values of one draw are correlated, which
-  :class:`~normstats.moments.Tally` allows for by treating the draw as the independent unit.
+  :class:`~normstats.engine.moments.Tally` allows for by treating the draw as the independent unit.
 * a whole finite map of ``H x W`` inputs (``--size``), padded and windowed exactly as a framework does
   (``floor`` output size, no ``ceil_mode``); every output and every input gradient counts, borders included.
 """

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from normstats.errors import ParameterError
 from normstats.layers.base import ConditionalSampler, Layer, Sampler
 from normstats.layers.weights import draw_weight, squared_norm, weight_params
-from normstats.errors import ParameterError
 from normstats.params import Param
 from normstats.registry import register_layer
 

@@ -28,7 +28,7 @@ window of the torus holds ``n`` distinct inputs), and ``rho`` output windows per
   where windows overlap: with 3x3 windows and stride 2 an input sits in 4, 2, 2 or 1 windows, so max pooling
   gives ``E dx^2`` = 4/9, 2/9, 2/9 and 1/9 at the four positions of a period, 1/4 on average.
 * Max, forward: a window's output is the largest of ``r`` iid N(0, 1); its mean ``mu_r`` and std
-  ``sigma_r`` come from order statistics by quadrature (:func:`~normstats.reference.max_normal_moments`).
+  ``sigma_r`` come from order statistics by quadrature (:func:`~normstats.exact.references.max_normal_moments`).
   Pooled over windows: mean ``mean(mu_r)``, variance ``mean(sigma_r^2 + mu_r^2) - mean(mu_r)^2``.
 """
 
@@ -41,11 +41,11 @@ from typing import Any
 import numpy as np
 
 from normstats.errors import ParameterError
+from normstats.exact.order_statistics import max_normal_moments
 from normstats.layers.base import ConditionalSampler, EqualEntriesSampler, Layer
 from normstats.layers.geometry import Grid, make_grid, size_param
 from normstats.lazy import special
 from normstats.params import Param
-from normstats.reference import max_normal_moments
 from normstats.registry import register_layer
 
 _POOL_PARAMS = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from normstats.results import Stat
+from normstats.output.results import Stat
 
 
 def pm(estimate: float, se: float) -> str:

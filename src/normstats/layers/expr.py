@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-from normstats.lazy import optimize, special
 
 from normstats.errors import NormstatsError
 from normstats.layers.base import Elementwise
+from normstats.lazy import optimize, special
 
 #: Longest formula accepted, and most syntax-tree nodes.
 MAX_LENGTH = 1000
@@ -311,7 +311,7 @@ class CustomActivation(Elementwise):
         return value, deriv * dy
 
     def quadrature(self) -> dict[str, float]:
-        from normstats.reference import gaussian_expectation, gaussian_mean_std
+        from normstats.exact.quadrature import gaussian_expectation, gaussian_mean_std
 
         def cut(g: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
             return lambda t: np.where(np.abs(t) < CUTOFF, g(t), 0.0)

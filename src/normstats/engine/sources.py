@@ -21,6 +21,7 @@ import warnings
 from typing import Protocol
 
 import numpy as np
+
 from normstats.lazy import special
 
 METHODS = ("mc", "qmc")
@@ -69,7 +70,9 @@ class SobolSource:
     """Points ``start, start + 1, ...`` of scrambled Sobol replicate ``replicate``."""
 
     def __init__(self, seed: int, replicate: int, start: int, dims: tuple[int, int, int]) -> None:
-        from scipy.stats import qmc  # imports all of scipy.stats: only qmc runs pay for it
+        from scipy.stats import (
+            qmc,  # imports all of scipy.stats: only qmc runs pay for it
+        )
 
         self._dims = dims
         self._engine = qmc.Sobol(sum(dims), scramble=True, seed=_generator(seed, 2, replicate), bits=SOBOL_BITS)

@@ -17,10 +17,7 @@ deviation ``s_bp`` (all under ``x, dy ~ N(0, I)``):
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from normstats.results import Row
+from typing import Any
 
 #: Convention names, and the constants each one shows.
 CONVENTIONS: dict[str, tuple[str, ...]] = {
@@ -60,13 +57,15 @@ def from_moments(fp_mean: float, fp_std: float, bp_std: float | None = None) -> 
     }
 
 
-def constants(row: Row) -> dict[str, float | None]:
+def constants(row: Any) -> dict[str, float | None]:
     """The constants of ``row`` in every convention (keys as in :data:`LABELS`), from the references where
-    they exist and the estimates otherwise."""
+    they exist and the estimates otherwise. ``row`` is a :class:`~normstats.output.results.Row` or anything
+    with its ``fp_mean``, ``fp_std`` and ``bp_std`` statistics (this package sits below ``normstats.output``
+    and does not import it)."""
     return from_moments(row.fp_mean.best, row.fp_std.best, row.bp_std.best)
 
 
-def sources(row: Row) -> dict[str, str]:
+def sources(row: Any) -> dict[str, str]:
     """Where each constant of ``row`` comes from: ``closed_form`` when all its inputs have closed forms,
     ``quadrature`` when some input needed quadrature, ``estimate`` when some input has no reference."""
     out = {}

@@ -1,5 +1,6 @@
-"""Result types: :class:`Stat` (one statistic), :class:`Row` (one layer), :class:`Table` (a run of rows), and
-their dict form, which is the JSON document described in the README."""
+"""Result types: :class:`Stat` (one statistic), :class:`Row` (one layer), :class:`Table` (a run of rows),
+:class:`LayerInfo` (a registered layer as ``normstats list`` shows it), and their dict form, which is the JSON
+document described in the README."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from normstats.engine import DEFAULT_ESTIMATOR
-from normstats.layers.base import DEFAULT_SAMPLER, STATS
-from normstats.moments import Z95, Tally
-from normstats.published import Figure
-from normstats.reference import Reference
-
-
+from normstats.engine.blocks import DEFAULT_ESTIMATOR
+from normstats.engine.moments import Z95, Tally
+from normstats.exact.references import Reference
+from normstats.layers.base import DEFAULT_SAMPLER
+from normstats.params import Param
+from normstats.published.figures import Figure
+from normstats.stats import STATS
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class Row:
     bp_mean: Stat
     bp_std: Stat
     method: str = "mc"
-    estimator: str = DEFAULT_ESTIMATOR  # how the bp statistics were estimated (see normstats.engine)
+    estimator: str = DEFAULT_ESTIMATOR  # how the bp statistics were estimated (see normstats.engine.blocks)
     stop: str = "samples"  # what ended the run: samples, target-se, max-time or interrupted
     sampler: str = DEFAULT_SAMPLER  # the layer's own passes, or an exact shortcut (normstats.layers.base)
 
@@ -100,8 +101,8 @@ class Row:
     def constants(self) -> dict[str, float | None]:
         """NormProp's normalizing constants: ``(y - fp_shift) * fp_scale`` has mean 0 and std 1, and
         ``dx * bp_scale`` has std 1. From the references where they exist, the estimates otherwise. Every
-        convention's constants: :func:`normstats.conventions.constants`."""
-        from normstats.conventions import CONVENTIONS, constants
+        convention's constants: :func:`normstats.published.conventions.constants`."""
+        from normstats.published.conventions import CONVENTIONS, constants
 
         values = constants(self)
         return {key: values[key] for key in CONVENTIONS["normprop"]}
@@ -185,3 +186,35 @@ def _num(x: float | None) -> float | None:
     if x is None or not math.isfinite(x):
         return None
     return float(x)
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What ``normstats list`` shows of a registered layer."""
+
+    name: str
+    summary: str
+    aliases: tuple[str, ...]
+    params: tuple[Param, ...]
+    reference_kinds: dict[str, str | None]  # per statistic, at the default parameters
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form printed by ``normstats list --format json``."""
+        return {
+            "layer": self.name,
+            "aliases": list(self.aliases),
+            "summary": self.summary,
+            "params": [
+                {"name": p.name, "option": p.option, "type": p.type.__name__, "default": p.default,
+                 "allowed": p.allowed(), "help": p.help}
+                for p in self.params
+            ],
+            "reference_kind": dict(self.reference_kinds),
+        }
+
+    @property
+    def reference_summary(self) -> str:
+        kinds = [k for k in dict.fromkeys(self.reference_kinds.values()) if k]
+        missing = [s for s, k in self.reference_kinds.items() if k is None]
+        text = " + ".join(k.replace("_", " ") for k in kinds) or "none"
+        return text + (f" (none for {', '.join(missing)})" if missing and kinds else "")

@@ -1,31 +1,16 @@
-"""Exact references: Gaussian expectations by quadrature, order statistics of the maximum, and the dispatch
-that picks a reference for each statistic of a layer.
-
-For each statistic the dispatch tries the layer's closed form first, then its quadrature, the way
-``scipy.stats`` tries ``formula -> quadrature``. A caller can force one path with ``method=``; forcing a path
-the layer does not have for a statistic raises instead of guessing.
-"""
+"""Gaussian expectations by quadrature: ``E g(X)`` for ``X ~ N(0, 1)`` and the fixed Gauss-Legendre rule
+behind it (numpy only), with scipy's adaptive ``quad`` as the fallback where the fixed rule cannot vouch for
+its result."""
 
 from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
+
 from normstats.lazy import integrate as scipy_integrate
-from normstats.lazy import special
-
-from normstats.errors import NormstatsError
-
-if TYPE_CHECKING:
-    from normstats.layers.base import Layer
-
-#: Reference kinds as they appear in the JSON document.
-CLOSED_FORM = "closed_form"
-QUADRATURE = "quadrature"
-METHODS = ("auto", "formula", "quadrature")
 
 _QUAD_OPTS = dict(epsabs=1e-15, epsrel=1e-13, limit=500)
 #: The fixed rule: Gauss-Legendre with ``_NODES`` nodes on panels at most ``_PANEL`` wide, checked against the
@@ -39,14 +24,6 @@ _REL_TOL = 1e-13
 _ABS_TOL = 1e-15
 #: ``phi(40) ~ 1e-348`` underflows to 0: nothing of a Gaussian expectation lies beyond ``|x| = 40``.
 FAR = 40.0
-
-
-@dataclass(frozen=True)
-class Reference:
-    """An exact value of a statistic and how it was obtained (``closed_form`` or ``quadrature``)."""
-
-    value: float
-    kind: str
 
 
 def integrate(h: Callable[[np.ndarray], np.ndarray], edges: Sequence[float]) -> float:
@@ -125,49 +102,3 @@ def gaussian_mean_std(
     mean = gaussian_expectation(g, points)
     var = gaussian_expectation(lambda t: (g(t) - mean) ** 2, points)
     return mean, math.sqrt(var)
-
-
-def max_normal_moments(n: int) -> tuple[float, float]:
-    """Mean and standard deviation of the largest of ``n`` iid N(0, 1) variables.
-
-    The maximum has density ``n phi(x) Phi(x)^(n-1)``; ``Phi^(n-1)`` is evaluated as
-    ``exp((n-1) log Phi(x))`` (``scipy.special.log_ndtr``) so it stays accurate far in the left tail.
-    The integral is split near the mode, about ``sqrt(2 log n)``.
-    """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-
-    def density(t: np.ndarray) -> np.ndarray:
-        return n * np.exp(-0.5 * t * t + (n - 1) * special.log_ndtr(t)) / math.sqrt(2 * math.pi)
-
-    mode = math.sqrt(2 * math.log(n)) if n > 1 else 0.0
-    edges = [-FAR, mode - 2.0, mode, mode + 2.0, FAR]
-    mean = integrate(lambda t: t * density(t), edges)
-    var = integrate(lambda t: (t - mean) ** 2 * density(t), edges)
-    return mean, math.sqrt(var)
-
-
-def reference_moments(layer: Layer, method: str = "auto") -> dict[str, Reference | None]:
-    """The reference for each statistic of ``layer``: ``None`` where the layer has none.
-
-    ``method="auto"`` takes the closed form where there is one and quadrature otherwise;
-    ``"formula"`` or ``"quadrature"`` forces that path: statistics the path does not cover get no
-    reference, and a path that covers none of the layer's statistics raises.
-    """
-    from normstats.layers.base import STATS
-
-    if method not in METHODS:
-        raise NormstatsError(f"--reference must be one of: {', '.join(METHODS)}; got {method!r}")
-    paths = {"formula": (layer.formula(), CLOSED_FORM), "quadrature": (layer.quadrature(), QUADRATURE)}
-    order = ["formula", "quadrature"] if method == "auto" else [method]
-    out: dict[str, Reference | None] = {}
-    for stat in STATS:
-        found = [Reference(float(paths[p][0][stat]), paths[p][1]) for p in order if stat in paths[p][0]]
-        out[stat] = found[0] if found else None
-    if method != "auto" and all(r is None for r in out.values()):
-        other = "quadrature" if method == "formula" else "formula"
-        raise NormstatsError(
-            f"--reference {method}: layer '{layer.name}' has no {method} reference; "
-            f"use --reference auto or {other}"
-        )
-    return out

@@ -8,13 +8,12 @@ from rich.console import Group
 from rich.table import Table as RichTable
 from rich.text import Text
 
-from normstats import conventions
-from normstats import formatting as fmt
-from normstats.api import LayerInfo
-from normstats.published import NORMPROP
-from normstats.published_constants import AuditEntry
-from normstats.results import Row
-from normstats.selfnorm import Solution
+from normstats.exact.selfnorm import Solution
+from normstats.output import formatting as fmt
+from normstats.output.results import LayerInfo, Row
+from normstats.published import conventions
+from normstats.published.constants import AuditEntry
+from normstats.published.figures import NORMPROP
 
 #: |z| above this is flagged: the estimate sits that many standard errors from its reference.
 Z_FLAG = 4.0
@@ -55,7 +54,7 @@ def _layer_cells(row: Row, lines: int) -> list[str]:
 
 
 def constants_table(rows: Iterable[Row], convention: str = "all") -> RichTable:
-    """Each row's normalizing constants in ``convention`` (see :mod:`normstats.conventions`)."""
+    """Each row's normalizing constants in ``convention`` (see :mod:`normstats.published.conventions`)."""
     keys = conventions.columns(convention)
     t = RichTable(title="Normalizing constants", title_justify="left", header_style="bold")
     for col in ("layer", "params", *(conventions.LABELS[k] for k in keys)):

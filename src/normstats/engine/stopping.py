@@ -2,7 +2,7 @@
 
 ``--samples`` is the plan: without ``--target-se`` or ``--max-time`` a run takes exactly that many draws (for
 ``qmc`` rounded up so that each replicate holds a power of two). With a target or a time limit it is the cap,
-and the default cap is :data:`~normstats.sample_count.MAX_SAMPLES`.
+and the default cap is :data:`~normstats.engine.sample_count.MAX_SAMPLES`.
 """
 
 from __future__ import annotations

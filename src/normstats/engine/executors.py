@@ -2,7 +2,7 @@
 distributed cluster.
 
 Every executor offers ``submit(fn, *args) -> future`` (``concurrent.futures`` style) and ``depth``, the number
-of blocks the engine keeps in flight. Results never depend on the executor (see :mod:`normstats.engine`).
+of blocks the engine keeps in flight. Results never depend on the executor (see :mod:`normstats.engine.blocks`).
 
 Worker threads are the default: numpy's generators and ufuncs release the GIL while they work on arrays, so
 threads run the hot loop in parallel (the pattern numpy documents under "Multithreaded Generation"), start at
@@ -105,7 +105,7 @@ class ProcessExecutor(_LocalPool):
     def _start(self) -> Executor:
         context = _context()
         if context.get_start_method() == "forkserver":
-            context.set_forkserver_preload(["normstats.engine"])  # import numpy and scipy once
+            context.set_forkserver_preload(["normstats.engine.blocks"])  # import numpy and scipy once
         return ProcessPoolExecutor(self.workers - 1, mp_context=context, initializer=_init_worker)
 
 

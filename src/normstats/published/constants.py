@@ -24,8 +24,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from normstats.conventions import from_moments
-from normstats.published import Figure
+from normstats.published.conventions import from_moments
+from normstats.published.figures import Figure
 
 DEEPMIND = "google-deepmind/deepmind-research nfnets/base.py (nonlinearities)"
 DEEPMIND_AND_TIMM = DEEPMIND + "; same figures in huggingface/pytorch-image-models timm/models/nfnet.py"
@@ -163,7 +163,8 @@ _COMPARED = {"nfnet_gamma": "1/std f(X)", "gain": "1/sqrt(E f(X)^2)"}
 
 def audit() -> list[AuditEntry]:
     """Every published constant with its reference (None where normstats has none)."""
-    from normstats.reference import gaussian_mean_std, reference_moments
+    from normstats.exact.quadrature import gaussian_mean_std
+    from normstats.exact.references import reference_moments
     from normstats.registry import make_layer
 
     out = []

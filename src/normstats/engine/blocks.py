@@ -1,14 +1,14 @@
 """The streaming engine: blocks of draws, run by an executor, merged in order, stopped by a rule.
 
 A run is cut into *blocks*, the unit of reproducibility and of parallel work. A block's random numbers depend
-on the seed and the block alone (see :mod:`normstats.sources`), never on which worker runs it or when;
+on the seed and the block alone (see :mod:`normstats.engine.sources`), never on which worker runs it or when;
 randomness fixed for the whole run (a weight matrix) comes from ``SeedSequence(seed, spawn_key=(0,))``. A
 block holds about ``BLOCK_SCALARS`` random numbers; its draws pass through the layer in cache-sized *chunks*
-into preallocated buffers, and :class:`~normstats.moments.PowerSums` tallies them without allocating. The chunk
+into preallocated buffers, and :class:`~normstats.engine.moments.PowerSums` tallies them without allocating. The chunk
 size changes a result only by float rounding.
 
-Blocks go to a ``concurrent.futures``-style executor (:mod:`normstats.executors`) a few at a time and their
-tallies merge strictly in block order. The stopping rule (:mod:`normstats.stopping`) looks only at the merged
+Blocks go to a ``concurrent.futures``-style executor (:mod:`normstats.engine.executors`) a few at a time and their
+tallies merge strictly in block order. The stopping rule (:mod:`normstats.engine.stopping`) looks only at the merged
 prefix, at *checkpoints*: after every block for ``mc``, and for ``qmc`` whenever every replicate holds the same
 power-of-two number of points. So for a seed, the same stopping rule ends at the same block and gives
 bit-identical numbers whatever the worker count, the schedule or the executor; only ``--max-time`` and
@@ -16,11 +16,11 @@ Ctrl-C depend on the clock.
 
 The backward statistics come from one of two *estimators* (see :mod:`normstats.layers.base`):
 ``conditional`` (the default) integrates ``dy`` out and tallies ``E[dx^2 | x]`` per draw
-(:class:`~normstats.moments.ConditionalTally`); ``sampled`` draws ``dy`` and tallies the backward pass's
+(:class:`~normstats.engine.moments.ConditionalTally`); ``sampled`` draws ``dy`` and tallies the backward pass's
 ``dx``. Both read ``x`` from the same streams and cut blocks and chunks the same way, so for ``mc`` the
 forward statistics of a seed are bit-identical under either estimator.
 
-``mc`` estimates and standard errors come from the pooled tallies (:class:`~normstats.moments.Tally`). ``qmc``
+``mc`` estimates and standard errors come from the pooled tallies (:class:`~normstats.engine.moments.Tally`). ``qmc``
 runs ``REPLICATES`` independently scrambled Sobol sequences; each gives its own estimate of every statistic,
 the result is their mean and the standard error is their spread over ``sqrt(REPLICATES)``.
 """
@@ -30,18 +30,19 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from normstats.layers.base import STATS, Layer
-from normstats.moments import ConditionalSums, ConditionalTally, PowerSums, Tally
-from normstats.progress import NULL_PROGRESS, Progress
-from normstats.sources import BIT_GENERATOR as _BIT_GENERATOR
-from normstats.sources import MonteCarloSource, SobolSource, Source
-from normstats.stopping import INTERRUPTED, SAMPLES, StopRule
+from normstats.engine.moments import ConditionalSums, ConditionalTally, PowerSums, Tally
+from normstats.engine.progress import NULL_PROGRESS, Progress
+from normstats.engine.sources import BIT_GENERATOR as _BIT_GENERATOR
+from normstats.engine.sources import MonteCarloSource, SobolSource, Source
+from normstats.engine.stopping import INTERRUPTED, SAMPLES, StopRule
+from normstats.layers.base import Layer
+from normstats.stats import STATS
 
 #: Random numbers per block (the unit of reproducibility and of parallel work).
 BLOCK_SCALARS = 1 << 22

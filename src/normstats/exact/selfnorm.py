@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from normstats.lazy import optimize
 
 from normstats.errors import NormstatsError, ParameterError
-from normstats.reference import reference_moments
+from normstats.exact.references import reference_moments
+from normstats.lazy import optimize
 from normstats.registry import get_layer, make_layer
 
 TARGETS = ("second-moment", "std")

@@ -1,4 +1,4 @@
-"""Exports of a :class:`~normstats.results.Table`: JSON (with its schema), CSV in long form, Markdown and
+"""Exports of a :class:`~normstats.output.results.Table`: JSON (with its schema), CSV in long form, Markdown and
 LaTeX tables, and a Python module of constants that imports without normstats; all written atomically."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from normstats import conventions
-from normstats import formatting as fmt
 from normstats.errors import NormstatsError
-from normstats.published import NORMPROP
-from normstats.results import Table
+from normstats.output import formatting as fmt
+from normstats.output.results import Table
+from normstats.published import conventions
+from normstats.published.figures import NORMPROP
 
 CSV_COLUMNS = (
     "layer", "params", "statistic", "estimate", "se", "ci95_lo", "ci95_hi", "reference", "reference_kind",
@@ -234,7 +234,7 @@ def dumps(data: Any) -> str:
 
 
 def schema() -> dict[str, Any]:
-    """The JSON Schema of the result document (shipped as ``normstats/schema.json``)."""
+    """The JSON Schema of the result document (shipped as ``normstats/output/schema.json``)."""
     from importlib import resources
 
-    return json.loads(resources.files("normstats").joinpath("schema.json").read_text(encoding="utf-8"))
+    return json.loads(resources.files("normstats.output").joinpath("schema.json").read_text(encoding="utf-8"))

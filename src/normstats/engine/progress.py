@@ -52,7 +52,8 @@ class BarProgress:
     def start(self, label: str, samples: int, target_se: float | None) -> None:
         self._samples, self._target = samples, target_se
         self._t0 = time.monotonic()
-        from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as RichProgress
 
         self._bar = RichProgress(
             TextColumn("{task.description}"),
