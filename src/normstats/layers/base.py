@@ -110,6 +110,42 @@ class EqualEntriesSampler(_BackwardOfOnes):
         return y, total * self.entry if self.entry != 1.0 else total
 
 
+class Passes:
+    """A layer's forward and backward pass run apart, as a network runs them: ``forward(x, u)`` returns the
+    output and the state the backward pass needs, ``backward(state, dy)`` the input gradient. Every output and
+    every input counts (the layer is built on a finite map, never the periodic interior).
+
+    This generic form derives both from the layer's combined sampler: the forward pass runs it on ``dy = 0``
+    and keeps ``(x, u)``; the backward pass runs it again on the real ``dy``. Layers whose passes split
+    naturally (activations, linear, conv, dropout) override :meth:`Layer.passes` to skip the second forward.
+    """
+
+    def __init__(self, sampler: Sampler, out_dim: int) -> None:
+        self.sampler = sampler
+        self.out_dim = out_dim
+
+    def forward(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, Any]:
+        y, _ = self.sampler(x, np.zeros((len(x), self.out_dim)), u)
+        return y, (x, u)
+
+    def backward(self, state: Any, dy: np.ndarray) -> np.ndarray:
+        x, u = state
+        return self.sampler(x, dy, u)[1]
+
+
+class _ElementwisePasses(Passes):
+    """``y = f(x)``, and ``dx = f'(x) dy`` from the kept ``x``."""
+
+    def __init__(self, layer: Elementwise) -> None:
+        self.layer = layer
+
+    def forward(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, Any]:
+        return self.layer.f(x), x
+
+    def backward(self, state: Any, dy: np.ndarray) -> np.ndarray:
+        return self.layer.df(state) * dy
+
+
 class Layer:
     """Base class of every registered layer; a subclass declares ``params`` and implements the sampler."""
 
@@ -213,6 +249,14 @@ class Layer:
         """:meth:`conditional_sampler` for the engine's hot loop (it may return views of buffers it reuses)."""
         return self.conditional_sampler(rng)
 
+    def passes(self, rng: np.random.Generator) -> Passes:
+        """The forward and backward pass apart, for a network (``rng`` as for :meth:`sampler`)."""
+        return Passes(self.sampler(rng), self.out_dim)
+
+    #: Whether one draw of this layer spans a batch of inputs (batch norm): a network then hands it the
+    #: ``batch`` rows of a draw side by side, ``(draws, batch * width)``, instead of one row per input.
+    spans_batch: ClassVar[bool] = False
+
     #: The exact shortcuts (names from :data:`SAMPLERS`) this layer offers besides its own passes.
     shortcuts: ClassVar[tuple[str, ...]] = ()
 
@@ -275,6 +319,9 @@ class Elementwise(Layer):
 
     def conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
         return DiagonalSampler(self.sampler(rng), self.out_dim)
+
+    def passes(self, rng: np.random.Generator) -> Passes:
+        return _ElementwisePasses(self)
 
     def formula(self) -> dict[str, float]:
         return {"bp_mean": 0.0}

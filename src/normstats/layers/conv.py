@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from normstats.errors import ParameterError
-from normstats.layers.base import ConditionalSampler, Layer, Sampler
+from normstats.layers.base import ConditionalSampler, Layer, Passes, Sampler
 from normstats.layers.geometry import INTERIOR, Grid, make_grid, size_param
 from normstats.layers.weights import draw_weight, squared_norm, weight_params
 from normstats.params import Param
@@ -62,6 +62,19 @@ class ConvSampler:
         dys = dy.reshape(draws, out_ch, oh, ow).transpose(0, 2, 3, 1).reshape(-1, out_ch)
         dcols = (dys @ self.matrix).reshape(draws, oh, ow, in_ch, kh, kw).transpose(0, 3, 1, 2, 4, 5)
         return g.counted_values(g.scatter(dcols))
+
+
+class _ConvPasses(Passes):
+    """The convolution's forward and backward pass apart (the backward pass needs no state)."""
+
+    def __init__(self, conv: ConvSampler) -> None:
+        self.conv = conv
+
+    def forward(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, None]:
+        return self.conv.forward(x), None
+
+    def backward(self, state: None, dy: np.ndarray) -> np.ndarray:
+        return self.conv.backward(dy)
 
 
 class ConvConditional:
@@ -135,6 +148,9 @@ class Conv(Layer):
 
     def conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
         return ConvConditional(self.sampler(rng).weight, self.grid)  # type: ignore[attr-defined]
+
+    def passes(self, rng: np.random.Generator) -> Passes:
+        return _ConvPasses(self.sampler(rng))  # type: ignore[arg-type]
 
     def formula(self) -> dict[str, float]:
         v = self.values

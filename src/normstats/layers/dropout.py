@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from normstats.layers.base import ConditionalSampler, DiagonalSampler, Layer
+from normstats.layers.base import ConditionalSampler, DiagonalSampler, Layer, Passes
 from normstats.params import Param
 from normstats.registry import register_layer
 
@@ -39,8 +39,25 @@ class Dropout(Layer):
     def conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
         return DiagonalSampler(self.forward_backward, self.out_dim)  # dx_i = keep_i dy_i
 
+    def passes(self, rng: np.random.Generator) -> Passes:
+        return _DropoutPasses(self)
+
     def formula(self) -> dict[str, float]:
         # y = x m c with m ~ Bernoulli(p) independent of x: mean 0, E y^2 = p c^2 (1 for c = 1/sqrt(p),
         # 1/p for c = 1/p). The backward pass is the same product with dy in place of x.
         std = math.sqrt(self.values["p"]) * self.scale
         return {"fp_mean": 0.0, "fp_std": std, "bp_mean": 0.0, "bp_std": std}
+
+
+class _DropoutPasses(Passes):
+    """One mask from ``u`` for the forward pass, kept for the backward pass."""
+
+    def __init__(self, layer: Dropout) -> None:
+        self.layer = layer
+
+    def forward(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keep = np.where(u < self.layer.values["p"], self.layer.scale, 0.0)
+        return x * keep, keep
+
+    def backward(self, state: np.ndarray, dy: np.ndarray) -> np.ndarray:
+        return dy * state

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from normstats.errors import ParameterError
-from normstats.layers.base import ConditionalSampler, Layer, Sampler
+from normstats.layers.base import ConditionalSampler, Layer, Passes, Sampler
 from normstats.layers.weights import draw_weight, squared_norm, weight_params
 from normstats.params import Param
 from normstats.registry import register_layer
@@ -25,6 +25,19 @@ class _LinearSampler:
 
     def __call__(self, x: np.ndarray, dy: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return x @ self.weight.T, dy @ self.weight
+
+
+class _LinearPasses(Passes):
+    """``y = x W^T``; ``dx = dy W`` (the backward pass needs no state)."""
+
+    def __init__(self, weight: np.ndarray) -> None:
+        self.weight = weight
+
+    def forward(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, None]:
+        return x @ self.weight.T, None
+
+    def backward(self, state: None, dy: np.ndarray) -> np.ndarray:
+        return dy @ self.weight
 
 
 class _LinearConditional:
@@ -84,6 +97,9 @@ class Linear(Layer):
 
     def conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
         return _LinearConditional(self.sampler(rng).weight)  # type: ignore[attr-defined]
+
+    def passes(self, rng: np.random.Generator) -> Passes:
+        return _LinearPasses(self.sampler(rng).weight)  # type: ignore[attr-defined]
 
     def formula(self) -> dict[str, float]:
         v = self.values
