@@ -31,7 +31,7 @@ import math
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -121,6 +121,108 @@ def _empty_estimates() -> dict[str, tuple[float, float]]:
     return {name: (math.nan, math.nan) for name in STATS}
 
 
+# -- models ------------------------------------------------------------------------------------------------------
+class Tallies(Protocol):
+    """What a run keeps of its draws: merges in block order and gives ``{name: (estimate, se)}``."""
+
+    @property
+    def draws(self) -> int: ...
+
+    def merge(self, other: Any) -> Any: ...
+
+    def estimates(self) -> dict[str, tuple[float, float]]: ...
+
+
+class ChunkSums(Protocol):
+    """The hot-loop accumulator of one block: ``add`` takes what the sampler returned for a chunk."""
+
+    def add(self, outputs: Any) -> None: ...
+
+    def result(self) -> Tallies: ...
+
+
+class Model(Protocol):
+    """What the engine runs: a single layer (:class:`LayerModel`) or a whole network
+    (:mod:`normstats.network`). ``in_dim``, ``out_dim`` and ``n_uniform`` are the random numbers one draw takes
+    (``x``, ``dy``, uniforms); the sampler is built once per thread from the seed; the tallies say what is
+    kept of each chunk. The model must be hashable (the per-thread sampler cache is keyed by it)."""
+
+    name: str
+
+    @property
+    def in_dim(self) -> int: ...
+
+    @property
+    def out_dim(self) -> int: ...
+
+    @property
+    def n_uniform(self) -> int: ...
+
+    def make_sampler(self, seed: int, estimator: str) -> Any: ...
+
+    def chunk_sums(self, capacity: int, estimator: str) -> ChunkSums: ...
+
+    def empty(self, estimator: str) -> Tallies: ...
+
+
+class _LayerSums:
+    """One block of a single layer: power sums of its outputs and of its input gradients (or, for the
+    conditional estimator, of ``E[dx^2 | x]``)."""
+
+    def __init__(self, layer: Layer, capacity: int, estimator: str) -> None:
+        self.fp = PowerSums(layer.fp_width, capacity)
+        conditional = estimator == "conditional"
+        self.bp = ConditionalSums(layer.bp_width, capacity) if conditional else PowerSums(layer.bp_width, capacity)
+
+    def add(self, outputs: tuple[np.ndarray, np.ndarray]) -> None:
+        y, dx = outputs
+        self.fp.add(y)
+        self.bp.add(dx)  # type: ignore[arg-type]  # for ``conditional``: E[dx^2 | x, u]
+
+    def result(self) -> Accumulator:
+        return Accumulator(self.fp.tally(), self.bp.tally())  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class LayerModel:
+    """A registered layer as the engine runs it: its own sampler (or a conditional one) and the tallies of its
+    outputs and input gradients."""
+
+    layer: Layer
+
+    @property
+    def name(self) -> str:
+        return self.layer.name
+
+    @property
+    def in_dim(self) -> int:
+        return self.layer.in_dim
+
+    @property
+    def out_dim(self) -> int:
+        return self.layer.out_dim
+
+    @property
+    def n_uniform(self) -> int:
+        return self.layer.n_uniform
+
+    def make_sampler(self, seed: int, estimator: str) -> Any:
+        layer = self.layer
+        make = layer.streaming_conditional_sampler if estimator == "conditional" else layer.streaming_sampler
+        return make(setup_rng(seed))
+
+    def chunk_sums(self, capacity: int, estimator: str) -> _LayerSums:
+        return _LayerSums(self.layer, capacity, estimator)
+
+    def empty(self, estimator: str) -> Accumulator:
+        return Accumulator.empty(self.layer, estimator)
+
+
+def as_model(target: Layer | Model) -> Model:
+    """A layer becomes its :class:`LayerModel`; a model stays as it is."""
+    return LayerModel(target) if isinstance(target, Layer) else target
+
+
 # -- blocks ------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Block:
@@ -136,31 +238,31 @@ class Block:
 class Job:
     """Everything a worker needs besides the block (picklable)."""
 
-    layer: Layer
+    layer: Layer | Model
     seed: int
     method: str
     chunk_draws: int
     estimator: str = DEFAULT_ESTIMATOR
 
 
-def draw_width(layer: Layer) -> int:
+def draw_width(layer: Layer | Model) -> int:
     """Random numbers one draw of the ``sampled`` estimator consumes: ``x``, ``dy`` and the uniforms. Blocks
     and chunks are sized by it under both estimators (``conditional`` skips ``dy``), so both see the same
     ``x``."""
     return layer.in_dim + layer.out_dim + layer.n_uniform
 
 
-def random_width(layer: Layer, estimator: str) -> int:
+def random_width(layer: Layer | Model, estimator: str) -> int:
     """Random numbers one draw actually consumes under ``estimator``."""
     return draw_width(layer) - (layer.out_dim if estimator == "conditional" else 0)
 
 
-def block_draws(layer: Layer) -> int:
+def block_draws(layer: Layer | Model) -> int:
     """Draws per block: fixed by the layer's shape, so a seed means the same numbers on every machine."""
     return max(1, BLOCK_SCALARS // draw_width(layer))
 
 
-def default_chunk_draws(layer: Layer) -> int:
+def default_chunk_draws(layer: Layer | Model) -> int:
     return max(1, CHUNK_SCALARS // draw_width(layer))
 
 
@@ -172,49 +274,46 @@ def setup_rng(seed: int) -> np.random.Generator:
 _LOCAL = threading.local()
 
 
-def _sampler(layer: Layer, seed: int, estimator: str) -> Any:
-    """The run's sampler (:data:`~normstats.layers.base.Sampler`, or a conditional one), built once per
-    thread (a worker runs many blocks of the same run; a sampler may keep buffers, so threads of one process,
-    as in a Dask worker, do not share it)."""
-    cache: dict[tuple[Layer, int, str], Any] = _LOCAL.__dict__.setdefault("samplers", {})
-    key = (layer, seed, estimator)
+def _sampler(model: Model, seed: int, estimator: str) -> Any:
+    """The run's sampler (:data:`~normstats.layers.base.Sampler`, a conditional one, or a network's), built once
+    per thread (a worker runs many blocks of the same run; a sampler may keep buffers, so threads of one
+    process, as in a Dask worker, do not share it)."""
+    cache: dict[tuple[Model, int, str], Any] = _LOCAL.__dict__.setdefault("samplers", {})
+    key = (model, seed, estimator)
     if key not in cache:
         if len(cache) > 16:
             cache.clear()
-        make = layer.streaming_conditional_sampler if estimator == "conditional" else layer.streaming_sampler
-        cache[key] = make(setup_rng(seed))
+        cache[key] = model.make_sampler(seed, estimator)
     return cache[key]
 
 
 def _source(job: Job, block: Block) -> Source:
     if job.method == "qmc":
-        layer = job.layer
-        dy_dim = 0 if job.estimator == "conditional" else layer.out_dim
-        return SobolSource(job.seed, block.replicate, block.start, (layer.in_dim, dy_dim, layer.n_uniform))
+        model = as_model(job.layer)
+        dy_dim = 0 if job.estimator == "conditional" else model.out_dim
+        return SobolSource(job.seed, block.replicate, block.start, (model.in_dim, dy_dim, model.n_uniform))
     return MonteCarloSource(job.seed, block.index)
 
 
-def run_block(job: Job, block: Block) -> Accumulator:
+def run_block(job: Job, block: Block) -> Tallies:
     """Tally the draws of one block, ``job.chunk_draws`` at a time (runs in a worker)."""
-    layer, sampler = job.layer, _sampler(job.layer, job.seed, job.estimator)
+    model = as_model(job.layer)
+    sampler = _sampler(model, job.seed, job.estimator)
     conditional = job.estimator == "conditional"
     source = _source(job, block)
     size = max(1, min(job.chunk_draws, block.draws))
-    x_buf = np.empty((size, layer.in_dim))
-    dy_buf = np.empty((size, 0 if conditional else layer.out_dim))
-    u_buf = np.empty((size, layer.n_uniform))
-    fp = PowerSums(layer.fp_width, size)
-    bp = ConditionalSums(layer.bp_width, size) if conditional else PowerSums(layer.bp_width, size)
+    x_buf = np.empty((size, model.in_dim))
+    dy_buf = np.empty((size, 0 if conditional else model.out_dim))
+    u_buf = np.empty((size, model.n_uniform))
+    sums = model.chunk_sums(size, job.estimator)
     done = 0
     while done < block.draws:
         m = min(size, block.draws - done)
         x, dy, u = x_buf[:m], dy_buf[:m], u_buf[:m]
         source.fill(x, dy, u)
-        y, dx = sampler(x, u) if conditional else sampler(x, dy, u)
-        fp.add(y)
-        bp.add(dx)  # for ``conditional``: E[dx^2 | x, u]
+        sums.add(sampler(x, u) if conditional else sampler(x, dy, u))
         done += m
-    return Accumulator(fp.tally(), bp.tally())
+    return sums.result()
 
 
 # -- plans -------------------------------------------------------------------------------------------------------
@@ -223,18 +322,19 @@ class MonteCarloPlan:
 
     method = "mc"
 
-    def __init__(self, layer: Layer, samples: int, estimator: str = DEFAULT_ESTIMATOR) -> None:
-        self.per_block = block_draws(layer)
+    def __init__(self, layer: Layer | Model, samples: int, estimator: str = DEFAULT_ESTIMATOR) -> None:
+        model = as_model(layer)
+        self.per_block = block_draws(model)
         self.samples = samples
         self.count = math.ceil(samples / self.per_block)
-        self.scalars = samples * random_width(layer, estimator)
-        self._total = Accumulator.empty(layer, estimator)
+        self.scalars = samples * random_width(model, estimator)
+        self._total = model.empty(estimator)
 
     def blocks(self) -> Iterator[Block]:
         for i in range(self.count):
             yield Block(i, min(self.per_block, self.samples - i * self.per_block))
 
-    def add(self, block: Block, acc: Accumulator) -> bool:
+    def add(self, block: Block, acc: Tallies) -> bool:
         """Merge the next block in order; True at a checkpoint."""
         self._total = self._total.merge(acc)
         return True
@@ -254,14 +354,15 @@ class SobolPlan:
     method = "qmc"
 
     def __init__(
-        self, layer: Layer, samples: int, estimator: str = DEFAULT_ESTIMATOR, replicates: int = REPLICATES
+        self, layer: Layer | Model, samples: int, estimator: str = DEFAULT_ESTIMATOR, replicates: int = REPLICATES
     ) -> None:
+        layer = as_model(layer)
         self.replicates = replicates
         per_replicate = _next_power_of_two(math.ceil(samples / replicates))
         self.segment = min(_previous_power_of_two(max(1, SEGMENT_SCALARS // draw_width(layer))), per_replicate)
         self.segments = per_replicate // self.segment
         self.scalars = replicates * per_replicate * random_width(layer, estimator)
-        self._accs = [Accumulator.empty(layer, estimator) for _ in range(replicates)]
+        self._accs = [layer.empty(estimator) for _ in range(replicates)]
 
     def blocks(self) -> Iterator[Block]:
         index = 0
@@ -270,7 +371,7 @@ class SobolPlan:
                 yield Block(index, self.segment, r, j * self.segment)
                 index += 1
 
-    def add(self, block: Block, acc: Accumulator) -> bool:
+    def add(self, block: Block, acc: Tallies) -> bool:
         self._accs[block.replicate] = self._accs[block.replicate].merge(acc)
         segments_done = block.start // self.segment + 1
         last = block.replicate == self.replicates - 1
@@ -279,7 +380,7 @@ class SobolPlan:
     def snapshot(self) -> tuple[dict[str, tuple[float, float]], int]:
         per = [acc.estimates() for acc in self._accs]
         out = {}
-        for name in STATS:
+        for name in per[0]:
             values = np.array([p[name][0] for p in per])
             out[name] = (float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values))))
         return out, sum(acc.draws for acc in self._accs)
@@ -294,7 +395,7 @@ def _previous_power_of_two(n: int) -> int:
 
 
 def make_plan(
-    layer: Layer, samples: int, method: str, estimator: str = DEFAULT_ESTIMATOR
+    layer: Layer | Model, samples: int, method: str, estimator: str = DEFAULT_ESTIMATOR
 ) -> MonteCarloPlan | SobolPlan:
     plan = SobolPlan if method == "qmc" else MonteCarloPlan
     return plan(layer, samples, estimator)
@@ -326,7 +427,7 @@ def _run_one_here(pending: deque[tuple[Block, Any]], job: Job) -> None:
     for i in range(len(pending) - 1, 0, -1):
         block, future = pending[i]
         if future.cancel():
-            here: Future[Accumulator] = Future()
+            here: Future[Tallies] = Future()
             here.set_result(run_block(job, block))
             pending[i] = (block, here)
             return
@@ -334,7 +435,7 @@ def _run_one_here(pending: deque[tuple[Block, Any]], job: Job) -> None:
 
 
 def execute(
-    layer: Layer,
+    layer: Layer | Model,
     samples: int,
     seed: int,
     *,
@@ -345,21 +446,23 @@ def execute(
     progress: Progress = NULL_PROGRESS,
     chunk_draws: int | None = None,
 ) -> RunResult:
-    """Run ``layer`` for up to ``samples`` draws (or until ``stop`` says so) and return the estimates.
+    """Run ``layer`` (a layer or a :class:`Model`) for up to ``samples`` draws (or until ``stop`` says so) and
+    return the estimates.
 
     ``executor`` needs ``submit(fn, *args) -> future`` and a ``depth`` (blocks kept in flight); without one,
     blocks run here, one after the other. Ctrl-C ends the run with the estimates of the merged prefix (at the
     last checkpoint) and ``stop == "interrupted"``.
     """
-    plan = make_plan(layer, samples, method, estimator)
+    model = as_model(layer)
+    plan = make_plan(model, samples, method, estimator)
     stop = stop or StopRule()
-    job = Job(layer, seed, method, chunk_draws or default_chunk_draws(layer), estimator)
+    job = Job(model, seed, method, chunk_draws or default_chunk_draws(model), estimator)
     blocks = plan.blocks()
     if executor is None or plan.scalars < PARALLEL_MIN_SCALARS:
         executor = IN_PROCESS
     pending: deque[tuple[Block, Any]] = deque()
     estimates, draws, reason = _empty_estimates(), 0, SAMPLES
-    progress.start(layer.name, samples, stop.target_se)
+    progress.start(model.name, samples, stop.target_se)
     # Blocks that run here get one BLAS thread, as in the workers: the same arithmetic, the same bits.
     limits = threadpool_limits(limits=1)
     try:
@@ -398,8 +501,9 @@ def plan_blocks(layer: Layer, samples: int) -> list[tuple[int, int]]:
 
 
 def iter_blocks(
-    layer: Layer, samples: int, seed: int, chunk_draws: int | None = None, estimator: str = DEFAULT_ESTIMATOR
-) -> Iterator[Accumulator]:
+    layer: Layer | Model, samples: int, seed: int, chunk_draws: int | None = None,
+    estimator: str = DEFAULT_ESTIMATOR,
+) -> Iterator[Tallies]:
     """Yield each Monte Carlo block's tally in order (serially, in this process)."""
     job = Job(layer, seed, "mc", chunk_draws or default_chunk_draws(layer), estimator)
     for block in MonteCarloPlan(layer, samples, estimator).blocks():
@@ -407,11 +511,12 @@ def iter_blocks(
 
 
 def run(
-    layer: Layer, samples: int, seed: int, chunk_draws: int | None = None, estimator: str = DEFAULT_ESTIMATOR
-) -> Accumulator:
+    layer: Layer | Model, samples: int, seed: int, chunk_draws: int | None = None,
+    estimator: str = DEFAULT_ESTIMATOR,
+) -> Any:
     """Run ``samples`` Monte Carlo draws of ``layer`` here and return the merged tallies (the blocks and
     ``run_block`` of :func:`execute`, serially, without a stopping rule)."""
-    total = Accumulator.empty(layer, estimator)
+    total = as_model(layer).empty(estimator)
     for acc in iter_blocks(layer, samples, seed, chunk_draws, estimator):
         total = total.merge(acc)
     return total
