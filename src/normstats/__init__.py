@@ -14,12 +14,14 @@ from normstats.api import (
     LayerInfo,
     audit,
     layers,
+    network,
     simulate,
     solve,
     table,
     version,
 )
 from normstats.errors import NormstatsError, ParameterError, UnknownLayerError
+from normstats.output.network_results import LayerStats, NetworkResult
 from normstats.output.results import Row, Stat, Table
 from normstats.registry import get_layer, list_layers, make_layer, register_layer
 
@@ -29,6 +31,8 @@ __all__ = [
     "DEFAULT_SAMPLES",
     "DEFAULT_SEED",
     "LayerInfo",
+    "LayerStats",
+    "NetworkResult",
     "NormstatsError",
     "ParameterError",
     "Row",
@@ -39,6 +43,7 @@ __all__ = [
     "get_layer",
     "layers",
     "list_layers",
+    "network",
     "make_layer",
     "register_layer",
     "simulate",

@@ -1,4 +1,4 @@
-"""The Python API: :func:`simulate`, :func:`table`, :func:`layers`, :func:`audit` and :func:`solve`. The CLI
+"""The Python API: :func:`simulate`, :func:`table`, :func:`network`, :func:`layers`, :func:`audit` and :func:`solve`. The CLI
 calls nothing else."""
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ from normstats.exact import selfnorm
 from normstats.exact.references import reference_moments
 from normstats.exact.selfnorm import Solution
 from normstats.layers.base import DEFAULT_SAMPLER, Layer
+from normstats.networks.build import build_network
+from normstats.networks.run import DEFAULT_DRAWS, check_inits, run_network
+from normstats.networks.shapes import parse_input
+from normstats.output.network_results import NetworkResult
 from normstats.output.results import LayerInfo, Row, Table, stats_from_estimates
 from normstats.published import constants as published_constants
 from normstats.published.constants import AuditEntry
@@ -279,6 +283,49 @@ def layers() -> list[LayerInfo]:
             )
         )
     return out
+
+
+def network(
+    spec: str,
+    *,
+    input: int | str | tuple[int, ...],
+    width: int | None = None,
+    normprop: str = "none",
+    inits: int = 1,
+    samples: int | str | None = None,
+    seed: int = DEFAULT_SEED,
+    method: str = "mc",
+    target_se: float | str | None = None,
+    max_time: float | str | None = None,
+    workers: int | None = None,
+    dask: str | None = None,
+    progress: Progress | None = None,
+    processes: bool = False,
+) -> NetworkResult:
+    """The fp and bp statistics of every layer of a network, with standard errors and the infinite-width
+    (mean-field) value where one is computed.
+
+    ``spec`` is a network spec (:mod:`normstats.networks.spec`: ``"20*(linear relu)"``,
+    ``"16*res(linear relu linear, alpha=0.2, beta=auto)"``), ``input`` the shape of one input (``512`` or
+    ``"3x32x32"``), ``width`` the outputs of a linear layer (channels of a convolution) that does not name its
+    own (default: the incoming width). ``normprop`` is ``none``, ``fp``, ``bp`` or ``split``
+    (:mod:`normstats.networks.build`). A draw is one input (a batch, where a layer spans one) pushed forward
+    and one upstream gradient pushed back; ``samples`` draws in all (default
+    :data:`~normstats.networks.run.DEFAULT_DRAWS`), over ``inits`` independent networks (weights drawn from
+    the seed). The other options are :func:`simulate`'s.
+    """
+    net = build_network(spec, parse_input(input), width=width, normprop=normprop)
+    if samples is None and target_se is None and max_time is None:
+        samples = DEFAULT_DRAWS
+    opts = run_options(samples, seed, method, target_se, max_time, workers, dask, None, progress,
+                       estimator="sampled", processes=processes)
+    check_inits(inits)
+    meta = run_metadata(opts.seed, opts.samples, opts.method, "sampled")
+    with open_executor(opts.workers, opts.dask, opts.processes) as executor:
+        return run_network(
+            net, samples=opts.samples, seed=opts.seed, version=version(), method=opts.method, inits=inits,
+            stop=opts.stop_rule(), executor=executor, progress=opts.progress, metadata=meta,
+        )
 
 
 def audit() -> list[AuditEntry]:

@@ -6,6 +6,7 @@ Data (tables, JSON, CSV) goes to stdout or ``--output``; errors go to stderr as 
 from __future__ import annotations
 
 import difflib
+import functools
 import io
 import sys
 from types import ModuleType
@@ -24,7 +25,10 @@ from normstats.errors import NormstatsError, ParameterError
 from normstats.exact.references import METHODS
 from normstats.exact.selfnorm import TARGETS
 from normstats.layers.base import DEFAULT_SAMPLER, SAMPLERS
-from normstats.output import export
+from normstats.networks.build import NORMPROP_MODES
+from normstats.networks.run import DEFAULT_DRAWS
+from normstats.output import export, network_render
+from normstats.output.plotting import check_png_path, pyplot
 from normstats.output.results import Table
 from normstats.published.conventions import CONVENTION_CHOICES
 from normstats.registry import get_layer
@@ -95,14 +99,15 @@ format_option = click.option(
 )
 
 
-def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """The options that say how a run samples, stops, runs in parallel and reports progress."""
+def run_options(f: Callable[..., Any], estimator: bool = True) -> Callable[..., Any]:
+    """The options that say how a run samples, stops, runs in parallel and reports progress (``estimator``:
+    with the choice of bp estimator)."""
     options = [
         click.option("--method", type=click.Choice(SAMPLING_METHODS), default="mc", show_default=True,
                      help="Sampling: plain Monte Carlo, or 16 randomized scrambled-Sobol replicates."),
-        click.option("--estimator", type=click.Choice(ESTIMATORS), default=DEFAULT_ESTIMATOR, show_default=True,
-                     help="bp statistics: integrate dy out exactly (E[dx^2|x] per draw; bp mean is then exactly "
-                     "0), or draw dy and run the backward pass on it."),
+        *([click.option("--estimator", type=click.Choice(ESTIMATORS), default=DEFAULT_ESTIMATOR, show_default=True,
+                        help="bp statistics: integrate dy out exactly (E[dx^2|x] per draw; bp mean is then "
+                        "exactly 0), or draw dy and run the backward pass on it.")] if estimator else []),
         click.option("--target-se", callback=_checked(check_target_se), metavar="SE",
                      help="Stop once every standard error is at or below SE (e.g. 1e-5)."),
         click.option("--max-time", callback=_checked(parse_duration), metavar="DURATION",
@@ -215,6 +220,77 @@ def table(
     title = f"normstats {result.version} · {run['method']} · bp {run['estimator']} · seed {seed}"
     _emit(result, fmt, output, title, convention)
     _finish(result)
+
+
+NETWORK_FORMATS = ("table", "json", "csv", "markdown")
+
+
+@main.command(
+    epilog="Specs: '20*(linear relu)', 'linear(fan_out=256) relu', 'conv(out_channels=16,k=3,padding=1) relu "
+    "maxpool(k=2)', '16*res(linear relu linear, alpha=0.2, beta=auto)'.\n\n" + EXIT_HELP,
+)
+@click.argument("spec")
+@click.option("--input", "input_shape", required=True, metavar="SHAPE",
+              help="One input: N values (512) or a CxHxW map (3x32x32).")
+@click.option("--width", type=int, metavar="N",
+              help="Outputs of a linear layer (channels of a conv) that names none. [default: the incoming width]")
+@click.option("--normprop", type=click.Choice(NORMPROP_MODES), default="none", show_default=True,
+              help="NormProp scaling: none; fp (divide by the fp std); bp (by the bp std); split (forward by the fp "
+              "std, backward by the bp std: not the true gradient).")
+@click.option("--inits", default=1, show_default=True, type=int, metavar="K",
+              help="Independent networks (weights and draws); the se then includes the init-to-init spread.")
+@click.option(
+    "--samples", "-n", default=None, show_default=f"{DEFAULT_DRAWS:.0e}".replace("+0", ""),
+    callback=_checked(parse_samples),
+    help="Draws in all (a draw: one input forward, one gradient back). With --target-se or --max-time: the cap.",
+)
+@seed_option
+@functools.partial(run_options, estimator=False)
+@click.option("--format", "fmt", type=click.Choice(NETWORK_FORMATS), default="table", show_default=True,
+              help="Output format.")
+@output_option
+@click.option("--plot", callback=_checked(check_png_path), metavar="FILE.png",
+              help="Also write a signal-propagation plot (needs normstats[plot]).")
+def network(
+    spec: str, input_shape: str, width: int | None, normprop: str, inits: int, samples: int | None, seed: int,
+    fmt: str, output: str | None, plot: str | None, quiet: bool, **run: Any,
+) -> None:
+    """Per-layer fp/bp statistics of a whole network at depth, beside the infinite-width (mean-field) limit,
+    e.g. 'normstats network "20*(linear relu)" --input 512 --normprop fp'."""
+    if plot is not None:
+        pyplot()  # fail before the run when matplotlib is missing
+    result = api.network(
+        spec, input=input_shape, width=width, normprop=normprop, inits=inits, samples=samples, seed=seed,
+        progress=make_progress(quiet), **run,
+    )
+    if fmt == "table":
+        from rich.console import Console
+
+        buf = io.StringIO() if output else None
+        console = Console(file=buf, width=FILE_WIDTH, no_color=True) if buf else _console()
+        title = (f"network {result.spec} · input {'x'.join(map(str, result.input))} · normprop {result.normprop}"
+                 f" · {result.draws:,} draws · {result.inits} network{'s' if result.inits > 1 else ''} · seed {seed}")
+        console.print(network_render.network_table(result, title))
+        text = buf.getvalue() if buf else None
+    else:
+        text = {"json": lambda r: export.dumps(r.to_dict()), "csv": network_render.to_csv,
+                "markdown": network_render.to_markdown}[fmt](result)
+        if not output:
+            click.echo(text, nl=False)
+    if output and text is not None:
+        export.write_atomic(output, text)
+        click.echo(f"wrote {output}", err=True)
+    if plot is not None:
+        from normstats.output.signal_plot import plot_signal_propagation
+
+        plot_signal_propagation(result, plot)
+        click.echo(f"wrote {plot}", err=True)
+    click.echo(f"{result.draws:,} draws over {result.inits} network{'s' if result.inits > 1 else ''} ({result.method}), "
+               f"stopped by {result.stop}", err=True)
+    if result.partial:
+        click.echo("normstats: interrupted: the results above are partial (their se hold for the draws taken)",
+                   err=True)
+        sys.exit(130)
 
 
 @main.command("export", epilog="Regenerate the repository's tables/ folder: normstats export --all --output-dir tables/\n\n"

@@ -143,7 +143,7 @@ class ChunkSums(Protocol):
 
 class Model(Protocol):
     """What the engine runs: a single layer (:class:`LayerModel`) or a whole network
-    (:mod:`normstats.network`). ``in_dim``, ``out_dim`` and ``n_uniform`` are the random numbers one draw takes
+    (:mod:`normstats.networks`). ``in_dim``, ``out_dim`` and ``n_uniform`` are the random numbers one draw takes
     (``x``, ``dy``, uniforms); the sampler is built once per thread from the seed; the tallies say what is
     kept of each chunk. The model must be hashable (the per-thread sampler cache is keyed by it)."""
 
@@ -445,12 +445,14 @@ def execute(
     executor: Any = None,
     progress: Progress = NULL_PROGRESS,
     chunk_draws: int | None = None,
+    parallel_min_scalars: int | None = None,
 ) -> RunResult:
     """Run ``layer`` (a layer or a :class:`Model`) for up to ``samples`` draws (or until ``stop`` says so) and
     return the estimates.
 
     ``executor`` needs ``submit(fn, *args) -> future`` and a ``depth`` (blocks kept in flight); without one,
-    blocks run here, one after the other. Ctrl-C ends the run with the estimates of the merged prefix (at the
+    blocks run here, one after the other; so do runs of fewer than ``parallel_min_scalars`` random numbers
+    (default :data:`PARALLEL_MIN_SCALARS`; a model whose draws are costly passes 0). Ctrl-C ends the run with the estimates of the merged prefix (at the
     last checkpoint) and ``stop == "interrupted"``.
     """
     model = as_model(layer)
@@ -458,7 +460,8 @@ def execute(
     stop = stop or StopRule()
     job = Job(model, seed, method, chunk_draws or default_chunk_draws(model), estimator)
     blocks = plan.blocks()
-    if executor is None or plan.scalars < PARALLEL_MIN_SCALARS:
+    threshold = PARALLEL_MIN_SCALARS if parallel_min_scalars is None else parallel_min_scalars
+    if executor is None or plan.scalars < threshold:
         executor = IN_PROCESS
     pending: deque[tuple[Block, Any]] = deque()
     estimates, draws, reason = _empty_estimates(), 0, SAMPLES

@@ -16,6 +16,10 @@ from normstats.params import Param
 from normstats.published.figures import Figure
 from normstats.stats import STATS
 
+#: Reference kinds that are limits (infinite width), not exact values at the settings run: shown beside the
+#: estimate with their difference, never z-tested.
+LIMIT_KINDS = ("mean_field", "free_probability")
+
 
 @dataclass(frozen=True)
 class Stat:
@@ -46,12 +50,17 @@ class Stat:
     @property
     def z(self) -> float | None:
         """``(estimate - reference) / se``; None without a reference or a usable standard error."""
-        if self.reference is None or not math.isfinite(self.se):
+        if self.reference is None or not math.isfinite(self.se) or self.reference_kind in LIMIT_KINDS:
             return None
         diff = self.estimate - self.reference
         if self.se == 0.0:
             return 0.0 if abs(diff) <= 1e-12 * max(1.0, abs(self.reference)) else None
         return diff / self.se
+
+    @property
+    def difference(self) -> float | None:
+        """``estimate - reference`` (what a limit reference is shown with instead of a z)."""
+        return None if self.reference is None else self.estimate - self.reference
 
     @property
     def best(self) -> float:

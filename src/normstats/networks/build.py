@@ -1,0 +1,309 @@
+"""A parsed spec built into a network of registered layers, fitted to their shapes and scaled by a NormProp mode.
+
+NormProp in a network (``normprop``):
+
+* ``none``: every layer as it is, with the init and normalization it names (``linear`` defaults to unit-norm
+  rows, as in single-layer runs; He init is ``linear(init=kaiming,normalize=none)``);
+* ``fp``: each non-parametric layer's output is shifted by its fp mean and divided by its fp std, both from the
+  layer's exact single-layer reference (the interior geometry for maps); linear and conv weights get unit-norm
+  rows (``normalize=fan-in``). The gradient is the true one, so it is multiplied by ``bp std / fp std`` per layer;
+* ``bp``: shifted by the fp mean and divided by the bp std; unit-norm columns (``fan-out``);
+* ``split``: the forward pass divided by the fp std, the backward pass by the bp std (a custom backward: no
+  longer the true gradient); weights with unit-norm rows, their gradient divided by their own bp std.
+
+Normalization layers (batch norm, layer norm, RMS norm, group norm) normalize themselves and are left as they
+are. A layer's explicit parameters (``linear(normalize=none)``) win over the mode.
+
+A residual block ``res(branch, alpha=A, beta=B)`` computes ``x + A * branch(x / B)``; ``beta=auto`` is the
+NF-ResNet choice: the expected std of ``x``, tracked from 1 at the network's input and growing by ``A^2`` in
+variance after each block (``var += alpha^2``), assuming each branch keeps unit variance. Inside a branch the
+tracking starts again at 1 (the branch sees ``x / beta``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from normstats.errors import NormstatsError
+from normstats.exact.references import reference_moments
+from normstats.layers.base import Layer
+from normstats.networks import shapes
+from normstats.networks.shapes import Shape, describe_shape
+from normstats.networks.spec import (
+    LayerNode,
+    Node,
+    Repeat,
+    Residual,
+    SpecError,
+    format_spec,
+    parse_spec,
+)
+from normstats.registry import get_layer
+
+NORMPROP_MODES = ("none", "fp", "bp", "split")
+#: Most values (inputs and outputs of every layer, over the batch) one draw may hold: 128 MiB of float64.
+MAX_DRAW_VALUES = 1 << 24
+#: Values a chunk of draws holds at most (32 MiB): the chunk size is this over the values of one draw.
+CHUNK_VALUES = 1 << 22
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One layer of a built network."""
+
+    label: str
+    name: str
+    given: tuple[tuple[str, str], ...]  # the spec's parameters, as written
+    layer: Layer = field(compare=False, hash=False)
+    kind: str
+    in_shape: Shape
+    out_shape: Shape
+    shift: float = 0.0
+    fwd_scale: float = 1.0
+    grad_scale: float = 1.0
+    pos: int = 0
+
+    @property
+    def in_values(self) -> int:
+        return math.prod(self.in_shape)
+
+    @property
+    def out_values(self) -> int:
+        return math.prod(self.out_shape)
+
+    @property
+    def n_uniform(self) -> int:
+        """Uniforms one input of the network needs for this layer."""
+        per = self.layer.n_uniform
+        return per * self.in_values if self.kind == shapes.POINTWISE else per
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.layer.values)
+
+    @property
+    def scaled(self) -> bool:
+        return self.shift != 0.0 or self.fwd_scale != 1.0 or self.grad_scale != 1.0
+
+
+@dataclass(frozen=True)
+class Block:
+    """A residual block: ``x + alpha * branch(x / beta)``."""
+
+    label: str
+    branch: tuple[Item, ...]
+    alpha: float
+    beta: float
+    beta_text: str  # "auto" or the number as given
+    shape: Shape
+    pos: int = 0
+
+
+Item = Union[Stage, Block]
+
+
+@dataclass(frozen=True)
+class Network:
+    """A built network: its items in order, the input shape, the batch a draw spans, and how it was scaled."""
+
+    spec: str  # canonical text
+    items: tuple[Item, ...]
+    input: Shape
+    output: Shape
+    batch: int
+    normprop: str
+    width: int | None
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return (self.spec, self.input, self.batch, self.normprop, self.width)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Network) and other.key == self.key
+
+    def walk(self) -> list[Item]:
+        """Every stage and block in forward order (a block before its branch)."""
+        out: list[Item] = []
+
+        def visit(items: tuple[Item, ...]) -> None:
+            for item in items:
+                out.append(item)
+                if isinstance(item, Block):
+                    visit(item.branch)
+
+        visit(self.items)
+        return out
+
+    @property
+    def values_per_draw(self) -> int:
+        """Values the forward and backward pass of one draw hold (what the memory bound counts)."""
+        total = 0
+        for item in self.walk():
+            n = math.prod(item.shape) * 2 if isinstance(item, Block) else item.in_values + item.out_values
+            total += n * self.batch
+        return total
+
+    @property
+    def uniforms_per_input(self) -> int:
+        return sum(i.n_uniform for i in self.walk() if isinstance(i, Stage))
+
+    def chunk_draws(self) -> int:
+        return max(1, min(4096, CHUNK_VALUES // max(1, self.values_per_draw)))
+
+
+def build_network(spec: str | tuple[Node, ...], input: Shape, *, width: int | None = None,
+                  normprop: str = "none") -> Network:
+    """Parse (if needed) and build ``spec`` on inputs of ``input`` shape; one-line errors name the position."""
+    if normprop not in NORMPROP_MODES:
+        raise NormstatsError(f"--normprop must be one of: {', '.join(NORMPROP_MODES)}; got {normprop!r}")
+    if width is not None and (isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= 16384):
+        raise NormstatsError(f"--width must be an integer in [1, 16384]; got {width!r}")
+    nodes = parse_spec(spec) if isinstance(spec, str) else spec
+    builder = _Builder(width, normprop)
+    items, out_shape = builder.chain(nodes, tuple(input), prefix="", var=1.0)
+    batch = builder.batch or 1
+    net = Network(format_spec(nodes), items, tuple(input), out_shape, batch, normprop, width)
+    need = net.values_per_draw
+    if need > MAX_DRAW_VALUES:
+        raise SpecError(
+            f"network spec: one draw of this network holds {need:,} values ({need * 8 / 2**20:,.0f} MiB: every "
+            f"layer's input and output over a batch of {batch}); the bound is {MAX_DRAW_VALUES:,} values "
+            f"({MAX_DRAW_VALUES * 8 / 2**20:,.0f} MiB)"
+        )
+    return net
+
+
+class _Builder:
+    def __init__(self, width: int | None, normprop: str) -> None:
+        self.width = width
+        self.normprop = normprop
+        self.batch: int | None = None
+        self.batch_pos = 0
+
+    def chain(self, nodes: tuple[Node, ...], shape: Shape, prefix: str, var: float
+              ) -> tuple[tuple[Item, ...], Shape]:
+        items: list[Item] = []
+        counter = [0]
+
+        def label() -> str:
+            counter[0] += 1
+            return f"{prefix}{counter[0]}"
+
+        def visit(node: Node) -> None:
+            nonlocal shape, var
+            if isinstance(node, Repeat):
+                for _ in range(node.count):
+                    for inner in node.body:
+                        visit(inner)
+            elif isinstance(node, Residual):
+                here = label()
+                beta = math.sqrt(var) if node.beta == "auto" else float(node.beta)
+                branch, out = self.chain(node.branch, shape, f"{here}.", 1.0)
+                if out != shape:
+                    raise SpecError(
+                        f"network spec, position {node.pos} ('res'): a residual branch must keep the shape; it "
+                        f"maps {describe_shape(shape)} to {describe_shape(out)}"
+                    )
+                items.append(Block(here, branch, node.alpha, beta,
+                                   "auto" if node.beta == "auto" else f"{node.beta:g}", shape, node.pos))
+                var += node.alpha * node.alpha
+            else:
+                stage = self.stage(node, shape, label())
+                items.append(stage)
+                shape = stage.out_shape
+
+        for node in nodes:
+            visit(node)
+        return tuple(items), shape
+
+    def stage(self, node: LayerNode, shape: Shape, label: str) -> Stage:
+        where = f"network spec, position {node.pos} ('{node.name}')"
+        try:
+            cls = get_layer(node.name)
+        except NormstatsError as exc:
+            raise SpecError(f"{where}: {exc}") from None
+        probe = _probe(cls)
+        given = dict(node.params)
+        declared = {p.name for p in cls.params}
+        for key in given:
+            if key not in declared:
+                have = ", ".join(p.name for p in cls.params) or "none"
+                raise SpecError(f"{where}: layer '{cls.name}' has no parameter {key!r} (its parameters: {have})")
+        fit = shapes.fit(cls.name, given, shape, self.width, node.pos, probe["pointwise"], cls.spans_batch)
+        params = dict(fit.params)
+        mode = self.normprop
+        if cls.name in shapes.WEIGHTED and mode != "none" and "normalize" not in given:
+            params["normalize"] = "fan-out" if mode == "bp" else "fan-in"
+        try:
+            layer = cls(**params)
+        except NormstatsError as exc:
+            raise SpecError(f"{where}: {exc}") from None
+        if cls.spans_batch:
+            b = layer.values["batch"]
+            if self.batch is not None and b != self.batch:
+                raise SpecError(f"{where}: every batch-spanning layer of a network needs the same batch; got "
+                                f"{b} here and {self.batch} at position {self.batch_pos}")
+            self.batch, self.batch_pos = b, node.pos
+        out_shape = fit.out_shape or _out_shape(layer, fit.kind, shape)
+        shift, fwd, grad = self.scaling(cls.name, layer, fit.kind, where)
+        return Stage(label, cls.name, node.params, layer, fit.kind, shape, out_shape, shift, fwd, grad, node.pos)
+
+    def scaling(self, name: str, layer: Layer, kind: str, where: str) -> tuple[float, float, float]:
+        """``(shift, forward scale, gradient scale)`` of a layer under the NormProp mode."""
+        mode = self.normprop
+        if mode == "none" or name in shapes.NORMALIZERS:
+            return 0.0, 1.0, 1.0
+        refs = reference_moments(_reference_layer(layer))
+        fp_mean, fp_std, bp_std = (refs[s].value if refs[s] is not None else None  # type: ignore[union-attr]
+                                   for s in ("fp_mean", "fp_std", "bp_std"))
+        if name in shapes.WEIGHTED:
+            if mode != "split":
+                return 0.0, 1.0, 1.0  # the weights are normalized instead
+            if fp_std is None or bp_std is None or not fp_std > 0 or not bp_std > 0:
+                return 0.0, 1.0, 1.0  # weights the user chose, with no exact std: left as they are
+            return 0.0, 1.0 / fp_std, 1.0 / bp_std
+        needed = {"fp": ("fp_mean", "fp_std"), "bp": ("fp_mean", "bp_std"), "split": ("fp_mean", "fp_std", "bp_std")}
+        missing = [s for s in needed[mode] if refs[s] is None]
+        if missing:
+            raise SpecError(f"{where}: --normprop {mode} needs the exact {' and '.join(missing)} of this layer; "
+                            "it has none")
+        for stat in needed[mode][1:]:
+            if not refs[stat].value > 0:  # type: ignore[union-attr]
+                raise SpecError(f"{where}: --normprop {mode} divides by the {stat.replace('_', ' ')}, which is 0 "
+                                "for this layer")
+        if mode == "fp":
+            return fp_mean, 1.0 / fp_std, 1.0 / fp_std  # type: ignore[operator]
+        if mode == "bp":
+            return fp_mean, 1.0 / bp_std, 1.0 / bp_std  # type: ignore[operator]
+        return fp_mean, 1.0 / fp_std, 1.0 / bp_std  # type: ignore[operator]
+
+
+def _probe(cls: type) -> dict[str, bool]:
+    """Whether the layer class maps one value to one value (an activation or dropout)."""
+    layer = cls()
+    return {"pointwise": layer.in_dim == 1 and layer.out_dim == 1 and not cls.spans_batch}
+
+
+def _out_shape(layer: Layer, kind: str, shape: Shape) -> Shape:
+    grid = layer.grid  # conv and pooling: a finite map
+    channels = layer.values["out_channels"] if layer.name == "conv" else shape[0]
+    return (channels, grid.h.windows, grid.w.windows)
+
+
+def _reference_layer(layer: Layer) -> Layer:
+    """The layer whose single-layer reference gives the NormProp constants: the layer itself, or for a map
+    layer the same kernel on the stationary interior (what the published constants are for)."""
+    values = dict(layer.values)
+    if "size" not in values:
+        return layer
+    values.pop("size")
+    values.pop("padding", None)
+    for derived in ("kh", "kw"):
+        if values.get(derived) == values.get("k"):
+            values.pop(derived, None)
+    return type(layer)(**values)

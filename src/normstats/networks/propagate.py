@@ -1,0 +1,259 @@
+"""Draws through a whole network, as the engine runs them: one input ``x ~ N(0, I)`` (a batch of them where a
+layer spans the batch) pushed forward through every layer, and one upstream gradient ``dy ~ N(0, I)`` at the
+output pushed back through the network's own backward pass, both computed by the same layer code that
+single-layer runs use (:meth:`~normstats.layers.base.Layer.passes`).
+
+For every layer the engine tallies its output (``fp``) and the gradient at its input (``bp``); for a map, per
+input, the NF-ResNet figures (Brock et al. 2021, "Characterizing signal propagation to close the performance
+gap in unnormalized ResNets": the average over channels of the squared channel mean, and of the channel
+variance, here over the positions of one input); for a residual block, its branch's output. The values of
+one draw are correlated, so every standard error treats the draw as the independent unit
+(:class:`~normstats.engine.moments.Tally`).
+
+Weights are drawn once per run from the seed (``init = 0``: the network the user has); ``init = k > 0`` is the
+``k``-th independent network of the same spec, with its own weights and its own draws.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from normstats.engine.blocks import setup_rng
+from normstats.engine.moments import PowerSums, Tally
+from normstats.errors import NormstatsError
+from normstats.networks import shapes
+from normstats.networks.build import Block, Item, Network, Stage
+
+#: What is tallied of an item, by kind of record.
+FP, BP, BRANCH, CHANNEL_MEAN_SQ, CHANNEL_VAR = "fp", "bp", "branch", "channel_mean_sq", "channel_var"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One tallied quantity: the item's label and what of it (fp, bp, branch, channel figures)."""
+
+    label: str
+    what: str
+    width: int  # values per draw
+
+
+def records(net: Network) -> tuple[Record, ...]:
+    """Every tallied quantity of ``net``, in forward order (a block's own records before its branch's)."""
+    out = []
+    b = net.batch
+    for item in net.walk():
+        shape = item.shape if isinstance(item, Block) else item.out_shape
+        in_values = math.prod(item.shape) if isinstance(item, Block) else item.in_values
+        out.append(Record(item.label, FP, b * math.prod(shape)))
+        out.append(Record(item.label, BP, b * in_values))
+        if isinstance(item, Block):
+            out.append(Record(item.label, BRANCH, b * math.prod(shape)))
+        if len(shape) == 3:
+            out.append(Record(item.label, CHANNEL_MEAN_SQ, b))
+            out.append(Record(item.label, CHANNEL_VAR, b))
+    return tuple(out)
+
+
+def weight_rng(seed: int, init: int) -> np.random.Generator:
+    """The generator of network ``init``'s weights: the run's own for ``init = 0`` (as a single layer's)."""
+    if init == 0:
+        return setup_rng(seed)
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(0, init))))
+
+
+def draw_seed(seed: int, init: int) -> int:
+    """The seed of network ``init``'s draws (independent streams for every network; ``seed`` itself for 0)."""
+    if init == 0:
+        return seed
+    return int(np.random.SeedSequence(seed, spawn_key=(2, init)).generate_state(1, np.uint64)[0] >> 1)
+
+
+class NetworkSampler:
+    """``(x, dy, u) -> [array per record]``: the forward pass, then the backward pass from ``dy``."""
+
+    def __init__(self, net: Network, rng: np.random.Generator) -> None:
+        self.net = net
+        self.records = records(net)
+        index = {(r.label, r.what): i for i, r in enumerate(self.records)}
+        self.index = index
+        self.passes: dict[str, Any] = {}
+        self.uniform_at: dict[str, int] = {}
+        offset = 0
+        for item in net.walk():
+            if isinstance(item, Stage):
+                self.passes[item.label] = item.layer.passes(rng)
+                self.uniform_at[item.label] = offset
+                offset += item.n_uniform
+
+    def __call__(self, x: np.ndarray, dy: np.ndarray, u: np.ndarray) -> list[np.ndarray]:
+        net = self.net
+        draws = len(x)
+        rows = draws * net.batch
+        out: list[np.ndarray] = [None] * len(self.records)  # type: ignore[list-item]
+        h = x.reshape(rows, -1)
+        uu = u.reshape(rows, -1)
+        states: dict[str, Any] = {}
+        self._forward(net.items, h, uu, states, out, draws)
+        g = dy.reshape(rows, -1)
+        self._backward(net.items, g, states, out, draws)
+        return out
+
+    # -- forward -------------------------------------------------------------------------------------------------
+    def _forward(self, items: tuple[Item, ...], h: np.ndarray, u: np.ndarray, states: dict[str, Any],
+                 out: list[np.ndarray], draws: int) -> np.ndarray:
+        for item in items:
+            if isinstance(item, Block):
+                xb = h / item.beta if item.beta != 1.0 else h
+                f = self._forward(item.branch, xb, u, states, out, draws)
+                y = h + item.alpha * f if item.alpha != 1.0 else h + f
+                self._record(item.label, BRANCH, f, out, draws)
+            else:
+                y = self._stage_forward(item, h, u, states)
+            self._record(item.label, FP, y, out, draws)
+            shape = item.shape if isinstance(item, Block) else item.out_shape
+            if len(shape) == 3:
+                self._channel_figures(item.label, y, shape, out, draws)
+            h = y
+        return h
+
+    def _stage_forward(self, stage: Stage, h: np.ndarray, u: np.ndarray, states: dict[str, Any]) -> np.ndarray:
+        passes = self.passes[stage.label]
+        rows = len(h)
+        start = self.uniform_at[stage.label]
+        us = u[:, start : start + stage.n_uniform]
+        if stage.kind == shapes.PER_CHANNEL:
+            c = stage.in_shape[0]
+            y, st = passes.forward(h.reshape(rows * c, -1), np.empty((rows * c, 0)))
+            y = y.reshape(rows, -1)
+        elif stage.kind == shapes.BATCH:
+            draws = rows // self.net.batch
+            y, st = passes.forward(h.reshape(draws, -1), us.reshape(draws, -1))
+            y = y.reshape(rows, -1)
+        else:
+            y, st = passes.forward(h, us)
+        states[stage.label] = st
+        if stage.shift != 0.0 or stage.fwd_scale != 1.0:
+            y = (y - stage.shift) * stage.fwd_scale
+        return y
+
+    # -- backward ------------------------------------------------------------------------------------------------
+    def _backward(self, items: tuple[Item, ...], g: np.ndarray, states: dict[str, Any],
+                  out: list[np.ndarray], draws: int) -> np.ndarray:
+        for item in reversed(items):
+            if isinstance(item, Block):
+                gb = self._backward(item.branch, g * item.alpha if item.alpha != 1.0 else g, states, out, draws)
+                dx = g + (gb / item.beta if item.beta != 1.0 else gb)
+            else:
+                dx = self._stage_backward(item, g, states)
+            self._record(item.label, BP, dx, out, draws)
+            g = dx
+        return g
+
+    def _stage_backward(self, stage: Stage, g: np.ndarray, states: dict[str, Any]) -> np.ndarray:
+        passes = self.passes[stage.label]
+        if stage.grad_scale != 1.0:
+            g = g * stage.grad_scale
+        rows = len(g)
+        st = states.pop(stage.label)
+        if stage.kind == shapes.PER_CHANNEL:
+            c = stage.in_shape[0]
+            return passes.backward(st, g.reshape(rows * c, -1)).reshape(rows, -1)
+        if stage.kind == shapes.BATCH:
+            draws = rows // self.net.batch
+            return passes.backward(st, g.reshape(draws, -1)).reshape(rows, -1)
+        return passes.backward(st, g)
+
+    # -- records -------------------------------------------------------------------------------------------------
+    def _record(self, label: str, what: str, values: np.ndarray, out: list[np.ndarray], draws: int) -> None:
+        out[self.index[(label, what)]] = values.reshape(draws, -1)
+
+    def _channel_figures(self, label: str, y: np.ndarray, shape: tuple[int, ...], out: list[np.ndarray],
+                         draws: int) -> None:
+        maps = y.reshape(len(y), shape[0], -1)
+        means = maps.mean(axis=2)
+        out[self.index[(label, CHANNEL_MEAN_SQ)]] = np.mean(means * means, axis=1).reshape(draws, -1)
+        out[self.index[(label, CHANNEL_VAR)]] = maps.var(axis=2).mean(axis=1).reshape(draws, -1)
+
+
+@dataclass(frozen=True)
+class NetworkTallies:
+    """The tallies of every record of a network over the draws seen so far (the engine's ``Tallies``)."""
+
+    records: tuple[Record, ...]
+    tallies: tuple[Tally, ...]
+
+    @classmethod
+    def empty(cls, recs: tuple[Record, ...]) -> NetworkTallies:
+        return cls(recs, tuple(Tally.empty(r.width) for r in recs))
+
+    def merge(self, other: NetworkTallies) -> NetworkTallies:
+        return NetworkTallies(self.records, tuple(a.merge(b) for a, b in zip(self.tallies, other.tallies)))
+
+    @property
+    def draws(self) -> int:
+        return self.tallies[0].draws if self.tallies else 0
+
+    def estimates(self) -> dict[str, tuple[float, float]]:
+        """``{"label|statistic": (estimate, se)}`` for every record."""
+        out: dict[str, tuple[float, float]] = {}
+        for rec, t in zip(self.records, self.tallies):
+            key = f"{rec.label}|"
+            if rec.what in (FP, BP):
+                out[key + rec.what + "_mean"] = (t.mean, t.se_mean())
+                out[key + rec.what + "_std"] = (t.std, t.se_std())
+            elif rec.what == BRANCH:
+                out[key + "branch_var"] = (t.std**2, 2.0 * t.std * t.se_std())
+            else:
+                out[key + rec.what] = (t.mean, t.se_mean())
+        return out
+
+
+class _NetworkSums:
+    def __init__(self, recs: tuple[Record, ...], capacity: int) -> None:
+        self.records = recs
+        self.sums = [PowerSums(r.width, capacity) for r in recs]
+
+    def add(self, outputs: list[np.ndarray]) -> None:
+        for sums, values in zip(self.sums, outputs):
+            sums.add(values)
+
+    def result(self) -> NetworkTallies:
+        return NetworkTallies(self.records, tuple(s.tally() for s in self.sums))
+
+
+@dataclass(frozen=True)
+class NetworkModel:
+    """A network as the engine runs it (:class:`~normstats.engine.blocks.Model`)."""
+
+    net: Network
+    init: int = 0
+    weight_seed: int = 0  # the run's seed: network ``init``'s weights come from it (see weight_rng)
+    name: str = "network"
+
+    @property
+    def in_dim(self) -> int:
+        return self.net.batch * math.prod(self.net.input)
+
+    @property
+    def out_dim(self) -> int:
+        return self.net.batch * math.prod(self.net.output)
+
+    @property
+    def n_uniform(self) -> int:
+        return self.net.batch * self.net.uniforms_per_input
+
+    def make_sampler(self, seed: int, estimator: str) -> NetworkSampler:
+        if estimator != "sampled":
+            raise NormstatsError("a network's bp statistics come from the sampled estimator (dy drawn at the "
+                                 f"output and run back); got --estimator {estimator}")
+        return NetworkSampler(self.net, weight_rng(self.weight_seed, self.init))
+
+    def chunk_sums(self, capacity: int, estimator: str) -> _NetworkSums:
+        return _NetworkSums(records(self.net), capacity)
+
+    def empty(self, estimator: str) -> NetworkTallies:
+        return NetworkTallies.empty(records(self.net))

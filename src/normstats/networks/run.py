@@ -1,0 +1,113 @@
+"""A network run: the engine's draws through the built network, one or several independent networks, and the
+rows of every layer with their mean-field references.
+
+With ``inits = K > 1`` the run draws K independent networks (their own weights and their own draws,
+``samples / K`` each). Every statistic is then the mean of the K networks' estimates and its standard error the
+spread of those estimates over ``sqrt(K)``: it holds both the Monte Carlo error of each network and the
+init-to-init spread, which is what the infinite-width theory averages over.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from normstats.engine import blocks as engine
+from normstats.engine.progress import NULL_PROGRESS, Progress
+from normstats.engine.stopping import INTERRUPTED, StopRule
+from normstats.errors import NormstatsError
+from normstats.networks.build import Block, Network
+from normstats.networks.propagate import NetworkModel, draw_seed
+from normstats.networks.wide_limit import mean_field
+from normstats.output.network_results import LayerStats, NetworkResult
+from normstats.output.results import Stat
+
+#: Draws of a network run unless told otherwise (a draw is a whole forward and backward pass).
+DEFAULT_DRAWS = 10**4
+#: Most independent networks of one run.
+MAX_INITS = 1000
+#: A run whose draws hold more values than this goes to the workers even when it takes few random numbers.
+PARALLEL_VALUES = 1 << 24
+
+
+def check_inits(inits: Any) -> int:
+    if isinstance(inits, bool) or not isinstance(inits, int) or not 1 <= inits <= MAX_INITS:
+        raise NormstatsError(f"--inits must be an integer in [1, {MAX_INITS}]; got {inits!r}")
+    return inits
+
+
+def run_network(
+    net: Network, *, samples: int, seed: int, version: str, method: str = "mc", inits: int = 1,
+    stop: StopRule | None = None, executor: Any = None, progress: Progress = NULL_PROGRESS,
+    metadata: dict[str, Any] | None = None,
+) -> NetworkResult:
+    """Run ``net`` for ``samples`` draws (over all ``inits`` networks) and return every layer's statistics."""
+    inits = check_inits(inits)
+    stop = stop or StopRule()
+    if inits > 1 and stop.target_se is not None:
+        raise NormstatsError(
+            "--target-se stops one network's run; with --inits the se is the spread between networks, which more "
+            f"draws per network do not shrink below the init-to-init spread: give --samples instead (got --inits "
+            f"{inits} and --target-se {stop.target_se:g})"
+        )
+    if samples < inits * (16 if method == "qmc" else 2):
+        raise NormstatsError(f"--samples must give every one of the {inits} networks at least "
+                             f"{16 if method == 'qmc' else 2} draws; got {samples}")
+    references = mean_field(net)
+    per_net = math.ceil(samples / inits)
+    busy = per_net * net.values_per_draw >= PARALLEL_VALUES
+    results = []
+    for k in range(inits):
+        model = NetworkModel(net, k, seed)
+        result = engine.execute(
+            model, per_net, draw_seed(seed, k), method=method, estimator="sampled", stop=stop,
+            executor=executor, progress=progress, chunk_draws=net.chunk_draws(),
+            parallel_min_scalars=0 if busy else None,
+        )
+        results.append(result)
+        if result.stop == INTERRUPTED:
+            break
+    estimates = _combine([r.estimates for r in results])
+    rows = tuple(_rows(net, estimates, references))
+    stop_reason = results[-1].stop if len(results) == 1 or results[-1].stop == INTERRUPTED else results[0].stop
+    return NetworkResult(
+        version, seed, net.spec, net.input, net.width, net.normprop, net.batch, len(results),
+        sum(r.draws for r in results), method, stop_reason, rows, dict(metadata or {}),
+    )
+
+
+def _combine(per_network: list[dict[str, tuple[float, float]]]) -> dict[str, tuple[float, float]]:
+    """One network's estimates as they are; several: their mean, and their spread over sqrt(K) as the se."""
+    if len(per_network) == 1:
+        return per_network[0]
+    out = {}
+    for key in per_network[0]:
+        values = np.array([p[key][0] for p in per_network])
+        out[key] = (float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values))))
+    return out
+
+
+def _rows(net: Network, estimates: dict[str, tuple[float, float]], references: dict[str, float | None]
+          ) -> list[LayerStats]:
+    rows = []
+    for item in net.walk():
+        prefix = f"{item.label}|"
+        stats = {}
+        for key, (estimate, se) in estimates.items():
+            if not key.startswith(prefix):
+                continue
+            name = key[len(prefix):]
+            ref = references.get(key)
+            stats[name] = Stat(estimate, se, ref, None if ref is None else "mean_field")
+        if isinstance(item, Block):
+            params: dict[str, Any] = {"alpha": item.alpha, "beta": item.beta_text}
+            if item.beta_text == "auto":
+                params["beta_value"] = item.beta
+            rows.append(LayerStats(item.label, "res", params, item.shape, stats))
+        else:
+            scaling = {"shift": item.shift, "forward": item.fwd_scale, "gradient": item.grad_scale} if item.scaled \
+                else {}
+            rows.append(LayerStats(item.label, item.name, item.params, item.out_shape, stats, scaling))
+    return rows

@@ -1,0 +1,289 @@
+"""The network spec: one string, the same on the command line and in the Python API, parsed into a tree.
+
+Grammar (whitespace separates items; names and values are case-sensitive)::
+
+    spec   := item*
+    item   := [COUNT '*'] unit
+    unit   := NAME ['(' kwarg (',' kwarg)* ')']      a registered layer with its parameters
+            | 'res' '(' spec (',' kwarg)* ')'          x + alpha * branch(x / beta)
+            | '(' spec ')'                             a group (to repeat)
+    kwarg  := NAME '=' VALUE
+
+``"20*(linear relu)"``, ``"3*relu"``, ``"conv(out_channels=64,k=3,padding=1) relu maxpool(k=3,stride=2)"``,
+``"16*res(linear relu linear, alpha=0.2, beta=auto)"``. Parameters are named as in the Python API
+(``fan_out``, not ``--fan-out``) and given as text; the layer's own :class:`~normstats.params.Param` checks
+them when the network is built. A residual block takes ``alpha`` (a number, default 1) and ``beta`` (a
+positive number or ``auto``, default 1).
+
+Every error is a :class:`SpecError`: one line with the 1-based position in the spec and what was found
+there. :func:`format_spec` writes a tree back as a canonical string that parses to the same tree.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Union
+
+from normstats.errors import NormstatsError
+
+#: Largest repeat count of one item, and largest number of layers a spec may expand to.
+MAX_REPEAT = 1000
+MAX_LAYERS = 2000
+RESIDUAL = "res"
+
+
+class SpecError(NormstatsError):
+    """A network spec that cannot be parsed or built; the message names the position."""
+
+
+@dataclass(frozen=True)
+class LayerNode:
+    """A registered layer with the parameters the spec gives it (as text)."""
+
+    name: str
+    params: tuple[tuple[str, str], ...] = ()
+    pos: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """``count`` copies of ``body``."""
+
+    count: int
+    body: tuple[Node, ...]
+    pos: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Residual:
+    """``x + alpha * branch(x / beta)``; ``beta`` is a number or ``"auto"``."""
+
+    branch: tuple[Node, ...]
+    alpha: float = 1.0
+    beta: float | str = 1.0
+    pos: int = field(default=0, compare=False)
+
+
+Node = Union[LayerNode, Repeat, Residual]
+
+_TOKEN = re.compile(r"\s*(?:(?P<count>\d+)\s*\*|(?P<punct>[(),=])|(?P<word>[^\s(),=*]+)|(?P<bad>\S))")
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # count, punct, word, end
+    text: str
+    pos: int  # 1-based
+
+
+def _tokens(text: str) -> list[_Token]:
+    out, i = [], 0
+    while i < len(text):
+        m = _TOKEN.match(text, i)
+        if m is None:  # only trailing whitespace is left
+            break
+        kind = m.lastgroup or "bad"
+        value = m.group(kind)
+        pos = m.start(kind) + 1
+        if kind == "bad":
+            raise SpecError(f"network spec, position {pos}: unexpected {value!r}")
+        out.append(_Token(kind, value, pos))
+        i = m.end()
+    out.append(_Token("end", "", len(text) + 1))
+    return out
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.toks = _tokens(text)
+        self.i = 0
+
+    @property
+    def tok(self) -> _Token:
+        return self.toks[self.i]
+
+    def fail(self, what: str, tok: _Token | None = None) -> SpecError:
+        tok = tok or self.tok
+        found = "the end of the spec" if tok.kind == "end" else repr(tok.text)
+        return SpecError(f"network spec, position {tok.pos} ({found}): {what}")
+
+    def take(self, kind: str, text: str | None = None) -> _Token:
+        tok = self.tok
+        if tok.kind != kind or (text is not None and tok.text != text):
+            raise self.fail(f"expected {text!r}" if text else f"expected a {kind}")
+        self.i += 1
+        return tok
+
+    def spec(self, stop: tuple[str, ...]) -> tuple[Node, ...]:
+        items: list[Node] = []
+        while not (self.tok.kind == "end" or (self.tok.kind == "punct" and self.tok.text in stop)):
+            items.append(self.item())
+        return tuple(items)
+
+    def item(self) -> Node:
+        tok = self.tok
+        if tok.kind == "count":
+            self.i += 1
+            count = int(tok.text.rstrip("* \t"))
+            if not 1 <= count <= MAX_REPEAT:
+                raise self.fail(f"a repeat count must be an integer in [1, {MAX_REPEAT}]", tok)
+            unit = self.unit()
+            body = unit.body if isinstance(unit, Repeat) and unit.count == 1 else (unit,)
+            return Repeat(count, body, tok.pos)
+        return self.unit()
+
+    def unit(self) -> Node:
+        tok = self.tok
+        if tok.kind == "punct" and tok.text == "(":
+            self.i += 1
+            body = self.spec(stop=(")",))
+            if self.tok.kind != "punct" or self.tok.text != ")":
+                raise self.fail(f"unbalanced parentheses: the '(' at position {tok.pos} is never closed")
+            self.i += 1
+            if not body:
+                raise self.fail("an empty group '()'", tok)
+            return Repeat(1, body, tok.pos)
+        if tok.kind != "word":
+            if tok.kind == "punct" and tok.text == ")":
+                raise self.fail("unbalanced parentheses: a ')' that closes nothing")
+            if tok.kind == "end":
+                raise self.fail("expected a layer")
+            raise self.fail("expected a layer name")
+        self.i += 1
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", tok.text):
+            raise self.fail("expected a layer name", tok)
+        if tok.text == RESIDUAL:
+            return self.residual(tok)
+        params: tuple[tuple[str, str], ...] = ()
+        if self.tok.kind == "punct" and self.tok.text == "(":
+            open_tok = self.take("punct", "(")
+            params = self.kwargs(open_tok, first=True)
+        return LayerNode(tok.text, params, tok.pos)
+
+    def kwargs(self, open_tok: _Token, first: bool) -> tuple[tuple[str, str], ...]:
+        """``name=value`` pairs up to the closing ``)`` (consumed); ``first``: no comma before the first."""
+        out: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        while True:
+            if self.tok.kind == "punct" and self.tok.text == ")":
+                self.i += 1
+                return tuple(out)
+            if self.tok.kind == "end":
+                raise self.fail(f"unbalanced parentheses: the '(' at position {open_tok.pos} is never closed")
+            if not (first and not out):
+                self.take("punct", ",")
+            key = self.tok
+            if key.kind != "word" or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key.text):
+                raise self.fail("expected a parameter name=value")
+            self.i += 1
+            self.take("punct", "=")
+            value = self.tok
+            if value.kind != "word":
+                raise self.fail(f"expected a value for parameter {key.text!r}")
+            self.i += 1
+            if key.text in seen:
+                raise self.fail(f"parameter {key.text!r} is given twice", key)
+            seen.add(key.text)
+            out.append((key.text, value.text))
+
+    def residual(self, tok: _Token) -> Residual:
+        if not (self.tok.kind == "punct" and self.tok.text == "("):
+            raise self.fail("a residual block is written res(LAYERS, alpha=A, beta=B)")
+        open_tok = self.take("punct", "(")
+        branch = self.spec(stop=(")", ","))
+        if not branch:
+            raise self.fail("a residual block needs at least one layer in its branch")
+        extra: tuple[tuple[str, str], ...] = ()
+        if self.tok.kind == "punct" and self.tok.text == ",":
+            self.i += 1
+            extra = self.kwargs(open_tok, first=True)
+        else:
+            if self.tok.kind == "end":
+                raise self.fail(f"unbalanced parentheses: the '(' at position {open_tok.pos} is never closed")
+            self.take("punct", ")")
+        alpha, beta = 1.0, 1.0
+        for key, value in extra:
+            if key == "alpha":
+                alpha = _number(value, "alpha", tok, "a finite number", lambda v: True)
+            elif key == "beta":
+                beta = "auto" if value == "auto" else _number(value, "beta", tok, "a number > 0 or auto",
+                                                             lambda v: v > 0)
+            else:
+                raise SpecError(
+                    f"network spec, position {tok.pos} ('res'): a residual block has the parameters alpha and "
+                    f"beta; got {key!r}"
+                )
+        return Residual(branch, alpha, beta, tok.pos)
+
+
+def _number(text: str, name: str, tok: _Token, allowed: str, ok: object) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not ok(value):  # type: ignore[operator]
+        raise SpecError(f"network spec, position {tok.pos} ('res'): {name} must be {allowed}; got {text!r}")
+    return value
+
+
+def parse_spec(text: str) -> tuple[Node, ...]:
+    """The tree of ``text``; a :class:`SpecError` (one line, with the position) where it is malformed."""
+    if not isinstance(text, str) or not text.strip():
+        raise SpecError("network spec must name at least one layer, e.g. '20*(linear relu)'; got an empty spec")
+    parser = _Parser(text)
+    nodes = parser.spec(stop=(")",))
+    if parser.tok.kind != "end":
+        raise parser.fail("unbalanced parentheses: a ')' that closes nothing")
+    if count_layers(nodes) > MAX_LAYERS:
+        raise SpecError(
+            f"network spec must expand to at most {MAX_LAYERS} layers; got {count_layers(nodes):,}"
+        )
+    return nodes
+
+
+def count_layers(nodes: tuple[Node, ...]) -> int:
+    """Layers the tree expands to (a residual block counts its branch's layers)."""
+    total = 0
+    for node in nodes:
+        if isinstance(node, LayerNode):
+            total += 1
+        elif isinstance(node, Repeat):
+            total += node.count * count_layers(node.body)
+        else:
+            total += count_layers(node.branch)
+    return total
+
+
+def format_spec(nodes: tuple[Node, ...]) -> str:
+    """The canonical text of a tree (it parses back to the same tree)."""
+    return " ".join(_format(n) for n in nodes)
+
+
+def _format(node: Node) -> str:
+    if isinstance(node, LayerNode):
+        if not node.params:
+            return node.name
+        return f"{node.name}({','.join(f'{k}={v}' for k, v in node.params)})"
+    if isinstance(node, Repeat):
+        inner = format_spec(node.body)
+        if node.count == 1:
+            return f"({inner})"
+        if len(node.body) == 1 and not isinstance(node.body[0], Repeat):
+            return f"{node.count}*{inner}"
+        return f"{node.count}*({inner})"
+    extras = []
+    if node.alpha != 1.0:
+        extras.append(f"alpha={node.alpha:g}" if _exact_g(node.alpha) else f"alpha={node.alpha!r}")
+    if node.beta != 1.0:
+        beta = node.beta
+        extras.append(f"beta={beta}" if isinstance(beta, str) else
+                      (f"beta={beta:g}" if _exact_g(beta) else f"beta={beta!r}"))
+    return f"res({', '.join([format_spec(node.branch), *extras])})"
+
+
+def _exact_g(x: float) -> bool:
+    return float(f"{x:g}") == x

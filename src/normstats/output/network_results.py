@@ -1,0 +1,115 @@
+"""Result types of a network run: :class:`LayerStats` (one layer or residual block) and :class:`NetworkResult`
+(the whole network), and their dict form, the JSON document of ``normstats network --format json``.
+
+Each statistic is a :class:`~normstats.output.results.Stat` whose reference, where there is one, is the
+infinite-width (mean-field) value: ``reference_kind`` is ``"mean_field"``, ``z`` is always null (a limit is not
+what the finite network is expected to equal) and the dict adds ``difference = estimate - reference``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from normstats.output.results import Stat, _num
+
+#: The per-layer statistics every row has, then the ones only some rows have (maps, residual blocks).
+NETWORK_STATS = ("fp_mean", "fp_std", "bp_mean", "bp_std")
+EXTRA_STATS = ("branch_var", "channel_mean_sq", "channel_var")
+#: A std outside this band counts as having left "normalized" (the closing line of the table).
+BAND = (0.5, 2.0)
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """The statistics of one layer (or residual block) of a network: its output (fp) and the gradient at its
+    input (bp), plus the NF-ResNet figures of a map and a block's branch variance where they apply."""
+
+    index: str  # "3", or "5.2" for the second layer of the branch of block 5
+    layer: str
+    params: dict[str, Any]
+    shape: tuple[int, ...]
+    stats: dict[str, Stat]
+    scaling: dict[str, float] = field(default_factory=dict)  # NormProp's shift, forward and gradient scale
+
+    @property
+    def depth(self) -> int:
+        return self.index.count(".")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "index": self.index, "layer": self.layer, "params": dict(self.params), "shape": list(self.shape),
+        }
+        for name, stat in self.stats.items():
+            d = stat.to_dict()
+            d["difference"] = _num(stat.difference)
+            out[name] = d
+        out["scaling"] = dict(self.scaling)
+        return out
+
+
+@dataclass(frozen=True)
+class NetworkResult:
+    """A network run: what was run (spec, input, width, NormProp mode, batch, networks) and every layer's row."""
+
+    version: str
+    seed: int
+    spec: str
+    input: tuple[int, ...]
+    width: int | None
+    normprop: str
+    batch: int
+    inits: int
+    draws: int
+    method: str
+    stop: str
+    layers: tuple[LayerStats, ...]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def partial(self) -> bool:
+        return self.stop == "interrupted"
+
+    @property
+    def true_gradient(self) -> bool:
+        """``split`` divides the backward pass by the bp std: not the gradient of the forward pass any more."""
+        return self.normprop != "split"
+
+    def top_level(self) -> list[LayerStats]:
+        return [row for row in self.layers if row.depth == 0]
+
+    def first_exits(self) -> dict[str, tuple[str, float] | None]:
+        """Where the fp std (from the input on) and the bp std (from the output back) first leave
+        :data:`BAND`, among the top-level rows: ``(index, estimate)`` or None."""
+        rows = self.top_level()
+        out: dict[str, tuple[str, float] | None] = {}
+        for name, order in (("fp_std", rows), ("bp_std", rows[::-1])):
+            out[name] = next(
+                ((r.index, r.stats[name].estimate) for r in order
+                 if math.isfinite(r.stats[name].estimate) and not BAND[0] <= r.stats[name].estimate <= BAND[1]),
+                None,
+            )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        exits = self.first_exits()
+        return {
+            "normstats": self.version,
+            "seed": self.seed,
+            "network": self.spec,
+            "input": list(self.input),
+            "width": self.width,
+            "normprop": self.normprop,
+            "true_gradient": self.true_gradient,
+            "batch": self.batch,
+            "inits": self.inits,
+            "draws": self.draws,
+            "method": self.method,
+            "stop": self.stop,
+            "partial": self.partial,
+            "reference_kind": "mean_field",
+            "first_exit": {k: None if v is None else {"index": v[0], "estimate": v[1]} for k, v in exits.items()},
+            "metadata": dict(self.metadata),
+            "layers": [row.to_dict() for row in self.layers],
+        }
