@@ -45,6 +45,9 @@ from normstats.registry import get_layer
 NORMPROP_MODES = ("none", "fp", "bp", "split")
 #: Most values (inputs and outputs of every layer, over the batch) one draw may hold: 128 MiB of float64.
 MAX_DRAW_VALUES = 1 << 24
+#: Most weights (all linear and conv layers together) one network may hold: 256 MiB of float64, and every worker
+#: thread keeps its own copy.
+MAX_WEIGHTS = 1 << 25
 #: Values a chunk of draws holds at most (32 MiB): the chunk size is this over the values of one draw.
 CHUNK_VALUES = 1 << 22
 
@@ -149,6 +152,17 @@ class Network:
         return total
 
     @property
+    def weights(self) -> int:
+        """Weights of every linear and conv layer."""
+        total = 0
+        for item in self.walk():
+            if isinstance(item, Stage) and item.name in shapes.WEIGHTED:
+                v = item.layer.values
+                total += v["fan_in"] * v["fan_out"] if item.name == "linear" else \
+                    v["out_channels"] * v["in_channels"] * v["k"] ** 2
+        return total
+
+    @property
     def uniforms_per_input(self) -> int:
         return sum(i.n_uniform for i in self.walk() if isinstance(i, Stage))
 
@@ -168,6 +182,11 @@ def build_network(spec: str | tuple[Node, ...], input: Shape, *, width: int | No
     items, out_shape = builder.chain(nodes, tuple(input), prefix="", var=1.0)
     batch = builder.batch or 1
     net = Network(format_spec(nodes), items, tuple(input), out_shape, batch, normprop, width)
+    if net.weights > MAX_WEIGHTS:
+        raise SpecError(
+            f"network spec: this network holds {net.weights:,} weights ({net.weights * 8 / 2**20:,.0f} MiB, copied "
+            f"into every worker); the bound is {MAX_WEIGHTS:,} weights ({MAX_WEIGHTS * 8 / 2**20:,.0f} MiB)"
+        )
     need = net.values_per_draw
     if need > MAX_DRAW_VALUES:
         raise SpecError(
