@@ -60,6 +60,15 @@ LAYER_CASES: dict[str, list[dict[str, Any]]] = {
         {"in_channels": 3, "out_channels": 2, "k": 2, "stride": 2, "padding": 1, "size": "5x4"},
         {"in_channels": 2, "out_channels": 3, "k": 2, "init": "orthogonal", "normalize": "none"},
     ],
+    "batchnorm": [
+        {"batch": 8, "eps": 0.0},
+        {"batch": 4, "features": 2, "positions": 3},
+        {"batch": 3, "features": 2, "eps": 0.5},
+    ],
+    "layernorm": [{"features": 16, "eps": 0.0}, {"features": 6, "eps": 0.3}],
+    "rmsnorm": [{"features": 16, "eps": 0.0}, {"features": 2, "eps": 0.2}, {"features": 5}],
+    "groupnorm": [{"groups": 2, "channels": 4, "positions": 3}, {"groups": 3, "channels": 3, "positions": 2, "eps": 0.4}],
+    "softmax": [{"n": 4}, {"n": 5, "temperature": 2.0}, {"n": 3, "temperature": 0.5}],
 }
 
 

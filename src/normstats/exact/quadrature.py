@@ -102,3 +102,23 @@ def gaussian_mean_std(
     mean = gaussian_expectation(g, points)
     var = gaussian_expectation(lambda t: (g(t) - mean) ** 2, points)
     return mean, math.sqrt(var)
+
+
+def chi2_expectation(h: Callable[[np.ndarray], np.ndarray], k: int) -> float:
+    """``E h(S)`` for ``S ~ chi^2_k``, integrated over ``u = log S`` (the normalization layers' references).
+
+    ``log S`` has the density ``exp((k/2) u - e^u / 2) / (2^{k/2} Gamma(k/2))``: smooth, without the
+    ``S^{k/2 - 1}`` endpoint singularity of ``S`` itself, so the fixed rule of :func:`integrate` applies. The
+    variable is ``w = (u - log k) / sqrt(2 / k)`` (``log S`` has mean about ``log k`` and sd about
+    ``sqrt(2 / k)``), over ``[-max(12, 120 / sqrt(k)), 12]``: below, the density falls like ``e^{(k/2) u}`` and
+    is under ``e^{-80}`` of its peak at the lower end; above, like ``exp(-e^u / 2)``, past ``e^{-30}`` well before
+    ``w = 12`` for every ``k``."""
+    sigma, centre = math.sqrt(2.0 / k), math.log(k)
+    log_norm = (k / 2) * math.log(2.0) + math.lgamma(k / 2)
+
+    def integrand(w: np.ndarray) -> np.ndarray:
+        u = centre + sigma * w
+        s = np.exp(u)
+        return h(s) * np.exp((k / 2) * u - s / 2 - log_norm) * sigma
+
+    return integrate(integrand, [-max(12.0, 120.0 / math.sqrt(k)), 0.0, 12.0])

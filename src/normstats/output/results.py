@@ -49,8 +49,12 @@ class Stat:
         if self.reference is None or not math.isfinite(self.se):
             return None
         diff = self.estimate - self.reference
+        if abs(diff) <= 1e-12 * max(1.0, abs(self.reference)):
+            # Rounding, not sampling: a statistic that is exact in every draw (a normalized group's outputs sum
+            # to 0) has an se made of rounding errors, and dividing one rounding error by another means nothing.
+            return 0.0
         if self.se == 0.0:
-            return 0.0 if abs(diff) <= 1e-12 * max(1.0, abs(self.reference)) else None
+            return None
         return diff / self.se
 
     @property
