@@ -25,6 +25,7 @@ from normstats.exact.references import METHODS
 from normstats.exact.selfnorm import TARGETS
 from normstats.layers.base import DEFAULT_SAMPLER, SAMPLERS
 from normstats.output import export
+from normstats.output import formatting as fmt
 from normstats.output.results import Table
 from normstats.published.conventions import CONVENTION_CHOICES
 from normstats.registry import get_layer
@@ -263,6 +264,8 @@ def _finish(result: Table) -> None:
         for row in result.rows:
             label = " ".join(filter(None, (row.layer, row.describe_params())))
             click.echo(f"{label}: {row.samples:,} draws ({row.method}), stopped by {row.stop}", err=True)
+    for line in fmt.not_finite_lines(result.rows):
+        click.echo(line, err=True)
     if result.partial:
         click.echo("normstats: interrupted: the results above are partial (their se hold for the draws taken)",
                    err=True)
