@@ -25,6 +25,12 @@ CONSTANTS = {
     'avgpool:k=3;stride=2;padding=0;size=interior': {'fp_shift': 0.0, 'fp_scale': 3.0, 'bp_scale': 6.0, 'nfnet_gamma': 3.0, 'gain': 3.0},
     'dropout:p=0.5;convention=inverted': {'fp_shift': 0.0, 'fp_scale': 0.7071067811865475, 'bp_scale': 0.7071067811865475, 'nfnet_gamma': 0.7071067811865475, 'gain': 0.7071067811865475},
     'dropout:p=0.9;convention=inverted': {'fp_shift': 0.0, 'fp_scale': 0.9486832980505138, 'bp_scale': 0.9486832980505138, 'nfnet_gamma': 0.9486832980505138, 'gain': 0.9486832980505138},
+    'batchnorm:batch=8;features=1;positions=1;eps=1e-05': {'fp_shift': 0.0, 'fp_scale': 1.0000079998826794, 'bp_scale': 0.9128830999092516, 'nfnet_gamma': 1.0000079998826794, 'gain': 1.0000079998826794},
+    'batchnorm:batch=32;features=1;positions=1;eps=1e-05': {'fp_shift': 0.0, 'fp_scale': 1.0000055172216482, 'bp_scale': 0.9831979065483389, 'nfnet_gamma': 1.0000055172216482, 'gain': 1.0000055172216482},
+    'layernorm:features=64;eps=1e-05': {'fp_shift': 0.0, 'fp_scale': 1.0000052458860194, 'bp_scale': 0.9919080805369943, 'nfnet_gamma': 1.0000052458860194, 'gain': 1.0000052458860194},
+    'layernorm:features=768;eps=1e-05': {'fp_shift': 0.0, 'fp_scale': 1.0000050195949977, 'bp_scale': 0.9993520747769878, 'nfnet_gamma': 1.0000050195949977, 'gain': 1.0000050195949977},
+    'rmsnorm:features=768;eps=1.1920928955078125e-07': {'fp_shift': 0.0, 'fp_scale': 1.0000000597602643, 'bp_scale': 0.9993479567760061, 'nfnet_gamma': 1.0000000597602643, 'gain': 1.0000000597602643},
+    'softmax:n=16;temperature=1.0': {'fp_shift': 0.0625, 'fp_scale': 15.123741618837302, 'bp_scale': 13.08083656623843, 'nfnet_gamma': 15.123741618837302, 'gain': 10.990827076761832},
 }
 
 SOURCES = {
@@ -41,4 +47,10 @@ SOURCES = {
     'avgpool:k=3;stride=2;padding=0;size=interior': {'fp_shift': 'closed_form', 'fp_scale': 'closed_form', 'bp_scale': 'closed_form', 'nfnet_gamma': 'closed_form', 'gain': 'closed_form'},
     'dropout:p=0.5;convention=inverted': {'fp_shift': 'closed_form', 'fp_scale': 'closed_form', 'bp_scale': 'closed_form', 'nfnet_gamma': 'closed_form', 'gain': 'closed_form'},
     'dropout:p=0.9;convention=inverted': {'fp_shift': 'closed_form', 'fp_scale': 'closed_form', 'bp_scale': 'closed_form', 'nfnet_gamma': 'closed_form', 'gain': 'closed_form'},
+    'batchnorm:batch=8;features=1;positions=1;eps=1e-05': {'fp_shift': 'closed_form', 'fp_scale': 'quadrature', 'bp_scale': 'quadrature', 'nfnet_gamma': 'quadrature', 'gain': 'quadrature'},
+    'batchnorm:batch=32;features=1;positions=1;eps=1e-05': {'fp_shift': 'closed_form', 'fp_scale': 'quadrature', 'bp_scale': 'quadrature', 'nfnet_gamma': 'quadrature', 'gain': 'quadrature'},
+    'layernorm:features=64;eps=1e-05': {'fp_shift': 'closed_form', 'fp_scale': 'quadrature', 'bp_scale': 'quadrature', 'nfnet_gamma': 'quadrature', 'gain': 'quadrature'},
+    'layernorm:features=768;eps=1e-05': {'fp_shift': 'closed_form', 'fp_scale': 'quadrature', 'bp_scale': 'quadrature', 'nfnet_gamma': 'quadrature', 'gain': 'quadrature'},
+    'rmsnorm:features=768;eps=1.1920928955078125e-07': {'fp_shift': 'closed_form', 'fp_scale': 'quadrature', 'bp_scale': 'quadrature', 'nfnet_gamma': 'quadrature', 'gain': 'quadrature'},
+    'softmax:n=16;temperature=1.0': {'fp_shift': 'closed_form', 'fp_scale': 'quadrature', 'bp_scale': 'quadrature', 'nfnet_gamma': 'quadrature', 'gain': 'quadrature'},
 }

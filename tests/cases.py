@@ -52,6 +52,8 @@ LAYER_CASES: dict[str, list[dict[str, Any]]] = {
         {"fan_in": 16, "fan_out": 8, "normalize": "fan-out"},
         {"fan_in": 16, "fan_out": 8, "init": "kaiming", "normalize": "none"},
         {"fan_in": 8, "fan_out": 16, "init": "orthogonal", "normalize": "none"},
+        {"fan_in": 16, "fan_out": 8, "normalize": "ws"},
+        {"fan_in": 5, "fan_out": 3, "init": "kaiming", "normalize": "ws", "gain": 1.7},
     ],
     "conv": [
         {"in_channels": 2, "out_channels": 3, "k": 3},
@@ -59,7 +61,17 @@ LAYER_CASES: dict[str, list[dict[str, Any]]] = {
         {"in_channels": 2, "out_channels": 3, "k": 3, "size": "5", "init": "xavier", "normalize": "none"},
         {"in_channels": 3, "out_channels": 2, "k": 2, "stride": 2, "padding": 1, "size": "5x4"},
         {"in_channels": 2, "out_channels": 3, "k": 2, "init": "orthogonal", "normalize": "none"},
+        {"in_channels": 2, "out_channels": 3, "k": 3, "normalize": "ws", "gain": 0.5},
     ],
+    "batchnorm": [
+        {"batch": 8, "eps": 0.0},
+        {"batch": 4, "features": 2, "positions": 3},
+        {"batch": 3, "features": 2, "eps": 0.5},
+    ],
+    "layernorm": [{"features": 16, "eps": 0.0}, {"features": 6, "eps": 0.3}],
+    "rmsnorm": [{"features": 16, "eps": 0.0}, {"features": 2, "eps": 0.2}, {"features": 5}],
+    "groupnorm": [{"groups": 2, "channels": 4, "positions": 3}, {"groups": 3, "channels": 3, "positions": 2, "eps": 0.4}],
+    "softmax": [{"n": 4}, {"n": 5, "temperature": 2.0}, {"n": 3, "temperature": 0.5}],
 }
 
 

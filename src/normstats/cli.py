@@ -28,6 +28,7 @@ from normstats.layers.base import DEFAULT_SAMPLER, SAMPLERS
 from normstats.networks.build import NORMPROP_MODES
 from normstats.networks.run import DEFAULT_DRAWS
 from normstats.output import export, network_render
+from normstats.output import formatting as fmt
 from normstats.output.plotting import check_png_path, pyplot
 from normstats.output.results import Table
 from normstats.published.conventions import CONVENTION_CHOICES
@@ -339,6 +340,8 @@ def _finish(result: Table) -> None:
         for row in result.rows:
             label = " ".join(filter(None, (row.layer, row.describe_params())))
             click.echo(f"{label}: {row.samples:,} draws ({row.method}), stopped by {row.stop}", err=True)
+    for line in fmt.not_finite_lines(result.rows):
+        click.echo(line, err=True)
     if result.partial:
         click.echo("normstats: interrupted: the results above are partial (their se hold for the draws taken)",
                    err=True)

@@ -99,6 +99,90 @@ def gaussian_mean_std(
     """Mean and standard deviation of ``g(X)``, ``X ~ N(0, 1)``; the variance is integrated about the mean
     (a second pass) rather than as ``E g^2 - (E g)^2``, so no digits are lost to cancellation."""
     points = tuple(breakpoints)
-    mean = gaussian_expectation(g, points)
+    # The mean as g(0) + E[g - g(0)]: a constant g gets its value exactly, and then a variance of exactly 0.
+    base = float(np.asarray(g(np.zeros(1)), dtype=float).ravel()[0])
+    mean = base + gaussian_expectation(lambda t: g(t) - base, points)
     var = gaussian_expectation(lambda t: (g(t) - mean) ** 2, points)
     return mean, math.sqrt(var)
+
+
+#: Where a Gaussian expectation's integrand must have died out for the expectation to exist: ``|x|`` in
+#: ``[28, 32]``. ``phi(28) ~ 1e-171``, so a ``g`` whose ``g phi`` is not negligible there grows like
+#: ``exp(x^2 / 2)`` or faster (``exp(c x^2)`` with ``c`` within 0.04 of 1/2 for the second moment) and its
+#: expectation diverges; a finite one (``exp(0.23 x^2)`` squared) is under ``e^{-36}`` of its peak there.
+TAIL = (28.0, 32.0)
+_TAIL_REL = 1e-13
+
+
+def gaussian_expectation_checked(
+    g: Callable[[np.ndarray], np.ndarray], breakpoints: Iterable[float] = (), cutoff: float = FAR
+) -> float:
+    """``E g(X)``, or ``inf`` / ``-inf`` / ``nan`` where it diverges: when ``g phi`` has not died out at
+    ``|x|`` in :data:`TAIL` (relative to the integral) the tails that have not carry the sign of the
+    divergence; tails of both signs leave the expectation undefined (nan). ``g`` is set to 0 beyond
+    ``cutoff`` (where ``phi`` underflows), and no numpy or scipy warning escapes."""
+    import warnings
+
+    norm = 1.0 / math.sqrt(2 * math.pi)
+
+    def weighted(t: np.ndarray) -> np.ndarray:
+        return np.where(np.abs(t) < cutoff, g(t) * np.exp(-0.5 * t * t) * norm, 0.0)
+
+    lo, hi = TAIL
+    tails = np.concatenate([np.linspace(-hi, -lo, 81), np.linspace(lo, hi, 81)])
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        w = np.asarray(weighted(tails), dtype=float)
+        points = sorted({0.0, *(float(b) for b in breakpoints if abs(float(b)) < FAR)})
+        try:
+            core = integrate(weighted, [-FAR, *points, FAR])
+        except (ValueError, OverflowError):  # the adaptive fallback summing infinities of both signs
+            core = math.nan
+    scale = abs(core) if math.isfinite(core) else 0.0
+    alive = ~np.isfinite(w) | (np.abs(w) * (hi - lo) > _TAIL_REL * scale + 1e-100)
+    if not alive.any():
+        return core  # finite unless the integrand blew up inside [-28, 28]: then nan, undefined
+    signs = set(np.sign(w[alive]).tolist()) - {0.0}
+    if np.isnan(w[alive]).any() or len(signs) != 1:
+        return math.nan
+    return math.inf if signs == {1.0} else -math.inf
+
+
+def gaussian_mean_std_checked(
+    g: Callable[[np.ndarray], np.ndarray], breakpoints: Iterable[float] = (), cutoff: float = FAR
+) -> tuple[float, float]:
+    """:func:`gaussian_mean_std` with :func:`gaussian_expectation_checked`: the std is ``inf`` where the mean
+    is not finite (``E g^2 >= (E |g|)^2``) or the variance diverges."""
+    import warnings
+
+    points = tuple(breakpoints)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base = float(np.asarray(g(np.zeros(1)), dtype=float).ravel()[0])
+    if not math.isfinite(base):
+        base = 0.0
+    mean = base + gaussian_expectation_checked(lambda t: g(t) - base, points, cutoff)
+    if not math.isfinite(mean):
+        return mean, math.inf
+    var = gaussian_expectation_checked(lambda t: (g(t) - mean) ** 2, points, cutoff)
+    return mean, math.sqrt(var) if var >= 0 else math.nan
+
+
+def chi2_expectation(h: Callable[[np.ndarray], np.ndarray], k: int) -> float:
+    """``E h(S)`` for ``S ~ chi^2_k``, integrated over ``u = log S`` (the normalization layers' references).
+
+    ``log S`` has the density ``exp((k/2) u - e^u / 2) / (2^{k/2} Gamma(k/2))``: smooth, without the
+    ``S^{k/2 - 1}`` endpoint singularity of ``S`` itself, so the fixed rule of :func:`integrate` applies. The
+    variable is ``w = (u - log k) / sqrt(2 / k)`` (``log S`` has mean about ``log k`` and sd about
+    ``sqrt(2 / k)``), over ``[-max(12, 120 / sqrt(k)), 12]``: below, the density falls like ``e^{(k/2) u}`` and
+    is under ``e^{-80}`` of its peak at the lower end; above, like ``exp(-e^u / 2)``, past ``e^{-30}`` well before
+    ``w = 12`` for every ``k``."""
+    sigma, centre = math.sqrt(2.0 / k), math.log(k)
+    log_norm = (k / 2) * math.log(2.0) + math.lgamma(k / 2)
+
+    def integrand(w: np.ndarray) -> np.ndarray:
+        u = centre + sigma * w
+        s = np.exp(u)
+        return h(s) * np.exp((k / 2) * u - s / 2 - log_norm) * sigma
+
+    return integrate(integrand, [-max(12.0, 120.0 / math.sqrt(k)), 0.0, 12.0])

@@ -27,7 +27,7 @@ import numpy as np
 from normstats.errors import ParameterError
 from normstats.layers.base import ConditionalSampler, Layer, Passes, Sampler
 from normstats.layers.geometry import INTERIOR, Grid, make_grid, size_param
-from normstats.layers.weights import draw_weight, squared_norm, weight_params
+from normstats.layers.weights import draw_weight, resolve_weight_params, squared_norm, weight_params
 from normstats.params import Param
 from normstats.registry import register_layer
 
@@ -94,7 +94,7 @@ class ConvConditional:
 @register_layer("conv", aliases=("conv2d", "convolution"))
 class Conv(Layer):
     """A k x k convolution from in_channels to out_channels maps, weights from --init, optionally l2-normalized
-    per output channel (fan-in) or per input channel (fan-out). Default: the interior of an unbounded map;
+    per output channel (fan-in) or per input channel (fan-out), or standardized per output channel (ws). Default: the interior of an unbounded map;
     ``--size HxW``: a finite map with zero padding."""
 
     summary = "k x k convolution, weights from --init and --normalize; interior of an unbounded map or --size"
@@ -116,7 +116,7 @@ class Conv(Layer):
                 f"parameter --size of layer 'conv' must keep a draw within {MAX_DRAW:,} values (input and "
                 f"output maps of all channels); got {values['size']} with {width:,}"
             )
-        return values
+        return resolve_weight_params(self.name, values, values["in_channels"] * values["k"] ** 2)
 
     def _build_grid(self, values: dict[str, Any]) -> Grid:
         k, s = values["k"], values["stride"]
@@ -143,7 +143,9 @@ class Conv(Layer):
 
     def sampler(self, rng: np.random.Generator) -> Sampler:
         v = self.values
-        weight = draw_weight(rng, v["out_channels"], v["in_channels"], v["k"], v["init"], v["normalize"])
+        weight = draw_weight(
+            rng, v["out_channels"], v["in_channels"], v["k"], v["init"], v["normalize"], v.get("gain", 1.0)
+        )
         return ConvSampler(weight, self.grid)
 
     def conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
@@ -155,7 +157,9 @@ class Conv(Layer):
     def formula(self) -> dict[str, float]:
         v = self.values
         out: dict[str, float] = {"fp_mean": 0.0, "bp_mean": 0.0}
-        sq = squared_norm(v["out_channels"], v["in_channels"], v["k"], v["init"], v["normalize"])
+        sq = squared_norm(
+            v["out_channels"], v["in_channels"], v["k"], v["init"], v["normalize"], v.get("gain", 1.0)
+        )
         if sq is not None and (v["size"] == INTERIOR or v["padding"] == 0):
             out.update(
                 fp_std=math.sqrt(sq / v["out_channels"]),

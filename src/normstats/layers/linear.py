@@ -9,7 +9,7 @@ import numpy as np
 
 from normstats.errors import ParameterError
 from normstats.layers.base import ConditionalSampler, Layer, Passes, Sampler
-from normstats.layers.weights import draw_weight, squared_norm, weight_params
+from normstats.layers.weights import draw_weight, resolve_weight_params, squared_norm, weight_params
 from normstats.params import Param
 from normstats.registry import register_layer
 
@@ -60,7 +60,9 @@ class Linear(Layer):
     its upstream gradient dy. For a fixed W, ``y_i ~ N(0, |W_i.|^2)`` and ``dx_j ~ N(0, |W_.j|^2)``, so the
     pooled variances are ``|W|^2 / fan_out`` and ``|W|^2 / fan_in``. With ``--normalize fan-in`` (unit rows)
     ``|W|^2 = fan_out``: fp std 1 and bp std ``sqrt(fan_out / fan_in)``; with ``fan-out`` (unit columns)
-    ``|W|^2 = fan_in``: fp std ``sqrt(fan_in / fan_out)`` and bp std 1; both hold for every W. With
+    ``|W|^2 = fan_in``: fp std ``sqrt(fan_in / fan_out)`` and bp std 1; with ``ws`` (scaled weight
+standardization, rows centred with norm ``gain``) ``|W|^2 = gain^2 fan_out``: fp std ``gain`` and bp std
+``gain sqrt(fan_out / fan_in)``; all hold for every W. With
     ``--normalize none`` the statistics are those of the raw init: exact for ``orthogonal``
     (``|W|^2 = min(fan_in, fan_out)``), and for a Gaussian init they depend on the W drawn (the seed), so there
     is no reference and the estimate is the figure to compare with the normalized ones.
@@ -80,7 +82,7 @@ class Linear(Layer):
                 f"(fan_in * fan_out); got {values['fan_in']} * {values['fan_out']} = "
                 f"{values['fan_in'] * values['fan_out']:,}"
             )
-        return values
+        return resolve_weight_params(self.name, values, values["fan_in"])
 
     @property
     def in_dim(self) -> int:
@@ -92,7 +94,7 @@ class Linear(Layer):
 
     def sampler(self, rng: np.random.Generator) -> Sampler:
         v = self.values
-        w = draw_weight(rng, v["fan_out"], v["fan_in"], 1, v["init"], v["normalize"])
+        w = draw_weight(rng, v["fan_out"], v["fan_in"], 1, v["init"], v["normalize"], v.get("gain", 1.0))
         return _LinearSampler(w.reshape(v["fan_out"], v["fan_in"]))
 
     def conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
@@ -104,7 +106,7 @@ class Linear(Layer):
     def formula(self) -> dict[str, float]:
         v = self.values
         out: dict[str, float] = {"fp_mean": 0.0, "bp_mean": 0.0}
-        sq = squared_norm(v["fan_out"], v["fan_in"], 1, v["init"], v["normalize"])
+        sq = squared_norm(v["fan_out"], v["fan_in"], 1, v["init"], v["normalize"], v.get("gain", 1.0))
         if sq is not None:
             out.update(fp_std=math.sqrt(sq / v["fan_out"]), bp_std=math.sqrt(sq / v["fan_in"]))
         return out

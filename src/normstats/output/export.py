@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -35,10 +36,13 @@ def to_csv(table: Table) -> str:
     for row in table.rows:
         for name, stat in row.stats().items():
             d = stat.to_dict()
+            word = None if stat.status == "finite" else stat.status  # the word in place of the number
+            reference = d["reference"] if stat.reference is None or d["reference"] is not None else fmt.ref(
+                stat.reference)
             cells = [
-                row.layer, row.describe_params(), name, d["estimate"], d["se"], d["ci95"][0], d["ci95"][1],
-                d["reference"], d["reference_kind"], d["published"], d["published_agrees"], d["z"],
-                row.samples, table.seed,
+                row.layer, row.describe_params(), name, d["estimate"] if word is None else word, d["se"],
+                d["ci95"][0], d["ci95"][1], reference, d["reference_kind"], d["published"], d["published_agrees"],
+                d["z"], row.samples, table.seed,
             ]
             writer.writerow([_cell(c) for c in cells])
     return buf.getvalue()
@@ -64,7 +68,7 @@ def to_markdown(table: Table) -> str:
         for name, stat in row.stats().items():
             lines.append(
                 f"| {row.layer} | {row.describe_params()} | {fmt.stat_label(name)} | "
-                f"{fmt.pm(stat.estimate, stat.se)} | {fmt.ref(stat.reference)} | "
+                f"{fmt.estimate(stat)} | {fmt.ref(stat.reference)} | "
                 f"{(stat.reference_kind or '—').replace('_', ' ')} | {fmt.z(stat.z)} | {fmt.published(stat)} |"
             )
     keys = conventions.columns("all")
@@ -100,13 +104,14 @@ def to_latex(table: Table) -> str:
         if i:
             lines.append("\\addlinespace")
         for j, (name, stat) in enumerate(row.stats().items()):
-            est = fmt.pm(stat.estimate, stat.se).replace(" ± ", " \\pm ")
+            est = fmt.estimate(stat).replace(" ± ", " \\pm ")
+            est = f"${est}$" if stat.status == "finite" else est
             published = "---" if stat.figure is None else _tex(stat.figure.text)
             if stat.published_agrees is False:
                 published += " (differs)"
             lines.append(
                 f"{_tex(row.layer) if j == 0 else ''} & {_tex(row.describe_params()) if j == 0 else ''} & "
-                f"{fmt.stat_label(name)} & ${est}$ & {_tex(fmt.ref(stat.reference)).replace('—', '---')} & "
+                f"{fmt.stat_label(name)} & {est} & {_tex(fmt.ref(stat.reference)).replace('—', '---')} & "
                 f"{published} \\\\"
             )
     lines += ["\\bottomrule", "\\end{tabular}"]
@@ -164,7 +169,10 @@ def to_python(table: Table) -> str:
 
 
 def _py(value: float | None) -> str:
-    return "None" if value is None else repr(float(value))
+    """A Python literal that imports: ``float("inf")`` where ``repr`` would give the bare name ``inf``."""
+    if value is None:
+        return "None"
+    return repr(float(value)) if math.isfinite(value) else f'float("{float(value)!r}")'
 
 
 #: Formats and their writers.

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import math
+from typing import Any, Iterable
 
 from normstats.output.results import Stat
+
+
+def estimate(stat: Stat) -> str:
+    """A statistic's estimate as shown: ``estimate ± se``, or the word ``infinite`` / ``undefined`` (never a
+    number with an se) where the moment is not finite (:attr:`Stat.status`)."""
+    return pm(stat.estimate, stat.se) if stat.status == "finite" else stat.status
 
 
 def pm(estimate: float, se: float) -> str:
@@ -22,6 +29,8 @@ def ref(value: float | None) -> str:
     """A reference to 10 significant digits."""
     if value is None:
         return "—"
+    if not math.isfinite(value):
+        return "undefined" if math.isnan(value) else "infinite" if value > 0 else "-infinite"
     if value == 0.0:
         return "0"
     return f"{value:.10g}"
@@ -39,7 +48,18 @@ def published(stat: Stat) -> str:
 
 
 def constant(value: float | None) -> str:
-    return "—" if value is None else f"{value:.10g}"
+    return ref(value) if value is not None and not math.isfinite(value) else "—" if value is None else f"{value:.10g}"
+
+
+def not_finite_lines(rows: Iterable[Any]) -> list[str]:
+    """One line per statistic that is infinite or undefined, saying which and why."""
+    lines = []
+    for row in rows:
+        label = " ".join(filter(None, (row.layer, row.describe_params())))
+        for name, stat in row.stats().items():
+            if stat.status != "finite":
+                lines.append(f"{label}: {stat_label(name)} is {stat.status}: {stat.reason}")
+    return lines
 
 
 def stat_label(name: str) -> str:

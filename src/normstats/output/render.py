@@ -36,7 +36,7 @@ def stats_table(rows: Iterable[Row], title: str | None = None) -> RichTable:
             t.add_row(
                 labels[i],
                 fmt.stat_label(name),
-                fmt.pm(stat.estimate, stat.se),
+                fmt.estimate(stat),
                 fmt.ref(stat.reference),
                 (stat.reference_kind or "—").replace("_", " "),
                 z_text,

@@ -48,13 +48,38 @@ class Stat:
         return self.figure.agrees(self.reference)
 
     @property
+    def status(self) -> str:
+        """``finite``, or ``infinite`` / ``undefined`` where the reference is infinite / not a number (the
+        moment diverges, or has no value) or the estimate is not finite (overflow): then the estimate, its se
+        and z mean nothing and are never shown as numbers."""
+        for value in (self.reference, self.estimate):
+            if value is not None and not math.isfinite(value):
+                return "undefined" if math.isnan(value) else "infinite" if value > 0 else "-infinite"
+        return "finite"
+
+    @property
+    def reason(self) -> str | None:
+        """Why :attr:`status` is not ``finite``, in words (None when it is)."""
+        if self.status == "finite":
+            return None
+        if self.reference is not None and not math.isfinite(self.reference):
+            what = "diverges" if math.isinf(self.reference) else "has no value (its integral does not converge)"
+            return f"the exact moment {what}, so a sample estimate of it means nothing"
+        return "the estimate is not finite (the layer's values overflow)"
+
+    @property
     def z(self) -> float | None:
         """``(estimate - reference) / se``; None without a reference or a usable standard error."""
-        if self.reference is None or not math.isfinite(self.se) or self.reference_kind in LIMIT_KINDS:
+        if (self.reference is None or not math.isfinite(self.se) or self.status != "finite"
+                or self.reference_kind in LIMIT_KINDS):
             return None
         diff = self.estimate - self.reference
+        if abs(diff) <= 1e-12 * max(1.0, abs(self.reference)):
+            # Rounding, not sampling: a statistic that is exact in every draw (a normalized group's outputs sum
+            # to 0) has an se made of rounding errors, and dividing one rounding error by another means nothing.
+            return 0.0
         if self.se == 0.0:
-            return 0.0 if abs(diff) <= 1e-12 * max(1.0, abs(self.reference)) else None
+            return None
         return diff / self.se
 
     @property
@@ -68,7 +93,7 @@ class Stat:
         return self.estimate if self.reference is None else self.reference
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "estimate": _num(self.estimate),
             "se": _num(self.se),
             "ci95": [_num(c) for c in self.ci95],
@@ -78,6 +103,9 @@ class Stat:
             "published_agrees": self.published_agrees,
             "z": _num(self.z),
         }
+        if self.status != "finite":  # the numbers are null; these two say why
+            out.update(estimate=None, se=None, ci95=[None, None], z=None, status=self.status, reason=self.reason)
+        return out
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """The rows of the default table (``normstats table``): the layers of the published NormProp table, then the
-layers networks run beside them (overlapping 3x3 pooling with stride 2, inverted dropout)."""
+layers networks run beside them (overlapping 3x3 pooling with stride 2, inverted dropout), and the normalization
+layers and softmax of modern networks at the sizes they run at."""
 
 from __future__ import annotations
 
@@ -20,4 +21,10 @@ DEFAULT_ROWS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("avgpool", {"k": 3, "stride": 2}),
     ("dropout", {"p": 0.5, "convention": "inverted"}),
     ("dropout", {"p": 0.9, "convention": "inverted"}),
+    ("batchnorm", {"batch": 8}),
+    ("batchnorm", {"batch": 32}),
+    ("layernorm", {"features": 64}),
+    ("layernorm", {"features": 768}),
+    ("rmsnorm", {"features": 768}),
+    ("softmax", {"n": 16}),
 )
