@@ -312,3 +312,27 @@ def edge_of_chaos(layer: Elementwise, sigma_b2: float, q0: float) -> tuple[float
     if not math.isinf(qs):
         qs = MeanField(layer, w, sigma_b2).q_star(q0)
     return w, qs
+
+
+#: Allowed ranges of the command's numbers (inclusive unless said).
+MAX_DEPTH = 10_000
+WIDTH_RANGE = (2, 8192)
+NETWORKS_RANGE = (2, 100_000)
+
+
+def check_real(option: str, value: object, low: float, high: float = math.inf, *, low_open: bool = False) -> float:
+    """``value`` as a finite float in ``[low, high]`` (``(low, high]`` with ``low_open``), or one line naming
+    ``option``, the range and what was given."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+    x = float(value) if ok else math.nan  # type: ignore[arg-type]
+    if not ok or x < low or x > high or (low_open and x == low):
+        left = "(" if low_open else "["
+        right = "]" if math.isfinite(high) else ")"
+        raise NormstatsError(f"{option} must be a finite number in {left}{low:g}, {high:g}{right}; got {value!r}")
+    return x
+
+
+def check_count(option: str, value: object, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise NormstatsError(f"{option} must be an integer in [{low}, {high:,}]; got {value!r}")
+    return value
