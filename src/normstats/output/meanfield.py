@@ -115,9 +115,9 @@ class EdgeOfChaos:
 
 @dataclass(frozen=True, eq=False)
 class PhaseDiagram:
-    """The phase diagram's grid: ``chi_1`` and ``xi_c`` (nan where undefined, inf at the edge) on
-    ``sigma_b2 x sigma_w2`` (rows: sigma_b2), and whether ``q*`` is unbounded there; computed by the coarse rule
-    of :mod:`normstats.theory.phase`."""
+    """The phase diagram's grid: ``chi_1`` (where ``q*`` is unbounded, its limit ``q -> inf``) and ``xi_c`` (nan
+    where undefined, inf at the edge) on ``sigma_b2 x sigma_w2`` (rows: sigma_b2), and whether ``q*`` is unbounded
+    there; computed by the coarse rule of :mod:`normstats.theory.phase`."""
 
     sigma_w2: np.ndarray
     sigma_b2: np.ndarray

@@ -36,7 +36,10 @@ def plot_phase_diagram(result: MeanFieldResult, path: str) -> None:
     if np.any(np.isfinite(chi)):  # the phases, split along the same interpolated chi_1 = 1 as the edge line
         ax.contourf(ws, bs, chi, levels=[-1.0, 1.0, top], colors=[ORDERED, CHAOTIC])
     if grid.unbounded.any():
-        ax.contourf(ws, bs, grid.unbounded.astype(float), levels=[0.5, 1.5], colors=[UNBOUNDED])
+        from matplotlib.colors import ListedColormap
+
+        mask = np.where(grid.unbounded, 1.0, np.nan)
+        ax.pcolormesh(ws, bs, mask, cmap=ListedColormap([UNBOUNDED]), shading="nearest")
     with np.errstate(all="ignore"):
         xi = np.log10(np.minimum(np.where(np.isnan(grid.xi_c), np.nan, grid.xi_c), _CAP))
     finite = xi[np.isfinite(xi)]

@@ -91,10 +91,16 @@ def phase_diagram(layer: Elementwise, sigma_w2: float, sigma_b2: float, q0: floa
             todo = todo[keep]
             if not len(todo):
                 break
+        else:  # still moving after every iteration: unbounded if the q-map still rises far above (relu past 2)
+            far = 1e10 * np.maximum(q[todo], 1.0)
+            rises = wf[todo] * e1(lambda u: f(u) ** 2, far) + bf[todo] > far
+            live[todo[rises]] = False
+            q[todo[rises]] = np.inf
         q, live = q.reshape(W.shape), live.reshape(W.shape)
         unbounded = ~live
         qf = np.where(live, np.maximum(q, _Q_TINY), 1.0)
-        chi_1 = np.where(live, W * e1(lambda u: df(u) ** 2, qf), np.nan)
+        # Where q* is unbounded, chi_1 is its limit q -> inf (as in the edge-of-chaos search).
+        chi_1 = W * e1(lambda u: df(u) ** 2, np.where(live, qf, 1.0 / _Q_TINY))
         xi_c = np.full(W.shape, np.nan)
         ordered = live & (chi_1 < 1.0)
         xi_c[ordered] = -1.0 / np.log(chi_1[ordered])
