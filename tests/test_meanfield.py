@@ -32,8 +32,11 @@ def _erf() -> CustomActivation:
 
 @pytest.mark.parametrize("c", CORRELATIONS)
 def test_bivariate_quadrature_matches_the_closed_kernels(c: float) -> None:
-    relu, step = make_layer("relu"), None
-    step = lambda x: (x > 0).astype(float)  # noqa: E731
+    relu = make_layer("relu")
+
+    def step(x: np.ndarray) -> np.ndarray:
+        return (x > 0).astype(float)
+
     erf = _erf()
     q1, q2 = 1.3, 0.45
     kernels = [
