@@ -23,6 +23,7 @@ LEVELS: tuple[tuple[str, ...], ...] = (
     ("__init__",),
     ("cli",),
     ("api",),
+    ("theory",),
     ("networks",),
     ("output",),
     ("published",),

@@ -1,5 +1,5 @@
-"""The Python API: :func:`simulate`, :func:`table`, :func:`network`, :func:`layers`, :func:`audit` and :func:`solve`. The CLI
-calls nothing else."""
+"""The Python API: :func:`simulate`, :func:`table`, :func:`network`, :func:`layers`, :func:`audit`,
+:func:`solve` and :func:`meanfield`. The CLI calls nothing else."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from normstats.networks.build import build_network
 from normstats.networks.run import DEFAULT_DRAWS, check_inits, run_network
 from normstats.networks.shapes import parse_input
 from normstats.output.network_results import NetworkResult
+from normstats.output.meanfield import EdgeOfChaos, LayerPoint, MeanFieldResult
 from normstats.output.results import LayerInfo, Row, Table, stats_from_estimates
 from normstats.published import constants as published_constants
 from normstats.published.constants import AuditEntry
@@ -338,3 +339,69 @@ def solve(layer: str, *, free: str | None = None, target: str = "second-moment",
     """The output scale (and the parameter ``free``) that make ``layer`` map N(0, 1) to mean 0 and variance 1
     (:mod:`normstats.exact.selfnorm`)."""
     return selfnorm.solve(layer, free=free, target=target, **params)
+
+
+def meanfield(
+    layer: str | Layer | None = None,
+    *,
+    expr: str | None = None,
+    sigma_w2: float | None = None,
+    sigma_b2: float = 0.0,
+    q0: float = 1.0,
+    c0: float | None = None,
+    depth: int = 10,
+    width: int | None = None,
+    networks: int = 20,
+    seed: int = DEFAULT_SEED,
+    critical: bool = False,
+    phase_diagram: bool = False,
+    **params: Any,
+) -> MeanFieldResult:
+    """Mean-field signal propagation (infinite width) through a deep network of the elementwise activation
+    ``layer`` (or ``expr``) with weights of variance ``sigma_w2 / fan_in`` and biases of variance ``sigma_b2``
+    (:mod:`normstats.theory.meanfield`): the fixed point ``q*``, ``c*`` (from correlation 0, and from ``c0``),
+    ``chi_1``, ``chi_c``, ``chi_q``, the depth scales ``xi_q`` and ``xi_c``, and the trajectory of ``q`` and ``c``
+    from ``q0`` and ``c0`` (0 if not given) over ``depth`` layers. ``critical=True`` finds the ``sigma_w2`` of
+    the edge of chaos at ``sigma_b2`` (give no ``sigma_w2``) and reports everything there. ``width`` adds a
+    finite-width check: ``networks`` random networks of that width (:mod:`normstats.theory.finite_width`).
+    ``phase_diagram=True`` computes the grid that :func:`normstats.output.phase_plot.plot_phase_diagram`
+    draws."""
+    from normstats.theory import meanfield as mf
+
+    inst = mf.check_elementwise(_make(layer, expr, params))
+    b = mf.check_real("--sigma-b2", sigma_b2, 0.0)
+    q0 = mf.check_real("--q0", q0, 0.0, low_open=True)
+    c_start = None if c0 is None else mf.check_real("--c0", c0, -1.0, 1.0)
+    depth = mf.check_count("--depth", depth, 1, mf.MAX_DEPTH)
+    if width is not None:
+        width = mf.check_count("--width", width, *mf.WIDTH_RANGE)
+        networks = mf.check_count("--networks", networks, *mf.NETWORKS_RANGE)
+    seed = check_seed(seed)
+    edge = None
+    if critical:
+        if sigma_w2 is not None:
+            raise NormstatsError(f"--critical finds sigma_w2 itself: give no --sigma-w2; got --sigma-w2 {sigma_w2!r}")
+        w, qs = mf.edge_of_chaos(inst, b, q0)
+        edge = EdgeOfChaos(b, w, qs, mf.CRITICAL_RANGE)
+    else:
+        if sigma_w2 is None:
+            raise NormstatsError("--sigma-w2 is required (or --critical, which finds it)")
+        w = mf.check_real("--sigma-w2", sigma_w2, 0.0, low_open=True)
+    theory = mf.MeanField(inst, w, b)
+    fixed = theory.fixed_point(q0, c_start)
+    path = theory.trajectory(q0, 0.0 if c_start is None else c_start, depth)
+    if width is not None:
+        from normstats.theory.finite_width import propagate
+
+        checks = propagate(inst, w, b, q0, 0.0 if c_start is None else c_start, depth, width, networks, seed)
+        path = [LayerPoint(p.layer, p.q, p.c, check) for p, check in zip(path, checks)]
+    grid = None
+    if phase_diagram:
+        from normstats.theory.phase import phase_diagram as diagram
+
+        grid = diagram(inst, w, b, q0)
+    return MeanFieldResult(
+        version(), inst.name, dict(inst.values), w, b, q0, c_start, depth, fixed, tuple(path),
+        width=width, networks=networks if width is not None else None, seed=seed if width is not None else None,
+        edge=edge, phase_diagram=grid,
+    )

@@ -410,6 +410,67 @@ def _emit(result: Table, fmt: str, output: str | None, title: str, convention: s
         click.echo(f"wrote {output}", err=True)
 
 
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    epilog="Layer parameters are options too, e.g. --slope 0.2 (see 'normstats list').\n\n" + EXIT_HELP,
+)
+@click.option("--layer", "-l", help="Elementwise activation (see 'normstats list').")
+@click.option("--expr", metavar="FORMULA", help="A custom activation instead of --layer, e.g. 'erf(x)'.")
+@click.option("--sigma-w2", type=float, metavar="W", help="Weight variance times fan-in (> 0).")
+@click.option("--sigma-b2", type=float, default=0.0, show_default=True, metavar="B", help="Bias variance (>= 0).")
+@click.option("--q0", type=float, default=1.0, show_default=True, help="Variance of the first pre-activations.")
+@click.option("--c0", type=float, help="Correlation of the two inputs' first pre-activations, in [-1, 1] "
+              "(the trajectory starts at 0 without it).")
+@click.option("--depth", type=int, default=10, show_default=True, help="Layers of the trajectory.")
+@click.option("--width", type=int, help="Also run random networks of this width (finite-width check).")
+@click.option("--networks", type=int, default=20, show_default=True, help="Random networks of the check.")
+@seed_option
+@click.option("--critical", is_flag=True, help="Find the sigma_w2 of the edge of chaos (chi_1 = 1) at --sigma-b2.")
+@click.option("--plot", metavar="FILE.png", help="Write the phase diagram over (sigma_w2, sigma_b2) to FILE.png.")
+@click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True)
+@output_option
+@click.pass_context
+def meanfield(
+    ctx: click.Context, layer: str | None, expr: str | None, plot: str | None, fmt: str, output: str | None,
+    **options: Any,
+) -> None:
+    """Mean-field theory (infinite width) of a deep network: fixed points, chi_1, depth scales, trajectories,
+    the edge of chaos, e.g. 'normstats meanfield --layer tanh --sigma-w2 1.5 --sigma-b2 0.05'."""
+    if layer is not None:
+        params = _layer_params(layer, ctx.args, ctx.command)
+    elif ctx.args:
+        raise click.UsageError(f"--expr takes no layer parameters; got {' '.join(ctx.args)}")
+    else:
+        params = {}
+    if plot is not None:
+        from normstats.output.plotting import check_png_path, pyplot
+
+        check_png_path(plot)
+        pyplot()  # one line now, before the work, if matplotlib is missing
+    result = api.meanfield(layer, expr=expr, phase_diagram=plot is not None, **options, **params)
+    if fmt == "json":
+        text = export.dumps(result.to_dict())
+    else:
+        from rich.console import Console
+
+        from normstats.output import render_meanfield
+
+        buf = io.StringIO() if output else None
+        console = Console(file=buf, width=FILE_WIDTH, no_color=True) if buf else _console()
+        console.print(render_meanfield.meanfield(result))
+        text = buf.getvalue() if buf else ""
+    if output:
+        export.write_atomic(output, text)
+        click.echo(f"wrote {output}", err=True)
+    elif fmt == "json":
+        click.echo(text, nl=False)
+    if plot is not None:
+        from normstats.output.phase_plot import plot_phase_diagram
+
+        plot_phase_diagram(result, plot)
+        click.echo(f"wrote {plot}", err=True)
+
+
 @main.command(epilog=EXIT_HELP)
 @click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True)
 def audit(fmt: str) -> None:
