@@ -102,6 +102,14 @@ class NetworkSampler:
         self._backward(net.items, g, states, out, draws)
         return out
 
+    def ends(self, x: np.ndarray, dy: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(y, dx)``: the network's output and the gradient at its input for upstream gradient ``dy`` (rows of
+        ``x``, ``dy`` and ``u`` are draws, as for ``__call__``). ``dx = J(x)^T dy`` with ``J`` the network's
+        input-output Jacobian (for ``split``, the backward pass as scaled)."""
+        out = self(x, dy, u)
+        first, last = self.net.items[0].label, self.net.items[-1].label
+        return out[self.index[(last, FP)]], out[self.index[(first, BP)]]
+
     # -- forward -------------------------------------------------------------------------------------------------
     def _forward(self, items: tuple[Item, ...], h: np.ndarray, u: np.ndarray, states: dict[str, Any],
                  out: list[np.ndarray], draws: int) -> np.ndarray:
