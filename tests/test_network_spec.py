@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 
 from normstats.networks.build import build_network
-from normstats.networks.spec import LayerNode, Repeat, Residual, SpecError, format_spec, parse_spec
+from normstats.networks.spec import (
+    LayerNode,
+    Repeat,
+    Residual,
+    SpecError,
+    format_spec,
+    parse_spec,
+)
 from tests.test_cli import run_bad
 
 SPECS = [

@@ -26,8 +26,8 @@ from normstats.layers.base import DEFAULT_SAMPLER, Layer
 from normstats.networks.build import build_network
 from normstats.networks.run import DEFAULT_DRAWS, check_inits, run_network
 from normstats.networks.shapes import parse_input
-from normstats.output.network_results import NetworkResult
 from normstats.output.meanfield import EdgeOfChaos, LayerPoint, MeanFieldResult
+from normstats.output.network_results import NetworkResult
 from normstats.output.results import LayerInfo, Row, Table, stats_from_estimates
 from normstats.published import constants as published_constants
 from normstats.published.constants import AuditEntry

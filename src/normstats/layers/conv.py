@@ -27,7 +27,12 @@ import numpy as np
 from normstats.errors import ParameterError
 from normstats.layers.base import ConditionalSampler, Layer, Passes, Sampler
 from normstats.layers.geometry import INTERIOR, Grid, make_grid, size_param
-from normstats.layers.weights import draw_weight, resolve_weight_params, squared_norm, weight_params
+from normstats.layers.weights import (
+    draw_weight,
+    resolve_weight_params,
+    squared_norm,
+    weight_params,
+)
 from normstats.params import Param
 from normstats.registry import register_layer
 

@@ -314,7 +314,10 @@ class CustomActivation(Elementwise):
         """Quadrature cut at ``|x| = CUTOFF``, checked for divergence: a moment whose integrand has not died out
         by ``|x| = 28`` (``exp(x**2/2)``) is infinite or undefined, never a finite-looking number
         (:func:`normstats.exact.quadrature.gaussian_expectation_checked`)."""
-        from normstats.exact.quadrature import gaussian_expectation_checked, gaussian_mean_std_checked
+        from normstats.exact.quadrature import (
+            gaussian_expectation_checked,
+            gaussian_mean_std_checked,
+        )
 
         mean, std = gaussian_mean_std_checked(self.f, self.breakpoints, CUTOFF)
         bp_var = gaussian_expectation_checked(lambda t: self.df(t) ** 2, self.breakpoints, CUTOFF)

@@ -14,6 +14,10 @@ def estimate(stat: Stat) -> str:
     return pm(stat.estimate, stat.se) if stat.status == "finite" else stat.status
 
 
+#: Decimals beyond which an estimate near 0 is written in scientific notation.
+MAX_DECIMALS = 10
+
+
 def pm(estimate: float, se: float) -> str:
     """``estimate ± se`` with the se to two significant digits and the estimate to the same place; an
     estimate without Monte Carlo error (se 0: the conditional estimator knows it exactly) to 10 digits."""
@@ -22,6 +26,9 @@ def pm(estimate: float, se: float) -> str:
     if not math.isfinite(se) or se < 0.0:
         return f"{estimate:.6g}"
     decimals = max(0, 1 - math.floor(math.log10(se)))
+    if decimals > MAX_DECIMALS and abs(estimate) < 10.0 ** -MAX_DECIMALS:
+        # an estimate that is zero up to rounding (a normalized output's mean): both in scientific notation
+        return f"{estimate:.1e} ± {se:.1e}"
     return f"{estimate:.{decimals}f} ± {se:.{decimals}f}"
 
 

@@ -1,0 +1,137 @@
+"""A network's passes: the backward pass is the gradient of the forward pass (finite differences), the forward
+pass is what a plain loop over the same layers computes, NormProp scales as documented, and the engine gives
+the same numbers for any worker count."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import normstats
+from normstats.networks.build import build_network
+from normstats.networks.propagate import NetworkSampler, records, weight_rng
+from tests.test_cli import run
+
+NETWORKS = [
+    ("3*(linear relu)", (6,)),
+    ("linear(fan_out=5) tanh dropout(p=0.7) linear(fan_out=4) sigmoid", (6,)),
+    ("res(linear relu linear, alpha=0.5, beta=auto) gelu res(linear tanh linear, alpha=0.3, beta=auto)", (5,)),
+    ("conv(out_channels=3,k=3,padding=1) relu maxpool(k=2) conv(out_channels=2,k=3,padding=1) relu avgpool(k=2)",
+     (2, 6, 6)),
+    ("conv(out_channels=3,k=3,stride=2) elu maxpool(k=3,stride=1) linear(fan_out=4)", (2, 7, 7)),
+    ("linear batchnorm(batch=4) relu linear layernorm softmax", (5,)),
+    ("conv(out_channels=4,k=3,padding=1) groupnorm(groups=2) relu rmsnorm", (2, 4, 4)),
+]
+
+
+def _inputs(net, draws: int, seed: int):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    b = net.batch
+    x = rng.standard_normal((draws, b * int(np.prod(net.input))))
+    dy = rng.standard_normal((draws, b * int(np.prod(net.output))))
+    u = rng.random((draws, b * net.uniforms_per_input))
+    return x, dy, u
+
+
+@pytest.mark.parametrize("normprop", ["none", "fp", "bp"])
+@pytest.mark.parametrize("spec, shape", NETWORKS, ids=[n[0][:40] for n in NETWORKS])
+def test_the_backward_pass_is_the_gradient_of_the_forward_pass(spec: str, shape: tuple[int, ...],
+                                                               normprop: str) -> None:
+    """``<dy, y(x + h e_j)> - <dy, y(x - h e_j)> / 2h`` against ``dx_j`` for every input coordinate (the dropout
+    mask is held fixed through ``u``; central differences, error O(h^2))."""
+    net = build_network(spec, shape, normprop=normprop)
+    sampler = NetworkSampler(net, weight_rng(1, 0))
+    x, dy, u = _inputs(net, 3, seed=2)
+    y, dx = sampler.ends(x, dy, u)
+    h = 1e-6
+    fd = np.empty_like(x)
+    for j in range(x.shape[1]):
+        step = np.zeros_like(x)
+        step[:, j] = h
+        up = np.sum(sampler.ends(x + step, dy, u)[0] * dy, axis=1)
+        down = np.sum(sampler.ends(x - step, dy, u)[0] * dy, axis=1)
+        fd[:, j] = (up - down) / (2 * h)
+    # max pooling is piecewise linear: a tie within h of a kink would break the check; random inputs have none
+    np.testing.assert_allclose(dx, fd, rtol=1e-5, atol=1e-6 * max(1.0, float(np.abs(fd).max())))
+
+
+def test_a_dense_chain_is_the_loop_a_user_would_write() -> None:
+    """``linear relu linear`` with fp NormProp by hand: the same weights (drawn in layer order from the run's
+    generator, unit-norm rows), shift and scale by the relu's exact mean and std."""
+    net = build_network("linear(fan_out=7) relu linear(fan_out=3)", (5,), normprop="fp")
+    sampler = NetworkSampler(net, weight_rng(4, 0))
+    x, dy, u = _inputs(net, 11, seed=3)
+    out = sampler(x, dy, u)
+    rng = weight_rng(4, 0)
+    w1 = rng.standard_normal((7, 5))
+    w1 /= np.linalg.norm(w1, axis=1, keepdims=True)
+    w2 = rng.standard_normal((3, 7))
+    w2 /= np.linalg.norm(w2, axis=1, keepdims=True)
+    mean, std = np.sqrt(1 / (2 * np.pi)), np.sqrt(0.5 - 1 / (2 * np.pi))
+    h1 = x @ w1.T
+    a1 = (np.maximum(h1, 0) - mean) / std
+    y = a1 @ w2.T
+    g_a1 = dy @ w2
+    g_h1 = g_a1 * (h1 > 0) / std
+    g_x = g_h1 @ w1
+    index = {(r.label, r.what): i for i, r in enumerate(records(net))}
+    for label, what, want in (("1", "fp", h1), ("2", "fp", a1), ("3", "fp", y), ("3", "bp", g_a1),
+                              ("2", "bp", g_h1), ("1", "bp", g_x)):
+        np.testing.assert_allclose(out[index[(label, what)]], want, rtol=1e-12, atol=1e-14)
+
+
+def test_split_divides_the_backward_pass_by_each_layers_bp_std() -> None:
+    """``split``: forward as ``fp``, backward divided by the bp std instead of the fp std (not the gradient)."""
+    fp = build_network("relu", (4,), normprop="fp")
+    split = build_network("relu", (4,), normprop="split")
+    x, dy, u = _inputs(fp, 5, seed=1)
+    y_fp, dx_fp = NetworkSampler(fp, weight_rng(0, 0)).ends(x, dy, u)
+    y_split, dx_split = NetworkSampler(split, weight_rng(0, 0)).ends(x, dy, u)
+    np.testing.assert_allclose(y_split, y_fp, rtol=1e-15)
+    fp_std, bp_std = np.sqrt(0.5 - 1 / (2 * np.pi)), np.sqrt(0.5)
+    np.testing.assert_allclose(dx_split, dx_fp * fp_std / bp_std, rtol=1e-13)
+
+
+def test_beta_auto_tracks_the_expected_variance_block_by_block() -> None:
+    net = build_network("4*res(linear relu linear, alpha=0.5, beta=auto)", (8,), normprop="fp")
+    assert [b.beta for b in net.items] == pytest.approx([1.0, np.sqrt(1.25), np.sqrt(1.5), np.sqrt(1.75)],
+                                                        rel=1e-15)
+
+
+def test_explicit_parameters_win_over_the_normprop_mode() -> None:
+    net = build_network("linear(normalize=none,init=kaiming) relu linear", (8,), normprop="bp")
+    first, _, last = net.items
+    assert first.layer.values["normalize"] == "none" and first.layer.values["init"] == "kaiming"
+    assert last.layer.values["normalize"] == "fan-out"
+
+
+def test_same_seed_same_numbers_for_any_worker_count() -> None:
+    """Blocks go to 1 or 2 worker threads (the network is large enough to be sent to the pool): identical JSON."""
+    args = ("network", "4*(linear relu)", "--input", "256", "--normprop", "fp", "-n", "12000", "--format",
+            "json", "-q")
+    one = json.loads(run(*args, "--workers", "1").stdout)
+    two = json.loads(run(*args, "--workers", "2").stdout)
+    assert one == two
+    assert one["draws"] == 12000
+
+
+def test_inits_average_independent_networks() -> None:
+    """``--inits 3``: three networks of ``samples / 3`` draws each, network 0 being the default run's (its weights
+    and draws); the estimate is their mean and the se their spread over sqrt(3)."""
+    from normstats.engine import blocks as engine
+    from normstats.networks.propagate import NetworkModel, draw_seed
+
+    spec = "linear(init=normal,normalize=none) relu"
+    several = normstats.network(spec, input=16, samples=900, seed=5, inits=3)
+    single = normstats.network(spec, input=16, samples=300, seed=5)
+    net = build_network(spec, (16,))
+    per = [engine.execute(NetworkModel(net, k, 5), 300, draw_seed(5, k), estimator="sampled").estimates["2|fp_std"][0]
+           for k in range(3)]
+    got = several.layers[1].stats["fp_std"]
+    assert several.inits == 3 and several.draws == 900
+    assert per[0] == single.layers[1].stats["fp_std"].estimate
+    assert got.estimate == pytest.approx(np.mean(per), rel=1e-14)
+    assert got.se == pytest.approx(np.std(per, ddof=1) / np.sqrt(3), rel=1e-12)
+    assert len(set(per)) == 3  # three different networks

@@ -1,0 +1,154 @@
+"""A network's statistics: honest error bars (coverage across seeds where every network has the same exact
+values), the mean-field limit against networks of growing width, and the run's Ctrl-C and export paths."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import jsonschema
+import numpy as np
+import pytest
+
+import normstats
+from normstats.networks.build import build_network
+from normstats.networks.wide_limit import mean_field
+from normstats.output import export
+from tests.test_cli import run
+
+#: ``linear relu`` with unit-norm rows and a square W: every statistic is the same for every W. The linear
+#: outputs are N(0, 1) whatever W (unit rows), so the relu's are its single-layer constants; the gradient at
+#: the linear's input is W^T (relu'(h) dy), whose pooled variance is |W|^2 / (2 fan_in) = 1/2.
+EXACT = {
+    ("1", "fp_mean"): 0.0, ("1", "fp_std"): 1.0, ("1", "bp_std"): math.sqrt(0.5),
+    ("2", "fp_mean"): math.sqrt(1 / (2 * math.pi)), ("2", "fp_std"): math.sqrt(0.5 - 1 / (2 * math.pi)),
+    ("2", "bp_std"): math.sqrt(0.5),
+}
+
+
+def test_the_mean_field_limit_is_exact_where_every_network_agrees() -> None:
+    mf = mean_field(build_network("linear relu", (8,)))
+    for (label, stat), value in EXACT.items():
+        assert mf[f"{label}|{stat}"] == pytest.approx(value, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.slow
+def test_95_percent_intervals_cover_the_exact_values_across_seeds() -> None:
+    """300 seeds (each its own network) of 400 draws: the share of 95% intervals holding the exact value must
+    be within 3 binomial standard deviations of 0.95, for every statistic."""
+    seeds = range(300)
+    hits = {key: 0 for key in EXACT}
+    for seed in seeds:
+        r = normstats.network("linear relu", input=8, samples=400, seed=seed)
+        for (label, stat), value in EXACT.items():
+            s = next(row for row in r.layers if row.index == label).stats[stat]
+            lo, hi = s.ci95
+            hits[(label, stat)] += lo <= value <= hi
+    n = len(seeds)
+    band = 3 * math.sqrt(0.95 * 0.05 / n)
+    for key, count in hits.items():
+        assert abs(count / n - 0.95) <= band, (key, count / n)
+
+
+def test_estimates_approach_the_mean_field_limit_as_the_width_grows() -> None:
+    """``6*(linear relu)`` with fp NormProp, 64 to 16 networks per width: the last layer's fp std is 1 in the limit;
+    at finite width it sits above, by less the wider the network (a factor of 2 at least per 4x in width), and
+    the limit is not z-tested (the reference kind says mean_field, z is None)."""
+    diffs = []
+    for width, inits in ((32, 64), (128, 32), (512, 16)):
+        r = normstats.network("6*(linear relu)", input=width, normprop="fp", samples=250 * inits, inits=inits,
+                              seed=1)
+        top = r.layers[-1].stats["fp_std"]
+        assert top.reference_kind == "mean_field" and top.z is None
+        diffs.append((top.difference, top.se))
+    for (wide, se_wide), (narrow, se_narrow) in zip(diffs[1:], diffs[:-1]):
+        assert wide < narrow / 2
+        assert narrow - wide > 3 * math.hypot(se_wide, se_narrow)
+    assert abs(diffs[-1][0]) < 0.02
+
+
+def test_the_fp_mode_gradient_grows_as_the_mean_field_says() -> None:
+    """The issue's headline: fp NormProp keeps the forward std at 1 and multiplies the gradient's std by
+    sqrt(1/2) / sqrt(1/2 - 1/(2 pi)) = 1.2113 per ReLU."""
+    mf = mean_field(build_network("20*(linear relu)", (512,), normprop="fp"))
+    rate = math.sqrt(0.5) / math.sqrt(0.5 - 1 / (2 * math.pi))
+    for k in range(1, 21):
+        assert mf[f"{2 * k}|fp_std"] == pytest.approx(1.0, rel=1e-12)
+        assert mf[f"{2 * k}|bp_std"] == pytest.approx(rate ** (21 - k), rel=1e-10)
+    split = mean_field(build_network("20*(linear relu)", (512,), normprop="split"))
+    assert all(split[f"{i}|bp_std"] == pytest.approx(1.0, rel=1e-12) for i in range(1, 41))
+
+
+def test_residual_blocks_grow_the_variance_as_one_plus_k_alpha_squared() -> None:
+    mf = mean_field(build_network("16*res(linear relu linear, alpha=0.2, beta=auto)", (64,), normprop="fp"))
+    for k in range(1, 17):
+        assert mf[f"{k}|fp_std"] ** 2 == pytest.approx(1 + k * 0.04, rel=1e-12)
+        assert mf[f"{k}|branch_var"] == pytest.approx(1.0, rel=1e-12)
+
+
+def test_layers_without_a_limit_have_none_and_block_the_backward_limit() -> None:
+    mf = mean_field(build_network("conv(out_channels=2,k=3,padding=1) relu maxpool(k=2) relu", (1, 6, 6)))
+    assert mf["1|fp_std"] is None  # a padded map: border windows see part of W
+    assert all(v is None for k, v in mf.items() if k.endswith("bp_std"))
+    unpadded = mean_field(build_network("conv(out_channels=2,k=3) relu", (1, 6, 6)))
+    assert unpadded["1|fp_std"] == pytest.approx(1.0) and unpadded["2|bp_std"] == pytest.approx(math.sqrt(0.5))
+
+
+def test_the_json_document_follows_the_schema_and_says_what_it_ran() -> None:
+    out = run("network", "2*res(linear relu linear, alpha=0.2, beta=auto) relu", "--input", "16", "--normprop",
+              "split", "-n", "300", "--format", "json", "-q").stdout
+    doc = json.loads(out)
+    jsonschema.Draft202012Validator(export.schema()).validate(doc)
+    assert doc["network"] == "2*res(linear relu linear, alpha=0.2, beta=auto) relu"
+    assert doc["normprop"] == "split" and doc["true_gradient"] is False and doc["draws"] == 300
+    assert [row["index"] for row in doc["layers"]] == ["1", "1.1", "1.2", "1.3", "2", "2.1", "2.2", "2.3", "3"]
+    block = doc["layers"][0]
+    assert block["layer"] == "res" and block["params"]["beta"] == "auto" and "branch_var" in block
+    assert all(row["fp_std"]["z"] is None for row in doc["layers"])
+
+
+def test_csv_and_markdown_hold_every_layer(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    csv_text = run("network", "3*(linear relu)", "--input", "8", "-n", "200", "--format", "csv", "-q").stdout
+    lines = csv_text.splitlines()
+    assert lines[0].startswith("index,layer,params,shape,statistic,estimate,se")
+    assert len(lines) == 1 + 6 * 4
+    md = tmp_path / "net.md"
+    run("network", "3*(linear relu)", "--input", "8", "-n", "200", "--format", "markdown", "-o", str(md), "-q")
+    text = md.read_text()
+    assert text.count("\n| ") >= 7 and "bp std stays within" in text or "bp std leaves" in text
+
+
+def test_the_table_names_the_run_and_says_where_the_std_leaves_the_band() -> None:
+    out = run("network", "20*(linear relu)", "--input", "32", "--normprop", "fp", "-n", "500", "-q")
+    assert "network 20*(linear relu) · input 32 · normprop fp" in out.stdout
+    assert "fp std stays within [0.5, 2] at every layer" in out.stdout
+    assert "bp std leaves [0.5, 2] first at layer" in out.stdout
+    assert "500 draws over 1 network (mc), stopped by samples" in out.stderr
+
+
+def test_target_se_stops_a_network_run() -> None:
+    r = normstats.network("linear relu", input=8, target_se=0.01, seed=0)
+    assert r.stop == "target-se"
+    assert max(s.se for row in r.layers for s in row.stats.values()) <= 0.01
+
+
+def test_the_plot_shows_both_passes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from matplotlib import image
+
+    path = tmp_path / "sp.png"
+    run("network", "conv(out_channels=4,k=3,padding=1) relu conv(out_channels=4,k=3,padding=1) relu", "--input",
+        "2x8x8", "-n", "200", "--plot", str(path), "-q")
+    img = image.imread(str(path))
+    assert img.shape[0] > 300 and img.shape[1] > 800  # two panels side by side
+    assert img[..., :3].std() > 0.05
+    from normstats.output.signal_plot import (
+        BP_COLOUR,
+        FP_COLOUR,
+        MEAN_SQ_COLOUR,
+        VAR_COLOUR,
+    )
+
+    pixels = (img[..., :3].reshape(-1, 3) * 255).round()
+    for colour in (FP_COLOUR, BP_COLOUR, MEAN_SQ_COLOUR, VAR_COLOUR):
+        rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])
+        assert (np.abs(pixels - rgb).sum(axis=1) < 30).sum() > 50, colour
