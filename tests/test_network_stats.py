@@ -110,12 +110,13 @@ def test_the_json_document_follows_the_schema_and_says_what_it_ran() -> None:
 def test_csv_and_markdown_hold_every_layer(tmp_path) -> None:  # type: ignore[no-untyped-def]
     csv_text = run("network", "3*(linear relu)", "--input", "8", "-n", "200", "--format", "csv", "-q").stdout
     lines = csv_text.splitlines()
-    assert lines[0].startswith("index,layer,params,shape,statistic,estimate,se")
+    assert lines[0].startswith("network,input,index,layer,params,shape,statistic,estimate,se")
     assert len(lines) == 1 + 6 * 4
     md = tmp_path / "net.md"
     run("network", "3*(linear relu)", "--input", "8", "-n", "200", "--format", "markdown", "-o", str(md), "-q")
     text = md.read_text()
-    assert text.count("\n| ") >= 7 and "bp std stays within" in text or "bp std leaves" in text
+    assert text.count("\n| ") >= 7
+    assert "bp std stays within" in text or "bp std leaves" in text
 
 
 def test_the_table_names_the_run_and_says_where_the_std_leaves_the_band() -> None:
@@ -152,3 +153,43 @@ def test_the_plot_shows_both_passes(tmp_path) -> None:  # type: ignore[no-untype
     for colour in (FP_COLOUR, BP_COLOUR, MEAN_SQ_COLOUR, VAR_COLOUR):
         rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])
         assert (np.abs(pixels - rgb).sum(axis=1) < 30).sum() > 50, colour
+
+
+TABLES = __import__("pathlib").Path(__file__).resolve().parent.parent / "tables"
+
+
+def _depth_doc(name: str) -> dict:
+    return json.loads((TABLES / name).read_text())
+
+
+def test_the_committed_depth_table_holds_every_run_and_follows_the_schema() -> None:
+    from normstats.published.default_table import DEPTH_DRAWS, DEPTH_RUNS
+
+    validator = jsonschema.Draft202012Validator(export.schema())
+    for spec, width, mode in DEPTH_RUNS:
+        doc = _depth_doc(f"depth_{'res' if 'res(' in spec else 'dense'}_{mode}.json")
+        validator.validate(doc)
+        assert (doc["network"], doc["input"], doc["normprop"], doc["draws"]) == (spec, [width], mode, DEPTH_DRAWS)
+    assert (TABLES / "depth.md").read_text().count("normstats ") == len(DEPTH_RUNS)
+
+
+@pytest.mark.slow
+def test_the_committed_depth_table_is_what_the_documented_command_writes() -> None:
+    """One run of it (the fp mode: the others differ only in the mode) regenerated and compared up to float
+    rounding (tests.rounding); regenerating all five would take the suite about 25 s more."""
+    from tests.rounding import same_up_to_rounding
+
+    result = normstats.network("20*(linear relu)", input=512, normprop="fp", samples=5000, seed=0)
+    text = export.dumps(result.to_dict())
+    assert same_up_to_rounding(text, (TABLES / "depth_dense_fp.json").read_text()) is None
+
+
+def test_the_readme_quotes_the_depth_table() -> None:
+    from normstats.output.formatting import pm
+
+    readme = (TABLES.parent / "README.md").read_text()
+    for mode in ("fp", "bp", "split", "none"):
+        rows = {r["index"]: r for r in _depth_doc(f"depth_dense_{mode}.json")["layers"]}
+        fp, bp = rows["40"]["fp_std"], rows["1"]["bp_std"]
+        line = next(line for line in readme.splitlines() if line.startswith(f"| `{mode}`"))
+        assert pm(fp["estimate"], fp["se"]) in line and pm(bp["estimate"], bp["se"]) in line, line

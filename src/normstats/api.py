@@ -31,7 +31,7 @@ from normstats.output.network_results import NetworkResult
 from normstats.output.results import LayerInfo, Row, Table, stats_from_estimates
 from normstats.published import constants as published_constants
 from normstats.published.constants import AuditEntry
-from normstats.published.default_table import DEFAULT_ROWS
+from normstats.published.default_table import DEFAULT_ROWS, DEPTH_DRAWS, DEPTH_RUNS
 from normstats.published.figures import published_figures
 from normstats.registry import _ALIASES, get_layer, list_layers, make_layer
 from normstats.stats import STATS
@@ -327,6 +327,17 @@ def network(
             net, samples=opts.samples, seed=opts.seed, version=version(), method=opts.method, inits=inits,
             stop=opts.stop_rule(), executor=executor, progress=opts.progress, metadata=meta,
         )
+
+
+def depth_table(*, samples: int | str | None = None, seed: int = DEFAULT_SEED, progress: Progress | None = None,
+                workers: int | None = None) -> list[NetworkResult]:
+    """Every run of the depth table (:data:`~normstats.published.default_table.DEPTH_RUNS`), each with
+    ``samples`` draws (default :data:`~normstats.published.default_table.DEPTH_DRAWS`)."""
+    return [
+        network(spec, input=width, normprop=mode, samples=DEPTH_DRAWS if samples is None else samples, seed=seed,
+                progress=progress, workers=workers)
+        for spec, width, mode in DEPTH_RUNS
+    ]
 
 
 def audit() -> list[AuditEntry]:

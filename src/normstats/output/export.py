@@ -206,6 +206,28 @@ def write_all(table: Table, directory: str | os.PathLike[str]) -> list[Path]:
     return list(texts)
 
 
+#: Files of ``normstats export --depth``: one JSON network document per run, and all runs in CSV and Markdown.
+DEPTH_CSV, DEPTH_MARKDOWN = "depth.csv", "depth.md"
+
+
+def depth_json_name(result: Any) -> str:
+    kind = "res" if "res(" in result.spec else "dense"
+    return f"depth_{kind}_{result.normprop}.json"
+
+
+def write_depth(results: list[Any], directory: str | os.PathLike[str]) -> list[Path]:
+    """Write the depth table into ``directory`` (see :data:`DEPTH_CSV`); rendered first, then written atomically."""
+    from normstats.output import network_render
+
+    folder = check_directory(directory)
+    texts = {folder / depth_json_name(r): dumps(r.to_dict()) for r in results}
+    texts[folder / DEPTH_CSV] = network_render.to_csv(list(results))
+    texts[folder / DEPTH_MARKDOWN] = "\n".join(network_render.to_markdown(r) for r in results)
+    for path, text in texts.items():
+        write_atomic(path, text)
+    return list(texts)
+
+
 def check_writable(path: str | os.PathLike[str]) -> Path:
     """Fail early, before any work, if ``path`` cannot be written."""
     target = Path(path)

@@ -13,7 +13,7 @@ from normstats.output.network_results import BAND, LayerStats, NetworkResult
 from normstats.output.results import Stat
 
 CSV_COLUMNS = (
-    "index", "layer", "params", "shape", "statistic", "estimate", "se", "ci95_lo", "ci95_hi", "mean_field",
+    "network", "input", "index", "layer", "params", "shape", "statistic", "estimate", "se", "ci95_lo", "ci95_hi", "mean_field",
     "difference", "draws", "inits", "normprop", "seed",
 )
 
@@ -123,20 +123,25 @@ def _extras_table(result: NetworkResult) -> Any:
     return t
 
 
-def to_csv(result: NetworkResult) -> str:
-    """Long form: one line per layer x statistic."""
+def to_csv(result: NetworkResult | list[NetworkResult]) -> str:
+    """Long form: one line per layer x statistic (of every run, for a list)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
+    for result in result if isinstance(result, list) else [result]:
+        _csv_rows(writer, result)
+    return buf.getvalue()
+
+
+def _csv_rows(writer: Any, result: NetworkResult) -> None:
     for row in result.layers:
         for name, stat in row.stats.items():
             d = stat.to_dict()
             writer.writerow([_cell(c) for c in (
-                row.index, row.layer, _params(row), _shape(row), name, d["estimate"], d["se"], d["ci95"][0],
+                result.spec, "x".join(map(str, result.input)), row.index, row.layer, _params(row), _shape(row), name, d["estimate"], d["se"], d["ci95"][0],
                 d["ci95"][1], d["reference"], None if stat.difference is None else stat.difference, result.draws,
                 result.inits, result.normprop, result.seed,
             )])
-    return buf.getvalue()
 
 
 def _cell(value: Any) -> Any:

@@ -41,8 +41,8 @@ def plot_signal_propagation(result: NetworkResult, path: str) -> None:
         lo, hi = est - Z95 * se, est + Z95 * se
         ax.fill_between(depth, np.clip(lo, 1e-300, None), hi, color=colour, alpha=0.25, linewidth=0)
         if np.isfinite(ref).any():
-            ax.plot(depth, ref, color=colour, linestyle="--", linewidth=1.2, label=f"{name.replace('_', ' ')}, "
-                    "infinite-width limit")
+            ax.plot(depth, ref, color="black", linestyle=(0, (4, 3)), linewidth=1.1, zorder=5,
+                    label=f"{name.replace('_', ' ')}, infinite-width limit")
     ax.set_yscale("log")
     ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
     ax.set_xlabel("layer (top level)")

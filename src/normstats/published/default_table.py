@@ -28,3 +28,15 @@ DEFAULT_ROWS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("rmsnorm", {"features": 768}),
     ("softmax", {"n": 16}),
 )
+
+#: The depth table (``normstats export --depth``): ``(spec, input, normprop)`` of every run, 20 dense ReLU layers
+#: at width 512 in each NormProp mode, then an NF-ResNet-style stack of residual blocks.
+DEPTH_RUNS: tuple[tuple[str, int, str], ...] = (
+    ("20*(linear relu)", 512, "none"),
+    ("20*(linear relu)", 512, "fp"),
+    ("20*(linear relu)", 512, "bp"),
+    ("20*(linear relu)", 512, "split"),
+    ("16*res(linear relu linear, alpha=0.2, beta=auto)", 512, "fp"),
+)
+#: Draws of every depth run (one network each, seed 0).
+DEPTH_DRAWS = 5000
