@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import io
+import signal
 import sys
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable
@@ -32,16 +33,35 @@ from normstats.registry import get_layer
 if TYPE_CHECKING:
     from rich.console import Console
 
-EXIT_HELP = """Exit codes: 0 success; 2 bad input (one line on stderr names the parameter, what is allowed and
-what was given); 130 interrupted."""
+EXIT_HELP = """Exit codes: 0 success; 1 an internal error (never bad input); 2 bad input (one line on stderr
+names the parameter, what is allowed and what was given); 130 interrupted by Ctrl-C, 143 by SIGTERM (an
+interrupted run writes no file)."""
 
 FORMATS = ("table", *export.WRITERS)
 
 
+#: The signal that interrupted this run: SIGINT (Ctrl-C) unless SIGTERM came. The exit status is 128 + its
+#: number (130, 143), the shell's convention for a process ended by a signal.
+_INTERRUPT = {"signal": int(signal.SIGINT)}
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM stops a run as Ctrl-C does (the engine returns what it merged), then exits with 143."""
+    _INTERRUPT["signal"] = signum
+    raise KeyboardInterrupt
+
+
+def interrupted_status() -> int:
+    return 128 + _INTERRUPT["signal"]
+
+
 class _Main(click.Group):
-    """Turns every usage error into one line on stderr and exit code 2, and Ctrl-C into exit code 130."""
+    """Turns every usage error into one line on stderr and exit code 2, and Ctrl-C or SIGTERM into exit code
+    130 or 143."""
 
     def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:  # type: ignore[override]
+        _INTERRUPT["signal"] = int(signal.SIGINT)
+        previous = _install(signal.SIGTERM, _on_sigterm)
         try:
             return super().main(args, prog_name, standalone_mode=False, **extra)
         except click.exceptions.Exit as exc:
@@ -54,7 +74,18 @@ class _Main(click.Group):
             sys.exit(2)
         except (KeyboardInterrupt, click.Abort):
             click.echo("normstats: interrupted", err=True)
-            sys.exit(130)
+            sys.exit(interrupted_status())
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _install(signum: signal.Signals, handler: Callable[[int, Any], None]) -> Any:
+    """Set a signal handler where Python allows it (the main thread); return the one it replaced."""
+    try:
+        return signal.signal(signum, handler)
+    except ValueError:  # not the main thread (e.g. an embedding application): leave signals alone
+        return None
 
 
 def _checked(convert: Callable[[Any], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
@@ -197,7 +228,7 @@ def simulate(
     if row.sampler != DEFAULT_SAMPLER:
         title += f" · sampler {row.sampler}"
     _emit(result, fmt, output, title, convention)
-    _finish(result)
+    _finish(result, output)
 
 
 @main.command(epilog=EXIT_HELP)
@@ -214,7 +245,7 @@ def table(
     result = api.table(samples=samples, seed=seed, progress=make_progress(quiet), **run)
     title = f"normstats {result.version} · {run['method']} · bp {run['estimator']} · seed {seed}"
     _emit(result, fmt, output, title, convention)
-    _finish(result)
+    _finish(result, output)
 
 
 @main.command("export", epilog="Regenerate the repository's tables/ folder: normstats export --all --output-dir tables/\n\n"
@@ -238,6 +269,10 @@ def export_cmd(
     if output_dir:
         export.check_directory(output_dir)
     result = api.table(samples=samples, seed=seed)
+    if result.partial:  # an export is whole or not at all: a partial table would replace good files
+        where = f"{output_dir}" if output_dir else (output or "stdout")
+        _interrupted(f"nothing exported to {where}" + (" (its files keep their contents)" if output_dir else
+                                                         _kept(output)))
     if output_dir:
         for path in export.write_all(result, output_dir):
             click.echo(f"wrote {path}", err=True)
@@ -252,9 +287,24 @@ def schema_cmd() -> None:
     click.echo(export.dumps(export.schema()), nl=False)
 
 
-def _finish(result: Table) -> None:
-    """Say on stderr how each run ended; exit 130 when Ctrl-C cut the run short (after the partial results
-    were printed or written)."""
+def _kept(output: str | None) -> str:
+    """What became of ``--output`` after an interrupted run: nothing was written to it."""
+    if output is None:
+        return ""
+    from pathlib import Path
+
+    return " (it keeps its contents)" if Path(output).exists() else " (it was not created)"
+
+
+def _interrupted(what: str) -> None:
+    click.echo(f"normstats: interrupted: {what}", err=True)
+    sys.exit(interrupted_status())
+
+
+def _finish(result: Table, output: str | None = None) -> None:
+    """Say on stderr how each run ended; exit 130 (143 for SIGTERM) when the run was cut short, after the
+    partial results were printed (to ``--output`` nothing is written: a partial table would replace a whole
+    one)."""
     endings = {(row.samples, row.method, row.stop) for row in result.rows}
     if len(result.rows) > 1 and len(endings) == 1:
         ((samples, method, stop),) = endings
@@ -263,10 +313,10 @@ def _finish(result: Table) -> None:
         for row in result.rows:
             label = " ".join(filter(None, (row.layer, row.describe_params())))
             click.echo(f"{label}: {row.samples:,} draws ({row.method}), stopped by {row.stop}", err=True)
+    if result.partial and output is not None:
+        _interrupted(f"nothing written to {output}{_kept(output)}")
     if result.partial:
-        click.echo("normstats: interrupted: the results above are partial (their se hold for the draws taken)",
-                   err=True)
-        sys.exit(130)
+        _interrupted("the results above are partial (their se hold for the draws taken)")
 
 
 def _layer_params(layer: str, args: list[str], command: click.Command) -> dict[str, str]:
@@ -315,6 +365,10 @@ def _console(file: Any = None) -> Console:
 
 
 def _emit(result: Table, fmt: str, output: str | None, title: str, convention: str = "all") -> None:
+    """Print ``result`` in ``fmt``, or write it atomically to ``output`` (unless the run was interrupted:
+    :func:`_finish` says so)."""
+    if output and result.partial:
+        return
     if fmt == "table":
         from rich.console import Console
 
