@@ -144,6 +144,50 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.M
     assert [p.name for p in tmp_path.iterdir()] == ["t.json"]
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_a_new_output_file_follows_the_umask(tmp_path: Path, umask: int) -> None:
+    old = os.umask(umask)
+    try:
+        run("simulate", "--layer", "relu", "-n", "100", "--format", "json", "-o", str(tmp_path / "t.json"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "t.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_an_overwritten_file_keeps_its_mode_and_a_symlink_is_written_through(tmp_path: Path) -> None:
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    target.chmod(0o640)
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    run("simulate", "--layer", "relu", "-n", "100", "--format", "json", "-o", str(link))
+    assert link.is_symlink() and link.resolve() == target
+    assert json.loads(target.read_text())["rows"][0]["layer"] == "relu"
+    assert target.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "real.json"]
+
+
+@pytest.mark.parametrize("args", [["list"], ["list", "--format", "json"], ["simulate", "--layer", "relu", "-n", "100"]])
+def test_a_closed_pipe_ends_quietly(args: list[str]) -> None:
+    """``normstats list | true``: the reader is gone before the first write; exit 141 (128 + SIGPIPE), and
+    stderr keeps the summary of the run, without a traceback."""
+    import subprocess
+    import sys
+
+    reader = subprocess.Popen(["true"], stdin=subprocess.PIPE)
+    reader.wait()
+    proc = subprocess.run([sys.executable, "-m", "normstats.cli", *args], stdout=reader.stdin,
+                          stderr=subprocess.PIPE, text=True, timeout=60)
+    assert reader.stdin is not None
+    reader.stdin.close()
+    assert proc.returncode == 141, proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception" not in proc.stderr
+    if args[0] == "simulate":
+        assert proc.stderr == "relu: 100 draws (mc), stopped by samples\n"
+    else:
+        assert proc.stderr == ""
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

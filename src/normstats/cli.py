@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 EXIT_HELP = """Exit codes: 0 success; 1 an internal error (never bad input); 2 bad input (one line on stderr
 names the parameter, what is allowed and what was given); 130 interrupted by Ctrl-C, 143 by SIGTERM (an
-interrupted run writes no file)."""
+interrupted run writes no file); 141 stdout closed by its reader."""
 
 FORMATS = ("table", *export.WRITERS)
 
@@ -61,9 +61,13 @@ class _Main(click.Group):
 
     def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:  # type: ignore[override]
         _INTERRUPT["signal"] = int(signal.SIGINT)
+        _PIPE["closed"] = False
         previous = _install(signal.SIGTERM, _on_sigterm)
         try:
-            return super().main(args, prog_name, standalone_mode=False, **extra)
+            code = super().main(args, prog_name, standalone_mode=False, **extra)
+            if isinstance(code, int):  # click returns an Exit's code when not in standalone mode
+                sys.exit(code)
+            return code
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
@@ -78,6 +82,30 @@ class _Main(click.Group):
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:  # the reader went away (normstats list | head -1): end quietly
+            _discard_stdout()
+            raise click.exceptions.Exit(PIPE_CLOSED) from None
+
+
+#: The exit status when stdout's reader has gone (128 + SIGPIPE, what a tool killed by SIGPIPE reports).
+PIPE_CLOSED = 128 + 13
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that nothing more (not even the flush at exit) fails on a closed pipe."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (e.g. a test runner's buffer)
+        pass
+    finally:
+        os.close(devnull)
 
 
 def _install(signum: signal.Signals, handler: Callable[[int, Any], None]) -> Any:
@@ -287,6 +315,10 @@ def schema_cmd() -> None:
     click.echo(export.dumps(export.schema()), nl=False)
 
 
+#: Set when stdout's reader went away during the output (see :func:`_emit`).
+_PIPE = {"closed": False}
+
+
 def _kept(output: str | None) -> str:
     """What became of ``--output`` after an interrupted run: nothing was written to it."""
     if output is None:
@@ -313,6 +345,8 @@ def _finish(result: Table, output: str | None = None) -> None:
         for row in result.rows:
             label = " ".join(filter(None, (row.layer, row.describe_params())))
             click.echo(f"{label}: {row.samples:,} draws ({row.method}), stopped by {row.stop}", err=True)
+    if _PIPE["closed"]:
+        sys.exit(PIPE_CLOSED)
     if result.partial and output is not None:
         _interrupted(f"nothing written to {output}{_kept(output)}")
     if result.partial:
@@ -355,12 +389,22 @@ def _render() -> ModuleType:
     return render
 
 
-def _console(file: Any = None) -> Console:
+def _new_console(**options: Any) -> Console:
+    """A rich console that reports a closed stdout as :class:`BrokenPipeError` (rich's own handling exits
+    with status 1), so that the run still says on stderr how it ended."""
     from rich.console import Console
 
-    console = Console(file=file)
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError
+
+    return _Console(**options)
+
+
+def _console(file: Any = None) -> Console:
+    console = _new_console(file=file)
     if not console.is_terminal:
-        console = Console(file=file, width=FILE_WIDTH)
+        console = _new_console(file=file, width=FILE_WIDTH)
     return console
 
 
@@ -369,17 +413,20 @@ def _emit(result: Table, fmt: str, output: str | None, title: str, convention: s
     :func:`_finish` says so)."""
     if output and result.partial:
         return
-    if fmt == "table":
-        from rich.console import Console
-
-        buf = io.StringIO() if output else None
-        console = Console(file=buf, width=FILE_WIDTH, no_color=True) if buf else _console()
-        console.print(_render().results(list(result.rows), title, convention))
-        text = buf.getvalue() if buf else None
-    else:
-        text = export.WRITERS[fmt](result)
-        if not output:
-            click.echo(text, nl=False)
+    try:
+        if fmt == "table":
+            buf = io.StringIO() if output else None
+            console = _new_console(file=buf, width=FILE_WIDTH, no_color=True) if buf else _console()
+            console.print(_render().results(list(result.rows), title, convention))
+            text = buf.getvalue() if buf else None
+        else:
+            text = export.WRITERS[fmt](result)
+            if not output:
+                click.echo(text, nl=False)
+    except BrokenPipeError:  # stdout's reader went away: still say on stderr how the run ended
+        _discard_stdout()
+        _PIPE["closed"] = True
+        return
     if output and text is not None:
         export.write_atomic(output, text)
         click.echo(f"wrote {output}", err=True)

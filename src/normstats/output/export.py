@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -213,10 +214,17 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
 
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``: readers see the old
-    file or the complete new one, never a part."""
-    target = check_writable(path)
+    file or the complete new one, never a part.
+
+    The file gets the mode a plain ``open(path, "w")`` would give it: an existing file keeps its mode, a new
+    one gets ``0o666`` less the umask (``mkstemp`` alone would make it ``0o600``). A symlink is written
+    through: its target is replaced, the link stays."""
+    check_writable(path)
+    target = check_writable(os.path.realpath(path))
+    mode = _file_mode(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
             fh.flush()
@@ -227,6 +235,16 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> None:
         if isinstance(exc, OSError):
             raise NormstatsError(f"--output could not be written: {str(path)!r} ({exc.strerror})") from None
         raise
+
+
+def _file_mode(target: Path) -> int:
+    """The permission bits of an existing ``target``, else those of a new file under the process's umask."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)  # reading the umask means setting it; put it straight back
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def dumps(data: Any) -> str:
