@@ -122,6 +122,10 @@ def run_options(
         from normstats.engine.executors import check_workers
 
         workers = check_workers(workers)
+    if dask is not None:
+        from normstats.engine.executors import check_dask_address
+
+        dask = check_dask_address(dask)
     if processes and dask is not None:
         raise NormstatsError(
             f"--processes runs local worker processes and --dask sends blocks to a cluster: give one of them; "

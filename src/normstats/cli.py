@@ -398,7 +398,54 @@ def _new_console(**options: Any) -> Console:
         def on_broken_pipe(self) -> None:
             raise BrokenPipeError
 
+        def print(self, *objects: Any, **kwargs: Any) -> None:
+            if not _encodable(self.file):
+                objects = tuple(_ascii(o) for o in objects)
+            super().print(*objects, **kwargs)
+
     return _Console(**options)
+
+
+#: Plain-ASCII spellings of the characters the tables use, for a stdout that cannot encode them.
+ASCII = str.maketrans({
+    "·": "|", "±": "+-", "—": "-", "–": "-", "✓": "yes", "✗": "NO", "γ": "gamma", "²": "^2", "…": "...",
+    "≤": "<=", "≥": ">=", "×": "x", "√": "sqrt", "∞": "inf",
+})
+
+
+def _ascii(renderable: Any) -> Any:
+    """``renderable`` (a str, rich Text, Table or Group, as :mod:`normstats.output.render` builds them) with
+    its text spelled in plain ASCII (``±`` as ``+-``, ``✓`` as ``yes``), before rich lays it out; rich draws
+    ASCII boxes itself for an encoding that is not UTF."""
+    from rich.console import Group
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
+    if isinstance(renderable, str):
+        return renderable.translate(ASCII).encode("ascii", "replace").decode("ascii")
+    if isinstance(renderable, Text):
+        style = renderable.spans[0].style if renderable.spans else renderable.style
+        return Text(_ascii(renderable.plain), style=style, justify=renderable.justify)
+    if isinstance(renderable, Group):
+        return Group(*(_ascii(r) for r in renderable.renderables))
+    if isinstance(renderable, RichTable):
+        for attr in ("title", "caption"):
+            if getattr(renderable, attr) is not None:
+                setattr(renderable, attr, _ascii(getattr(renderable, attr)))
+        for column in renderable.columns:
+            column.header = _ascii(column.header)
+            column._cells = [_ascii(c) for c in column._cells]
+        return renderable
+    return renderable
+
+
+def _encodable(stream: Any) -> bool:
+    """Whether ``stream`` can show the tables' characters (a UTF terminal or pipe can; ``ascii`` cannot)."""
+    try:
+        "±·—✓✗γ²…".encode(getattr(stream, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
 
 
 def _console(file: Any = None) -> Console:

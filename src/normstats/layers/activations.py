@@ -18,7 +18,7 @@ from normstats.errors import ParameterError
 from normstats.exact.gaussian import Piece, exp_negative_moment, piecewise_moment
 from normstats.layers.base import Elementwise
 from normstats.lazy import special
-from normstats.params import Param
+from normstats.params import SCALE_BOUND, Param
 from normstats.registry import register_layer
 
 #: SELU's constants as PyTorch documents them (Klambauer et al., Self-Normalizing Neural Networks, 2017).
@@ -155,7 +155,8 @@ class LeakyReLU(PiecewisePolynomial):
 
     summary = "x if x > 0 else slope * x"
     breakpoints = (0.0,)
-    params = (Param("slope", float, 0.01, "negative slope (PyTorch negative_slope)"),)
+    params = (Param("slope", float, 0.01, "negative slope (PyTorch negative_slope)", low=-SCALE_BOUND,
+                    high=SCALE_BOUND),)
 
     def f(self, x: np.ndarray) -> np.ndarray:
         return np.where(x > 0, x, self.slope * x)
@@ -176,8 +177,8 @@ class Hardtanh(PiecewisePolynomial):
 
     summary = "clip(x, min_val, max_val)"
     params = (
-        Param("min_val", float, -1.0, "lower clip value"),
-        Param("max_val", float, 1.0, "upper clip value (> min_val)"),
+        Param("min_val", float, -1.0, "lower clip value", low=-SCALE_BOUND, high=SCALE_BOUND),
+        Param("max_val", float, 1.0, "upper clip value (> min_val)", low=-SCALE_BOUND, high=SCALE_BOUND),
     )
 
     def resolve(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -305,7 +306,7 @@ class ELU(ExponentialLinear):
     """x for x > 0, alpha (exp(x) - 1) otherwise (torch.nn.ELU)."""
 
     summary = "x if x > 0 else alpha * (exp(x) - 1)"
-    params = (Param("alpha", float, 1.0, "negative saturation value"),)
+    params = (Param("alpha", float, 1.0, "negative saturation value", low=-SCALE_BOUND, high=SCALE_BOUND),)
 
     def shape(self) -> tuple[float, float, float]:
         return 1.0, self.alpha, 1.0
@@ -316,7 +317,9 @@ class CELU(ExponentialLinear):
     """max(0, x) + min(0, alpha (exp(x / alpha) - 1)) (torch.nn.CELU)."""
 
     summary = "max(0, x) + min(0, alpha * (exp(x/alpha) - 1))"
-    params = (Param("alpha", float, 1.0, "negative saturation value", low=0.0, low_open=True),)
+    params = (
+        Param("alpha", float, 1.0, "negative saturation value", low=0.0, low_open=True, high=SCALE_BOUND),
+    )
 
     def shape(self) -> tuple[float, float, float]:
         return 1.0, self.alpha, self.alpha
@@ -371,7 +374,7 @@ class SiLU(Elementwise):
     """x sigmoid(beta x): torch.nn.SiLU for beta = 1, the Swish of Ramachandran et al. otherwise."""
 
     summary = "x * sigmoid(beta * x)"
-    params = (Param("beta", float, 1.0, "slope inside the sigmoid"),)
+    params = (Param("beta", float, 1.0, "slope inside the sigmoid", low=-SCALE_BOUND, high=SCALE_BOUND),)
 
     def f(self, x: np.ndarray) -> np.ndarray:
         return x * expit(self.beta * x)
@@ -403,8 +406,9 @@ class Softplus(Elementwise):
 
     summary = "log(1 + exp(beta * x)) / beta; x where beta * x > threshold"
     params = (
-        Param("beta", float, 1.0, "sharpness", low=0.0, low_open=True),
-        Param("threshold", float, 20.0, "beta * x above which the output is x", low=0.0),
+        # below 1e-4, log(2)/beta dwarfs the std (about 1/2) and quadrature loses the variance to roundoff
+        Param("beta", float, 1.0, "sharpness", low=1e-4, high=SCALE_BOUND),
+        Param("threshold", float, 20.0, "beta * x above which the output is x", low=0.0, high=SCALE_BOUND),
     )
 
     @property

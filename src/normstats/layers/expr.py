@@ -33,6 +33,9 @@ MAX_NODES = 400
 #: Half-width of the interval scanned for kinks, and its grid step.
 SCAN = 40.0
 SCAN_STEP = 1e-3
+#: Largest |f| and |f'| accepted on [-8, 8]: the engine sums fourth powers of up to 1e12 draws, and
+#: (1e50)^4 * 1e12 = 1e212 stays far below the float maximum 1.8e308; a formula beyond it would overflow them.
+VALUE_BOUND = 1e50
 #: Beyond this |x| the Gaussian weight underflows (phi(38) ~ 1e-314), so quadrature treats the integrand as
 #: 0 there; a formula that overflows to inf or nan that far out does not spoil the integral.
 CUTOFF = 38.0
@@ -298,6 +301,14 @@ class CustomActivation(Elementwise):
                 raise NormstatsError(
                     f"--expr {self.expr!r}: the {label} is not finite at x = {at:g} ({arr[np.argmax(bad)]}); "
                     "the formula must be finite for every x in [-8, 8]"
+                )
+            big = np.abs(arr) > VALUE_BOUND
+            if big.any():
+                at = float(grid[np.argmax(big)])
+                raise NormstatsError(
+                    f"--expr {self.expr!r}: the {label} is too large at x = {at:g} ({arr[np.argmax(big)]:.3g}); "
+                    f"the formula and its derivative must stay within {VALUE_BOUND:g} in magnitude "
+                    "for x in [-8, 8] (their fourth powers are summed)"
                 )
 
     def f(self, x: np.ndarray) -> np.ndarray:
