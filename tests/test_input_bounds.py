@@ -148,3 +148,16 @@ def test_an_ascii_terminal_gets_a_plain_ascii_rendering(command: list[str]) -> N
     assert "?" not in out.replace("?)", "")  # nothing fell back to the replacement character
     if command[0] == "simulate":
         assert "1.4850 yes" in out and " +- " in out
+
+
+@pytest.mark.parametrize(("args", "figure"), [
+    (["--in-channels", "1024", "--out-channels", "1024", "--k", "15"], "5.0 GB"),
+    (["--in-channels", "4", "--k", "15", "--size", "300"], "569 MB"),
+])
+def test_a_conv_beyond_the_memory_bound_is_refused_with_the_figure(args: list[str], figure: str) -> None:
+    from normstats.layers.conv import MAX_MEMORY, work_bytes
+
+    line = _bad("simulate", "--layer", "conv", *args)
+    assert "within 256 MB" in line and line.endswith(figure)
+    conv = make_layer("conv", in_channels=1024, out_channels=1024, k=3)  # just inside: 150 MB
+    assert work_bytes(conv.values, conv.grid) <= MAX_MEMORY
