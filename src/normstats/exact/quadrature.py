@@ -97,8 +97,14 @@ def gaussian_mean_std(
     g: Callable[[np.ndarray], np.ndarray], breakpoints: Iterable[float] = ()
 ) -> tuple[float, float]:
     """Mean and standard deviation of ``g(X)``, ``X ~ N(0, 1)``; the variance is integrated about the mean
-    (a second pass) rather than as ``E g^2 - (E g)^2``, so no digits are lost to cancellation."""
+    (a second pass) rather than as ``E g^2 - (E g)^2``, so no digits are lost to cancellation. Both passes
+    integrate ``g - g(0)``: where ``g`` is nearly constant (a clip far in the tail) the mean's small part
+    is then integrated, not left as the last digits of ``g(0) + ...``."""
     points = tuple(breakpoints)
-    mean = gaussian_expectation(g, points)
-    var = gaussian_expectation(lambda t: (g(t) - mean) ** 2, points)
-    return mean, math.sqrt(var)
+    with np.errstate(all="ignore"):
+        c = float(np.asarray(g(np.zeros(1)), dtype=float).ravel()[0])
+    if not math.isfinite(c):
+        c = 0.0
+    offset = gaussian_expectation(lambda t: g(t) - c, points)
+    var = gaussian_expectation(lambda t: (g(t) - c - offset) ** 2, points)
+    return c + offset, math.sqrt(var)

@@ -15,7 +15,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from normstats.errors import ParameterError
-from normstats.exact.gaussian import Piece, exp_negative_moment, piecewise_moment
+from normstats.exact.gaussian import (
+    SERIES_T,
+    Piece,
+    exp_negative_moment,
+    exp_negative_series,
+    piecewise_moment,
+    piecewise_moment_bound,
+)
 from normstats.layers.base import Elementwise
 from normstats.lazy import special
 from normstats.params import SCALE_BOUND, Param
@@ -37,6 +44,10 @@ def expit(x: np.ndarray) -> np.ndarray:
     return np.where(np.asarray(x) >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+#: Largest relative rounding error a closed form may carry; beyond it the statistic comes from quadrature.
+CLOSED_FORM_RTOL = 1e-12
+
+
 class PiecewisePolynomial(Elementwise):
     """An activation whose value and derivative are polynomials between kinks: closed forms for all four
     statistics follow from truncated normal moments (:func:`normstats.exact.gaussian.piecewise_moment`)."""
@@ -48,14 +59,20 @@ class PiecewisePolynomial(Elementwise):
         raise NotImplementedError
 
     def formula(self) -> dict[str, float]:
-        mean = piecewise_moment(self.f_pieces())
-        second = piecewise_moment(self.f_pieces(), square=True)
-        return {
-            "fp_mean": mean,
-            "fp_std": math.sqrt(max(second - mean * mean, 0.0)),
-            "bp_mean": 0.0,
-            "bp_std": math.sqrt(piecewise_moment(self.df_pieces(), square=True)),
-        }
+        """The closed forms, each only where its rounding error bound is within :data:`CLOSED_FORM_RTOL` (the
+        mean's relative to the larger of |mean| and std, which is what a shift or a z-score sees); a
+        statistic left out goes to quadrature. Far in the tail (hardtanh on [6, 7]) the variance
+        ``E f^2 - (E f)^2`` cancels almost entirely."""
+        mean, mean_err = piecewise_moment_bound(self.f_pieces())
+        second, second_err = piecewise_moment_bound(self.f_pieces(), square=True)
+        var = second - mean * mean
+        var_err = second_err + 2 * abs(mean) * mean_err + 2.0**-52 * (second + mean * mean)
+        out = {"bp_mean": 0.0, "bp_std": math.sqrt(piecewise_moment(self.df_pieces(), square=True))}
+        if var_err <= 2 * CLOSED_FORM_RTOL * var:  # d(std)/std = d(var) / (2 var)
+            out["fp_std"] = math.sqrt(var)
+        if mean_err <= CLOSED_FORM_RTOL * max(abs(mean), math.sqrt(max(var, 0.0))):
+            out["fp_mean"] = mean
+        return out
 
 
 _INF = math.inf
@@ -289,9 +306,20 @@ class ExponentialLinear(Elementwise):
     def formula(self) -> dict[str, float]:
         scale, alpha, width = self.shape()
         t = 1.0 / width
-        e1, e2 = exp_negative_moment(t), exp_negative_moment(2.0 * t)
-        mean = scale * (1.0 / math.sqrt(2.0 * math.pi) + alpha * (e1 - 0.5))
-        second = scale**2 * (0.5 + alpha**2 * (e2 - 2.0 * e1 + 0.5))
+        e2 = exp_negative_moment(2.0 * t)
+        phi0 = 1.0 / math.sqrt(2.0 * math.pi)
+        if t <= SERIES_T:
+            # E[(exp(tX) - 1) 1{X<0}] = -t phi(0) + S_1 and E[(exp(tX) - 1)^2 1{X<0}] = S_2, with S_1, S_2 the
+            # series of exp_negative_series: for celu at large alpha (t = 1/alpha small) the closed form
+            # would get the mean, about 1/(4 alpha), as phi(0) - phi(0) + ..., losing all but ~1/alpha of it.
+            # alpha / width is exactly 1 for celu, so phi(0) (1 - alpha t) is exactly 0 there.
+            mean = scale * (phi0 * (1.0 - alpha / width) + alpha * exp_negative_series(t, lambda k: 1.0))
+            negative = exp_negative_series(t, lambda k: 2.0**k - 2.0)
+        else:
+            e1 = exp_negative_moment(t)
+            mean = scale * (phi0 + alpha * (e1 - 0.5))
+            negative = e2 - 2.0 * e1 + 0.5
+        second = scale**2 * (0.5 + alpha**2 * negative)
         bp = scale**2 * (0.5 + (alpha * t) ** 2 * e2)
         return {
             "fp_mean": mean,
