@@ -16,7 +16,9 @@ from normstats import api
 from normstats.cli import main
 from normstats.engine.sample_count import parse_samples
 
-STAT_KEYS = {"estimate", "se", "ci95", "reference", "reference_kind", "published", "published_agrees", "z"}
+STAT_KEYS = {
+    "estimate", "se", "ci95", "reference", "reference_kind", "published", "published_text", "published_agrees", "z",
+}
 
 
 def run(*args: str, code: int = 0) -> Result:
@@ -69,6 +71,7 @@ def test_simulate_json_follows_the_documented_shape() -> None:
         assert set(row[stat]) == STAT_KEYS
     fp = row["fp_mean"]
     assert fp["reference_kind"] == "quadrature" and fp["published"] == 1.485 and fp["published_agrees"] is True
+    assert fp["published_text"] == "1.4850"  # as printed: the trailing zero is its precision
     assert fp["ci95"][0] < fp["estimate"] < fp["ci95"][1]
     assert fp["z"] == pytest.approx((fp["estimate"] - fp["reference"]) / fp["se"])
 

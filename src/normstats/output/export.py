@@ -20,7 +20,7 @@ from normstats.published.figures import NORMPROP
 
 CSV_COLUMNS = (
     "layer", "params", "statistic", "estimate", "se", "ci95_lo", "ci95_hi", "reference", "reference_kind",
-    "published", "published_agrees", "z", "samples", "seed",
+    "published", "published_text", "published_agrees", "z", "samples", "seed",
 )
 
 
@@ -38,7 +38,8 @@ def to_csv(table: Table) -> str:
             d = stat.to_dict()
             cells = [
                 row.layer, row.describe_params(), name, d["estimate"], d["se"], d["ci95"][0], d["ci95"][1],
-                d["reference"], d["reference_kind"], d["published"], d["published_agrees"], d["z"],
+                d["reference"], d["reference_kind"], d["published"], d["published_text"], d["published_agrees"],
+                d["z"],
                 row.samples, table.seed,
             ]
             writer.writerow([_cell(c) for c in cells])
