@@ -377,7 +377,8 @@ def _layer_params(layer: str, args: list[str], command: click.Command) -> dict[s
     return params
 
 
-#: Width of tables written to a file or a pipe (a terminal uses its own width).
+#: Width of text written to a file or a pipe (a terminal uses its own width); a table wider than this gets
+#: its natural width there, so that nothing in it wraps or is cut.
 FILE_WIDTH = 120
 
 
@@ -401,6 +402,8 @@ def _new_console(**options: Any) -> Console:
         def print(self, *objects: Any, **kwargs: Any) -> None:
             if not _encodable(self.file):
                 objects = tuple(_ascii(o) for o in objects)
+            if not self.is_terminal:  # a pipe or a file: as wide as the widest table needs
+                self.width = max([FILE_WIDTH, *(_render().natural_width(o) for o in objects)])
             super().print(*objects, **kwargs)
 
     return _Console(**options)
@@ -464,7 +467,8 @@ def _emit(result: Table, fmt: str, output: str | None, title: str, convention: s
         if fmt == "table":
             buf = io.StringIO() if output else None
             console = _new_console(file=buf, width=FILE_WIDTH, no_color=True) if buf else _console()
-            console.print(_render().results(list(result.rows), title, convention))
+            width = console.width if console.is_terminal else None
+            console.print(_render().results(list(result.rows), title, convention, width))
             text = buf.getvalue() if buf else None
         else:
             text = export.WRITERS[fmt](result)
