@@ -70,6 +70,9 @@ class _Main(click.Group):
             return code
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
+        except click.exceptions.NoArgsIsHelpError as exc:  # plain `normstats`: the help, which is no error
+            click.echo(exc.ctx.get_help())
+            sys.exit(0)
         except click.ClickException as exc:
             click.echo(f"normstats: error: {exc.format_message()}", err=True)
             sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
@@ -82,6 +85,20 @@ class _Main(click.Group):
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list with each command's whole short help (click would cut a long one mid-sentence):
+        its ``short_help``, else the first paragraph of its help, wrapped."""
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is None or cmd.hidden:
+                continue
+            text = cmd.short_help or (cmd.help or "").split("\n\n")[0]
+            rows.append((name, " ".join(text.split())))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -199,7 +216,7 @@ def main() -> None:
     estimates with standard errors, checked against exact references."""
 
 
-@main.command("list", epilog=EXIT_HELP)
+@main.command("list", epilog=EXIT_HELP, short_help="List every layer with its parameters, defaults and reference kind.")
 @click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True)
 def list_cmd(fmt: str) -> None:
     """List every layer with its parameters, defaults and reference kind."""
@@ -212,6 +229,7 @@ def list_cmd(fmt: str) -> None:
 
 
 @main.command(
+    short_help="Estimate one layer's (or a formula's) fp/bp statistics against their references.",
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
     epilog="Layer parameters are options too: --k 3, --p 0.9, --fan-in 512 (see 'normstats list').\n\n"
     + EXIT_HELP,
@@ -259,7 +277,7 @@ def simulate(
     _finish(result, output)
 
 
-@main.command(epilog=EXIT_HELP)
+@main.command(epilog=EXIT_HELP, short_help="The NormProp table: every published layer, estimated and checked.")
 @samples_option
 @seed_option
 @run_options
@@ -276,7 +294,7 @@ def table(
     _finish(result, output)
 
 
-@main.command("export", epilog="Regenerate the repository's tables/ folder: normstats export --all --output-dir tables/\n\n"
+@main.command("export", short_help="Export the default table in one format, or every format into a folder.", epilog="Regenerate the repository's tables/ folder: normstats export --all --output-dir tables/\n\n"
               + EXIT_HELP)
 @samples_option
 @seed_option
@@ -309,7 +327,7 @@ def export_cmd(
 
 
 
-@main.command("schema", epilog=EXIT_HELP)
+@main.command("schema", epilog=EXIT_HELP, short_help="Print the JSON Schema of the --format json documents.")
 def schema_cmd() -> None:
     """Print the JSON Schema of the documents written with --format json."""
     click.echo(export.dumps(export.schema()), nl=False)
@@ -364,17 +382,34 @@ def _layer_params(layer: str, args: list[str], command: click.Command) -> dict[s
             raise click.UsageError(f"unexpected argument {token!r}: layer parameters are given as --name VALUE")
         option, eq, value = token.partition("=")
         if option not in declared:
-            own = [o for p in command.params for o in getattr(p, "opts", [])]
-            close = difflib.get_close_matches(option, [*declared, *own], n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]}?" if close else ""
-            have = ", ".join(declared) or "none"
-            raise ParameterError(f"layer '{cls.name}' has no parameter {option} (its parameters: {have}){hint}")
+            raise _unknown_option(option, cls.name, list(declared), command)
         if not eq:
             value = next(it, None)  # type: ignore[assignment]
             if value is None:
                 raise ParameterError(f"parameter {option} of layer '{cls.name}' needs a value")
         params[declared[option]] = value
     return params
+
+
+#: How close a mistyped option must be to one of the command's own options to be taken for it (``--seeds``
+#: for ``--seed``: 0.91; ``--k`` for ``--dask``: 0.67 is not), and to a layer parameter to be suggested.
+COMMAND_OPTION_CUTOFF = 0.8
+PARAMETER_CUTOFF = 0.6
+
+
+def _unknown_option(option: str, layer: str, declared: list[str], command: click.Command) -> NormstatsError:
+    """The error for ``option``, which neither the command nor the layer has. A near miss of one of the
+    command's own options (``--seeds``) is a mistyped option; anything else is taken for a layer parameter
+    the layer lacks, with a suggestion only from the layer's parameters (``--k`` for relu suggests nothing:
+    relu has no parameters, and ``--dask`` is no kin of ``--k``)."""
+    own = [o for p in command.params for o in getattr(p, "opts", []) if o.startswith("--")]
+    near = difflib.get_close_matches(option, own, n=1, cutoff=COMMAND_OPTION_CUTOFF)
+    in_layer = difflib.get_close_matches(option, declared, n=1, cutoff=PARAMETER_CUTOFF)
+    if near and not in_layer:
+        return NormstatsError(f"no such option {option} for '{command.name}'; did you mean {near[0]}?")
+    hint = f"; did you mean {in_layer[0]}?" if in_layer else ""
+    have = ", ".join(declared) or "none"
+    return ParameterError(f"layer '{layer}' has no parameter {option} (its parameters: {have}){hint}")
 
 
 #: Width of text written to a file or a pipe (a terminal uses its own width); a table wider than this gets
@@ -483,7 +518,7 @@ def _emit(result: Table, fmt: str, output: str | None, title: str, convention: s
         click.echo(f"wrote {output}", err=True)
 
 
-@main.command(epilog=EXIT_HELP)
+@main.command(epilog=EXIT_HELP, short_help="Published NFNet gammas and PyTorch gains against exact references.")
 @click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True)
 def audit(fmt: str) -> None:
     """Published NFNet gammas and PyTorch gains against exact references: figure, reference, relative
@@ -496,6 +531,7 @@ def audit(fmt: str) -> None:
 
 
 @main.command(
+    short_help="The scale (and a free parameter) that make an activation self-normalizing.",
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
     epilog="Fixed layer parameters are options too, e.g. --slope 0.2.\n\n" + EXIT_HELP,
 )

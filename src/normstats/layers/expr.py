@@ -94,6 +94,31 @@ _OP_TEXT = {ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.FloorDiv: "//"
             ast.Invert: "~"}
 
 
+#: A refused syntax element in words (not Python's node names), with its verb, and what to write instead.
+_CONSTRUCTS: dict[type, tuple[str, str]] = {
+    ast.IfExp: ("'a if condition else b' is", "write where(condition, a, b), e.g. where(x > 0, x, 0)"),
+    ast.BoolOp: ("'and' and 'or' are",
+                 "combine conditions with where(...), or multiply comparisons: (x > 0) * (x < 1)"),
+    ast.Tuple: ("tuples (commas outside a call) are", ""),
+    ast.List: ("lists are", ""),
+    ast.Set: ("sets are", ""),
+    ast.Dict: ("dicts are", ""),
+    ast.ListComp: ("comprehensions are", ""),
+    ast.SetComp: ("comprehensions are", ""),
+    ast.DictComp: ("comprehensions are", ""),
+    ast.GeneratorExp: ("comprehensions are", ""),
+    ast.Attribute: ("attribute access is", ""),
+    ast.Subscript: ("subscripts are", ""),
+    ast.Slice: ("slices are", ""),
+    ast.Lambda: ("lambdas are", ""),
+    ast.JoinedStr: ("strings are", ""),
+    ast.FormattedValue: ("strings are", ""),
+    ast.Starred: ("'*' unpacking is", ""),
+    ast.NamedExpr: ("assignments (':=') are", ""),
+    ast.Await: ("'await' is", ""),
+}
+
+
 def _refuse(text: str, reason: str) -> NormstatsError:
     return NormstatsError(f"--expr {text!r}: {reason}")
 
@@ -161,9 +186,10 @@ def _check(node: ast.AST, text: str) -> None:
         if len(node.args) != arity:
             raise _refuse(text, f"{func.id}() takes {arity} argument{'s' * (arity > 1)}; got {len(node.args)}")
         return
-    kind = {ast.Attribute: "attribute access", ast.Subscript: "subscripts", ast.Lambda: "lambda",
-            ast.JoinedStr: "strings"}.get(type(node), type(node).__name__)
-    raise _refuse(text, f"{kind} is not allowed; {_allowed_help()}")
+    kind, advice = _CONSTRUCTS.get(type(node), ("this construct is", ""))
+    segment = ast.get_source_segment(text.strip(), node)
+    where = f" (here: {segment})" if segment and segment != text.strip() else ""
+    raise _refuse(text, f"{kind} not allowed{where}; {advice or _allowed_help()}")
 
 
 class _Interpreter:
