@@ -172,7 +172,15 @@ def test_qmc_standard_error_is_the_spread_of_the_replicates() -> None:
     estimates, draws = plan.snapshot()
     means = [acc.fp.mean for acc in plan._accs]
     assert draws == 16 * 256
+    # for a mean the jackknife over replicates is exactly the spread of their means over sqrt(16)
     assert estimates["fp_mean"] == pytest.approx((np.mean(means), np.std(means, ddof=1) / 4), rel=1e-12)
+    # a std comes from the pooled moments of every replicate, not from the mean of the replicates' stds
+    pooled = plan._accs[0]
+    for acc in plan._accs[1:]:
+        pooled = pooled.merge(acc)
+    assert estimates["fp_std"][0] == pytest.approx(pooled.fp.std, rel=1e-12)
+    stds = [acc.fp.std for acc in plan._accs]
+    assert estimates["fp_std"][0] > np.mean(stds)  # each replicate's plug-in std is biased low
 
 
 # -- the command line ------------------------------------------------------------------------------------------
