@@ -16,7 +16,9 @@ from normstats import api
 from normstats.cli import main
 from normstats.engine.sample_count import parse_samples
 
-STAT_KEYS = {"estimate", "se", "ci95", "reference", "reference_kind", "published", "published_agrees", "z"}
+STAT_KEYS = {
+    "estimate", "se", "ci95", "reference", "reference_kind", "published", "published_text", "published_agrees", "z",
+}
 
 
 def run(*args: str, code: int = 0) -> Result:
@@ -69,6 +71,7 @@ def test_simulate_json_follows_the_documented_shape() -> None:
         assert set(row[stat]) == STAT_KEYS
     fp = row["fp_mean"]
     assert fp["reference_kind"] == "quadrature" and fp["published"] == 1.485 and fp["published_agrees"] is True
+    assert fp["published_text"] == "1.4850"  # as printed: the trailing zero is its precision
     assert fp["ci95"][0] < fp["estimate"] < fp["ci95"][1]
     assert fp["z"] == pytest.approx((fp["estimate"] - fp["reference"]) / fp["se"])
 
@@ -142,6 +145,50 @@ def test_a_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.M
     assert "No space left on device" in line
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["t.json"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_a_new_output_file_follows_the_umask(tmp_path: Path, umask: int) -> None:
+    old = os.umask(umask)
+    try:
+        run("simulate", "--layer", "relu", "-n", "100", "--format", "json", "-o", str(tmp_path / "t.json"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "t.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_an_overwritten_file_keeps_its_mode_and_a_symlink_is_written_through(tmp_path: Path) -> None:
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    target.chmod(0o640)
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    run("simulate", "--layer", "relu", "-n", "100", "--format", "json", "-o", str(link))
+    assert link.is_symlink() and link.resolve() == target
+    assert json.loads(target.read_text())["rows"][0]["layer"] == "relu"
+    assert target.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "real.json"]
+
+
+@pytest.mark.parametrize("args", [["list"], ["list", "--format", "json"], ["simulate", "--layer", "relu", "-n", "100"]])
+def test_a_closed_pipe_ends_quietly(args: list[str]) -> None:
+    """``normstats list | true``: the reader is gone before the first write; exit 141 (128 + SIGPIPE), and
+    stderr keeps the summary of the run, without a traceback."""
+    import subprocess
+    import sys
+
+    reader = subprocess.Popen(["true"], stdin=subprocess.PIPE)
+    reader.wait()
+    proc = subprocess.run([sys.executable, "-m", "normstats.cli", *args], stdout=reader.stdin,
+                          stderr=subprocess.PIPE, text=True, timeout=60)
+    assert reader.stdin is not None
+    reader.stdin.close()
+    assert proc.returncode == 141, proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception" not in proc.stderr
+    if args[0] == "simulate":
+        assert proc.stderr == "relu: 100 draws (mc), stopped by samples\n"
+    else:
+        assert proc.stderr == ""
 
 
 @pytest.mark.parametrize(

@@ -78,7 +78,7 @@ def test_csv_long_form(small_table: normstats.Table) -> None:
     assert float(fp["ci95_lo"]) < float(fp["estimate"]) < float(fp["ci95_hi"])
     assert fp["reference_kind"] == "quadrature" and fp["published"] == "1.0291"
     assert fp["published_agrees"] == "false" and fp["seed"] == "1" and fp["samples"] == "4000"
-    assert pool[2]["published"] == "" and pool[2]["published_agrees"] == ""
+    assert pool[2]["published"] == "" and pool[2]["published_agrees"] == "" and pool[2]["published_text"] == ""
 
 
 def test_latex_is_balanced_and_escaped(small_table: normstats.Table) -> None:
@@ -172,3 +172,20 @@ def test_committed_tables_are_what_the_documented_command_writes(tmp_path: Path)
         assert difference is None, (
             f"tables/{name} is stale ({difference}): run 'normstats export --all --output-dir tables/'"
         )
+
+
+def test_published_figures_keep_their_printed_text(small_table: normstats.Table) -> None:
+    """A figure printed as 0.7010 is 0.701 as a number: the text keeps the precision it is judged at."""
+    lines = list(csv.DictReader(io.StringIO(export.to_csv(small_table))))
+    doc = json.loads(export.to_json(small_table))
+    texts = [r["published_text"] for r in lines if r["published_text"]]
+    assert "0.7010" in texts
+    for line in lines:
+        try:  # a printed decimal (not an exact expression such as "sqrt(1/(2 pi))")
+            printed = float(line["published_text"])
+        except ValueError:
+            continue
+        assert printed == float(line["published"])
+    for row in doc["rows"]:
+        for s in ("fp_mean", "fp_std", "bp_mean", "bp_std"):
+            assert (row[s]["published"] is None) == (row[s]["published_text"] is None)

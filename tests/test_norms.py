@@ -144,7 +144,7 @@ def test_gain_only_with_ws() -> None:
         (("--layer", "layernorm", "--features", "0"), ("--features", "0")),
         (("--layer", "rmsnorm", "--features", "0"), ("--features", "0")),
         (("--layer", "groupnorm", "--groups", "3", "--channels", "4"), ("--groups", "3", "4")),
-        (("--layer", "batchnorm", "--eps", "-1"), ("--eps", ">= 0", "-1")),
+        (("--layer", "batchnorm", "--eps", "-1"), ("--eps", "in [0, 1]", "-1")),
         (("--layer", "layernorm", "--features", "1", "--eps", "0"), ("--eps", "0 / 0")),
         (("--layer", "softmax", "--temperature", "0"), ("--temperature", "(0, ", "0")),
     ],

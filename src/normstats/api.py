@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from typing import Any, Callable, Iterable
 
 from normstats.engine import blocks as engine
 from normstats.engine.executors import open_executor
-from normstats.engine.progress import NULL_PROGRESS, Progress
+from normstats.engine.progress import NULL_PROGRESS, Labelled, Progress
 from normstats.engine.sample_count import MAX_SAMPLES, parse_samples
 from normstats.engine.sources import METHODS as SAMPLING_METHODS
 from normstats.engine.stopping import (
@@ -127,6 +127,10 @@ def run_options(
         from normstats.engine.executors import check_workers
 
         workers = check_workers(workers)
+    if dask is not None:
+        from normstats.engine.executors import check_dask_address
+
+        dask = check_dask_address(dask)
     if processes and dask is not None:
         raise NormstatsError(
             f"--processes runs local worker processes and --dask sends blocks to a cluster: give one of them; "
@@ -238,10 +242,12 @@ def table(
     )
     out: list[Row] = []
     interrupted = False
+    rows = list(rows)
     with open_executor(opts.workers, opts.dask, opts.processes) as executor:
         try:
-            for name, params in rows:
-                row = _simulate(make_layer(name, **params), opts, "auto", executor)
+            for i, (name, params) in enumerate(rows, 1):
+                labelled = replace(opts, progress=Labelled(opts.progress, f"row {i}/{len(rows)}"))
+                row = _simulate(make_layer(name, **params), labelled, "auto", executor)
                 out.append(row)
                 if on_row is not None:
                     on_row(row)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import functools
 import io
+import signal
 import sys
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable
@@ -37,20 +38,46 @@ from normstats.registry import get_layer
 if TYPE_CHECKING:
     from rich.console import Console
 
-EXIT_HELP = """Exit codes: 0 success; 2 bad input (one line on stderr names the parameter, what is allowed and
-what was given); 130 interrupted."""
+EXIT_HELP = """Exit codes: 0 success; 1 an internal error (never bad input); 2 bad input (one line on stderr
+names the parameter, what is allowed and what was given); 130 interrupted by Ctrl-C, 143 by SIGTERM (an
+interrupted run writes no file); 141 stdout closed by its reader."""
 
 FORMATS = ("table", *export.WRITERS)
 
 
+#: The signal that interrupted this run: SIGINT (Ctrl-C) unless SIGTERM came. The exit status is 128 + its
+#: number (130, 143), the shell's convention for a process ended by a signal.
+_INTERRUPT = {"signal": int(signal.SIGINT)}
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM stops a run as Ctrl-C does (the engine returns what it merged), then exits with 143."""
+    _INTERRUPT["signal"] = signum
+    raise KeyboardInterrupt
+
+
+def interrupted_status() -> int:
+    return 128 + _INTERRUPT["signal"]
+
+
 class _Main(click.Group):
-    """Turns every usage error into one line on stderr and exit code 2, and Ctrl-C into exit code 130."""
+    """Turns every usage error into one line on stderr and exit code 2, and Ctrl-C or SIGTERM into exit code
+    130 or 143."""
 
     def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:  # type: ignore[override]
+        _INTERRUPT["signal"] = int(signal.SIGINT)
+        _PIPE["closed"] = False
+        previous = _install(signal.SIGTERM, _on_sigterm)
         try:
-            return super().main(args, prog_name, standalone_mode=False, **extra)
+            code = super().main(args, prog_name, standalone_mode=False, **extra)
+            if isinstance(code, int):  # click returns an Exit's code when not in standalone mode
+                sys.exit(code)
+            return code
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
+        except click.exceptions.NoArgsIsHelpError as exc:  # plain `normstats`: the help, which is no error
+            click.echo(exc.ctx.get_help())
+            sys.exit(0)
         except click.ClickException as exc:
             click.echo(f"normstats: error: {exc.format_message()}", err=True)
             sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
@@ -59,7 +86,56 @@ class _Main(click.Group):
             sys.exit(2)
         except (KeyboardInterrupt, click.Abort):
             click.echo("normstats: interrupted", err=True)
-            sys.exit(130)
+            sys.exit(interrupted_status())
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list with each command's whole short help (click would cut a long one mid-sentence):
+        its ``short_help``, else the first paragraph of its help, wrapped."""
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is None or cmd.hidden:
+                continue
+            text = cmd.short_help or (cmd.help or "").split("\n\n")[0]
+            rows.append((name, " ".join(text.split())))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:  # the reader went away (normstats list | head -1): end quietly
+            _discard_stdout()
+            raise click.exceptions.Exit(PIPE_CLOSED) from None
+
+
+#: The exit status when stdout's reader has gone (128 + SIGPIPE, what a tool killed by SIGPIPE reports).
+PIPE_CLOSED = 128 + 13
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that nothing more (not even the flush at exit) fails on a closed pipe."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (e.g. a test runner's buffer)
+        pass
+    finally:
+        os.close(devnull)
+
+
+def _install(signum: signal.Signals, handler: Callable[[int, Any], None]) -> Any:
+    """Set a signal handler where Python allows it (the main thread); return the one it replaced."""
+    try:
+        return signal.signal(signum, handler)
+    except ValueError:  # not the main thread (e.g. an embedding application): leave signals alone
+        return None
 
 
 def _checked(convert: Callable[[Any], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
@@ -146,7 +222,7 @@ def main() -> None:
     estimates with standard errors, checked against exact references."""
 
 
-@main.command("list", epilog=EXIT_HELP)
+@main.command("list", epilog=EXIT_HELP, short_help="List every layer with its parameters, defaults and reference kind.")
 @click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True)
 def list_cmd(fmt: str) -> None:
     """List every layer with its parameters, defaults and reference kind."""
@@ -159,6 +235,7 @@ def list_cmd(fmt: str) -> None:
 
 
 @main.command(
+    short_help="Estimate one layer's (or a formula's) fp/bp statistics against their references.",
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
     epilog="Layer parameters are options too: --k 3, --p 0.9, --fan-in 512 (see 'normstats list').\n\n"
     + EXIT_HELP,
@@ -203,10 +280,10 @@ def simulate(
     if row.sampler != DEFAULT_SAMPLER:
         title += f" · sampler {row.sampler}"
     _emit(result, fmt, output, title, convention)
-    _finish(result)
+    _finish(result, output)
 
 
-@main.command(epilog=EXIT_HELP)
+@main.command(epilog=EXIT_HELP, short_help="The NormProp table: every published layer, estimated and checked.")
 @samples_option
 @seed_option
 @run_options
@@ -220,13 +297,14 @@ def table(
     result = api.table(samples=samples, seed=seed, progress=make_progress(quiet), **run)
     title = f"normstats {result.version} · {run['method']} · bp {run['estimator']} · seed {seed}"
     _emit(result, fmt, output, title, convention)
-    _finish(result)
+    _finish(result, output)
 
 
 NETWORK_FORMATS = ("table", "json", "csv", "markdown")
 
 
 @main.command(
+    short_help="Per-layer fp/bp statistics of a whole network, beside the infinite-width limit.",
     epilog="Specs: '20*(linear relu)', 'linear(fan_out=256) relu', 'conv(out_channels=16,k=3,padding=1) relu "
     "maxpool(k=2)', '16*res(linear relu linear, alpha=0.2, beta=auto)'.\n\n" + EXIT_HELP,
 )
@@ -264,37 +342,44 @@ def network(
         spec, input=input_shape, width=width, normprop=normprop, inits=inits, samples=samples, seed=seed,
         progress=make_progress(quiet), **run,
     )
-    if fmt == "table":
-        from rich.console import Console
+    title = (f"network {result.spec} · input {'x'.join(map(str, result.input))} · normprop {result.normprop}"
+             f" · {result.draws:,} draws · {result.inits} network{'s' if result.inits > 1 else ''} · seed {seed}")
+    if not (output and result.partial):
+        try:
+            if fmt == "table":
+                buf = io.StringIO() if output else None
+                console = _new_console(file=buf, width=FILE_WIDTH, no_color=True) if buf else _console()
+                console.print(network_render.network_table(result, title))
+                text = buf.getvalue() if buf else None
+            else:
+                text = {"json": lambda r: export.dumps(r.to_dict()), "csv": network_render.to_csv,
+                        "markdown": network_render.to_markdown}[fmt](result)
+                if not output:
+                    click.echo(text, nl=False)
+        except BrokenPipeError:  # stdout's reader went away: still say on stderr how the run ended
+            _discard_stdout()
+            _PIPE["closed"] = True
+            text = None
+        if output and text is not None:
+            export.write_atomic(output, text)
+            click.echo(f"wrote {output}", err=True)
+        if plot is not None:
+            from normstats.output.signal_plot import plot_signal_propagation
 
-        buf = io.StringIO() if output else None
-        console = Console(file=buf, width=FILE_WIDTH, no_color=True) if buf else _console()
-        title = (f"network {result.spec} · input {'x'.join(map(str, result.input))} · normprop {result.normprop}"
-                 f" · {result.draws:,} draws · {result.inits} network{'s' if result.inits > 1 else ''} · seed {seed}")
-        console.print(network_render.network_table(result, title))
-        text = buf.getvalue() if buf else None
-    else:
-        text = {"json": lambda r: export.dumps(r.to_dict()), "csv": network_render.to_csv,
-                "markdown": network_render.to_markdown}[fmt](result)
-        if not output:
-            click.echo(text, nl=False)
-    if output and text is not None:
-        export.write_atomic(output, text)
-        click.echo(f"wrote {output}", err=True)
-    if plot is not None:
-        from normstats.output.signal_plot import plot_signal_propagation
-
-        plot_signal_propagation(result, plot)
-        click.echo(f"wrote {plot}", err=True)
-    click.echo(f"{result.draws:,} draws over {result.inits} network{'s' if result.inits > 1 else ''} ({result.method}), "
-               f"stopped by {result.stop}", err=True)
+            plot_signal_propagation(result, plot)
+            click.echo(f"wrote {plot}", err=True)
+    networks = f"{result.inits} network{'s' if result.inits > 1 else ''}"
+    click.echo(f"{result.draws:,} draws over {networks} ({result.method}), stopped by {result.stop}", err=True)
+    if _PIPE["closed"]:
+        sys.exit(PIPE_CLOSED)
+    if result.partial and (output is not None or plot is not None):
+        _interrupted(f"nothing written to {' or '.join(filter(None, (output, plot)))}")
     if result.partial:
-        click.echo("normstats: interrupted: the results above are partial (their se hold for the draws taken)",
-                   err=True)
-        sys.exit(130)
+        _interrupted("the results above are partial (their se hold for the draws taken)")
 
 
-@main.command("export", epilog="Regenerate the repository's tables/ folder: normstats export --all --output-dir tables/ "
+@main.command("export", short_help="Export the default table in one format, or every format into a folder.",
+              epilog="Regenerate the repository's tables/ folder: normstats export --all --output-dir tables/ "
               "and normstats export --depth --output-dir tables/\n\n" + EXIT_HELP)
 @samples_option
 @seed_option
@@ -327,6 +412,10 @@ def export_cmd(
     if output_dir:
         export.check_directory(output_dir)
     result = api.table(samples=samples, seed=seed)
+    if result.partial:  # an export is whole or not at all: a partial table would replace good files
+        where = f"{output_dir}" if output_dir else (output or "stdout")
+        _interrupted(f"nothing exported to {where}" + (" (its files keep their contents)" if output_dir else
+                                                         _kept(output)))
     if output_dir:
         for path in export.write_all(result, output_dir):
             click.echo(f"wrote {path}", err=True)
@@ -335,15 +424,34 @@ def export_cmd(
 
 
 
-@main.command("schema", epilog=EXIT_HELP)
+@main.command("schema", epilog=EXIT_HELP, short_help="Print the JSON Schema of the --format json documents.")
 def schema_cmd() -> None:
     """Print the JSON Schema of the documents written with --format json."""
     click.echo(export.dumps(export.schema()), nl=False)
 
 
-def _finish(result: Table) -> None:
-    """Say on stderr how each run ended; exit 130 when Ctrl-C cut the run short (after the partial results
-    were printed or written)."""
+#: Set when stdout's reader went away during the output (see :func:`_emit`).
+_PIPE = {"closed": False}
+
+
+def _kept(output: str | None) -> str:
+    """What became of ``--output`` after an interrupted run: nothing was written to it."""
+    if output is None:
+        return ""
+    from pathlib import Path
+
+    return " (it keeps its contents)" if Path(output).exists() else " (it was not created)"
+
+
+def _interrupted(what: str) -> None:
+    click.echo(f"normstats: interrupted: {what}", err=True)
+    sys.exit(interrupted_status())
+
+
+def _finish(result: Table, output: str | None = None) -> None:
+    """Say on stderr how each run ended; exit 130 (143 for SIGTERM) when the run was cut short, after the
+    partial results were printed (to ``--output`` nothing is written: a partial table would replace a whole
+    one)."""
     endings = {(row.samples, row.method, row.stop) for row in result.rows}
     if len(result.rows) > 1 and len(endings) == 1:
         ((samples, method, stop),) = endings
@@ -354,10 +462,12 @@ def _finish(result: Table) -> None:
             click.echo(f"{label}: {row.samples:,} draws ({row.method}), stopped by {row.stop}", err=True)
     for line in fmt.not_finite_lines(result.rows):
         click.echo(line, err=True)
+    if _PIPE["closed"]:
+        sys.exit(PIPE_CLOSED)
+    if result.partial and output is not None:
+        _interrupted(f"nothing written to {output}{_kept(output)}")
     if result.partial:
-        click.echo("normstats: interrupted: the results above are partial (their se hold for the draws taken)",
-                   err=True)
-        sys.exit(130)
+        _interrupted("the results above are partial (their se hold for the draws taken)")
 
 
 def _layer_params(layer: str, args: list[str], command: click.Command) -> dict[str, str]:
@@ -371,11 +481,7 @@ def _layer_params(layer: str, args: list[str], command: click.Command) -> dict[s
             raise click.UsageError(f"unexpected argument {token!r}: layer parameters are given as --name VALUE")
         option, eq, value = token.partition("=")
         if option not in declared:
-            own = [o for p in command.params for o in getattr(p, "opts", [])]
-            close = difflib.get_close_matches(option, [*declared, *own], n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]}?" if close else ""
-            have = ", ".join(declared) or "none"
-            raise ParameterError(f"layer '{cls.name}' has no parameter {option} (its parameters: {have}){hint}")
+            raise _unknown_option(option, cls.name, list(declared), command)
         if not eq:
             value = next(it, None)  # type: ignore[assignment]
             if value is None:
@@ -384,7 +490,29 @@ def _layer_params(layer: str, args: list[str], command: click.Command) -> dict[s
     return params
 
 
-#: Width of tables written to a file or a pipe (a terminal uses its own width).
+#: How close a mistyped option must be to one of the command's own options to be taken for it (``--seeds``
+#: for ``--seed``: 0.91; ``--k`` for ``--dask``: 0.67 is not), and to a layer parameter to be suggested.
+COMMAND_OPTION_CUTOFF = 0.8
+PARAMETER_CUTOFF = 0.6
+
+
+def _unknown_option(option: str, layer: str, declared: list[str], command: click.Command) -> NormstatsError:
+    """The error for ``option``, which neither the command nor the layer has. A near miss of one of the
+    command's own options (``--seeds``) is a mistyped option; anything else is taken for a layer parameter
+    the layer lacks, with a suggestion only from the layer's parameters (``--k`` for relu suggests nothing:
+    relu has no parameters, and ``--dask`` is no kin of ``--k``)."""
+    own = [o for p in command.params for o in getattr(p, "opts", []) if o.startswith("--")]
+    near = difflib.get_close_matches(option, own, n=1, cutoff=COMMAND_OPTION_CUTOFF)
+    in_layer = difflib.get_close_matches(option, declared, n=1, cutoff=PARAMETER_CUTOFF)
+    if near and not in_layer:
+        return NormstatsError(f"no such option {option} for '{command.name}'; did you mean {near[0]}?")
+    hint = f"; did you mean {in_layer[0]}?" if in_layer else ""
+    have = ", ".join(declared) or "none"
+    return ParameterError(f"layer '{layer}' has no parameter {option} (its parameters: {have}){hint}")
+
+
+#: Width of text written to a file or a pipe (a terminal uses its own width); a table wider than this gets
+#: its natural width there, so that nothing in it wraps or is cut.
 FILE_WIDTH = 120
 
 
@@ -396,27 +524,94 @@ def _render() -> ModuleType:
     return render
 
 
-def _console(file: Any = None) -> Console:
+def _new_console(**options: Any) -> Console:
+    """A rich console that reports a closed stdout as :class:`BrokenPipeError` (rich's own handling exits
+    with status 1), so that the run still says on stderr how it ended."""
     from rich.console import Console
 
-    console = Console(file=file)
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError
+
+        def print(self, *objects: Any, **kwargs: Any) -> None:
+            if not _encodable(self.file):
+                objects = tuple(_ascii(o) for o in objects)
+            if not self.is_terminal:  # a pipe or a file: as wide as the widest table needs
+                self.width = max([FILE_WIDTH, *(_render().natural_width(o) for o in objects)])
+            super().print(*objects, **kwargs)
+
+    return _Console(**options)
+
+
+#: Plain-ASCII spellings of the characters the tables use, for a stdout that cannot encode them.
+ASCII = str.maketrans({
+    "·": "|", "±": "+-", "—": "-", "–": "-", "✓": "yes", "✗": "NO", "γ": "gamma", "²": "^2", "…": "...",
+    "≤": "<=", "≥": ">=", "×": "x", "√": "sqrt", "∞": "inf",
+})
+
+
+def _ascii(renderable: Any) -> Any:
+    """``renderable`` (a str, rich Text, Table or Group, as :mod:`normstats.output.render` builds them) with
+    its text spelled in plain ASCII (``±`` as ``+-``, ``✓`` as ``yes``), before rich lays it out; rich draws
+    ASCII boxes itself for an encoding that is not UTF."""
+    from rich.console import Group
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
+    if isinstance(renderable, str):
+        return renderable.translate(ASCII).encode("ascii", "replace").decode("ascii")
+    if isinstance(renderable, Text):
+        style = renderable.spans[0].style if renderable.spans else renderable.style
+        return Text(_ascii(renderable.plain), style=style, justify=renderable.justify)
+    if isinstance(renderable, Group):
+        return Group(*(_ascii(r) for r in renderable.renderables))
+    if isinstance(renderable, RichTable):
+        for attr in ("title", "caption"):
+            if getattr(renderable, attr) is not None:
+                setattr(renderable, attr, _ascii(getattr(renderable, attr)))
+        for column in renderable.columns:
+            column.header = _ascii(column.header)
+            column._cells = [_ascii(c) for c in column._cells]
+        return renderable
+    return renderable
+
+
+def _encodable(stream: Any) -> bool:
+    """Whether ``stream`` can show the tables' characters (a UTF terminal or pipe can; ``ascii`` cannot)."""
+    try:
+        "±·—✓✗γ²…".encode(getattr(stream, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _console(file: Any = None) -> Console:
+    console = _new_console(file=file)
     if not console.is_terminal:
-        console = Console(file=file, width=FILE_WIDTH)
+        console = _new_console(file=file, width=FILE_WIDTH)
     return console
 
 
 def _emit(result: Table, fmt: str, output: str | None, title: str, convention: str = "all") -> None:
-    if fmt == "table":
-        from rich.console import Console
-
-        buf = io.StringIO() if output else None
-        console = Console(file=buf, width=FILE_WIDTH, no_color=True) if buf else _console()
-        console.print(_render().results(list(result.rows), title, convention))
-        text = buf.getvalue() if buf else None
-    else:
-        text = export.WRITERS[fmt](result)
-        if not output:
-            click.echo(text, nl=False)
+    """Print ``result`` in ``fmt``, or write it atomically to ``output`` (unless the run was interrupted:
+    :func:`_finish` says so)."""
+    if output and result.partial:
+        return
+    try:
+        if fmt == "table":
+            buf = io.StringIO() if output else None
+            console = _new_console(file=buf, width=FILE_WIDTH, no_color=True) if buf else _console()
+            width = console.width if console.is_terminal else None
+            console.print(_render().results(list(result.rows), title, convention, width))
+            text = buf.getvalue() if buf else None
+        else:
+            text = export.WRITERS[fmt](result)
+            if not output:
+                click.echo(text, nl=False)
+    except BrokenPipeError:  # stdout's reader went away: still say on stderr how the run ended
+        _discard_stdout()
+        _PIPE["closed"] = True
+        return
     if output and text is not None:
         export.write_atomic(output, text)
         click.echo(f"wrote {output}", err=True)
@@ -424,6 +619,7 @@ def _emit(result: Table, fmt: str, output: str | None, title: str, convention: s
 
 @main.command(
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    short_help="Mean-field theory: fixed points, chi_1, depth scales, the edge of chaos.",
     epilog="Layer parameters are options too, e.g. --slope 0.2 (see 'normstats list').\n\n" + EXIT_HELP,
 )
 @click.option("--layer", "-l", help="Elementwise activation (see 'normstats list').")
@@ -483,7 +679,7 @@ def meanfield(
         click.echo(f"wrote {plot}", err=True)
 
 
-@main.command(epilog=EXIT_HELP)
+@main.command(epilog=EXIT_HELP, short_help="Published NFNet gammas and PyTorch gains against exact references.")
 @click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True)
 def audit(fmt: str) -> None:
     """Published NFNet gammas and PyTorch gains against exact references: figure, reference, relative
@@ -496,6 +692,7 @@ def audit(fmt: str) -> None:
 
 
 @main.command(
+    short_help="The scale (and a free parameter) that make an activation self-normalizing.",
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
     epilog="Fixed layer parameters are options too, e.g. --slope 0.2.\n\n" + EXIT_HELP,
 )

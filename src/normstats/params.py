@@ -13,6 +13,12 @@ from typing import Any, Callable
 
 from normstats.errors import ParameterError
 
+#: The largest magnitude accepted for a scale-like layer parameter (a slope, alpha, beta, a clip value).
+#: A factor of a million either way covers every parametrization in use (PyTorch's defaults lie in
+#: [0.01, 20]); beyond it the statistics are those of the limiting layer (relu, identity) to double precision,
+#: and near 1e77 the fourth powers the engine sums overflow.
+SCALE_BOUND = 1e6
+
 
 @dataclass(frozen=True)
 class Param:

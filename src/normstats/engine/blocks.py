@@ -21,8 +21,8 @@ The backward statistics come from one of two *estimators* (see :mod:`normstats.l
 forward statistics of a seed are bit-identical under either estimator.
 
 ``mc`` estimates and standard errors come from the pooled tallies (:class:`~normstats.engine.moments.Tally`). ``qmc``
-runs ``REPLICATES`` independently scrambled Sobol sequences; each gives its own estimate of every statistic,
-the result is their mean and the standard error is their spread over ``sqrt(REPLICATES)``.
+runs ``REPLICATES`` independently scrambled Sobol sequences; the estimates come from their pooled moments and
+the standard error from a jackknife over replicates (:meth:`SobolPlan.snapshot`).
 """
 
 from __future__ import annotations
@@ -378,12 +378,31 @@ class SobolPlan:
         return last and segments_done & (segments_done - 1) == 0
 
     def snapshot(self) -> tuple[dict[str, tuple[float, float]], int]:
-        per = [acc.estimates() for acc in self._accs]
+        """Each statistic from the pooled moments of every replicate, with a jackknife se over replicates.
+
+        A replicate's own plug-in std, from its m points, is biased by O(1/m), and averaging replicates
+        keeps that bias while the se shrinks: at small m the intervals would sit low (3x3 max pool, 16 x 16
+        points: coverage 0.86, mean z -0.71). The pooled moments carry the bias of all R m points, O(1/(R m)),
+        as plain Monte Carlo does. The se is the jackknife's: the leave-one-replicate-out pooled estimates
+        theta_i give ``se^2 = (R - 1)/R sum (theta_i - mean theta)^2``; for a mean it equals the spread of the
+        replicates' means over sqrt(R), as before."""
+        accs, count = self._accs, len(self._accs)
+        prefix = [accs[0]]  # prefix[i]: replicates 0..i merged; suffix[i]: replicates i..R-1
+        for acc in accs[1:]:
+            prefix.append(prefix[-1].merge(acc))
+        suffix = [accs[-1]]
+        for acc in reversed(accs[:-1]):
+            suffix.append(acc.merge(suffix[-1]))
+        suffix.reverse()
+        pooled = prefix[-1].estimates()
+        left_out = [suffix[1].estimates(), *(prefix[i - 1].merge(suffix[i + 1]).estimates()
+                                            for i in range(1, count - 1)), prefix[-2].estimates()]
         out = {}
-        for name in per[0]:
-            values = np.array([p[name][0] for p in per])
-            out[name] = (float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values))))
-        return out, sum(acc.draws for acc in self._accs)
+        for name in pooled:
+            theta = np.array([e[name][0] for e in left_out])
+            spread = float(np.sqrt((count - 1) / count * np.sum((theta - theta.mean()) ** 2)))
+            out[name] = (pooled[name][0], spread)
+        return out, prefix[-1].draws
 
 
 def _next_power_of_two(n: int) -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import signal
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -120,6 +121,69 @@ class ThreadExecutor(_LocalPool):
         return ThreadPoolExecutor(self.workers, thread_name_prefix="normstats-worker")
 
 
+#: A scheduler address: ``[tcp|tls|ws|wss://]host:port`` (Dask's default protocol is tcp); ``inproc://...``
+#: is a scheduler in this process (a ``LocalCluster(processes=False)``).
+_DASK_ADDRESS = re.compile(r"^(?:(?P<scheme>tcp|tls|ws|wss)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$")
+#: Seconds to wait for the scheduler's port to accept a connection, before Dask's own (longer) handshake.
+DASK_CONNECT_TIMEOUT = 3.0
+
+
+def check_dask_address(address: Any) -> str:
+    """``address`` if it has the form of a scheduler address, else :class:`NormstatsError`: Dask itself waits
+    20 s on a malformed one before it fails."""
+    if isinstance(address, str) and address.strip().startswith("inproc://"):
+        return address.strip()
+    match = _DASK_ADDRESS.match(address.strip()) if isinstance(address, str) else None
+    if match is None or not 1 <= int(match["port"]) <= 65535:
+        raise NormstatsError(
+            "--dask must be a scheduler address [tcp|tls|ws|wss://]HOST:PORT with PORT in [1, 65535], "
+            f"e.g. tcp://127.0.0.1:8786; got {address!r}"
+        )
+    return address.strip()
+
+
+def _probe(address: str) -> None:
+    """Fail fast, in one line, when no Dask scheduler listens at ``address`` (an unknown host, a refused or
+    silent port, another service), rather than after Dask's 20 s timeout and a traceback."""
+    import socket
+
+    match = _DASK_ADDRESS.match(check_dask_address(address))
+    if match is None:  # inproc: in this process
+        return
+    host = match["host"].strip("[]")
+    try:
+        socket.create_connection((host, int(match["port"])), timeout=DASK_CONNECT_TIMEOUT).close()
+    except socket.gaierror:
+        raise NormstatsError(f"--dask: unknown host {host!r}; got --dask {address}") from None
+    except TimeoutError:
+        raise NormstatsError(
+            f"--dask: no answer from {address!r} within {DASK_CONNECT_TIMEOUT:g} s; is the scheduler running?"
+        ) from None
+    except OSError as exc:
+        raise NormstatsError(
+            f"--dask: cannot reach a Dask scheduler at {address!r} ({exc.strerror or exc})"
+        ) from None
+    import asyncio
+
+    from distributed.core import rpc
+
+    async def identify() -> Any:
+        remote = rpc(address, timeout=DASK_CONNECT_TIMEOUT)
+        try:
+            return await asyncio.wait_for(remote.identity(), DASK_CONNECT_TIMEOUT)
+        finally:
+            await remote.close_rpc()
+
+    try:
+        identity = asyncio.run(identify())
+    except Exception as exc:  # whatever answers there does not speak Dask's protocol
+        raise NormstatsError(
+            f"--dask: {address!r} answers, but not as a Dask scheduler ({type(exc).__name__})"
+        ) from None
+    if not isinstance(identity, dict) or identity.get("type") != "Scheduler":
+        raise NormstatsError(f"--dask: {address!r} is not a Dask scheduler (it is a {identity.get('type', '?')})")
+
+
 class DaskExecutor:
     """Blocks sent to the Dask distributed scheduler at ``address`` (``pip install normstats[dask]``)."""
 
@@ -130,6 +194,7 @@ class DaskExecutor:
             raise NormstatsError(
                 f"--dask needs the 'distributed' package (pip install 'normstats[dask]'); got --dask {address}"
             ) from None
+        _probe(address)
         try:
             self._client = Client(address, set_as_default=False, timeout="10s")
         except (OSError, TimeoutError) as exc:

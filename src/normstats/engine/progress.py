@@ -2,7 +2,8 @@
 
 The engine calls ``start``, ``update`` and ``stop`` on whatever it was given and never asks whether a bar is
 shown. The bar shows draws done, rate, the current worst standard error against the target, and an ETA; with
-a target the expected total comes from ``se ~ 1 / sqrt(draws)``.
+a target the expected total comes from ``se ~ 1 / sqrt(draws)``, so the time left is ``elapsed * ((se /
+target)^2 - 1)`` (rich's own estimate cannot be used: it restarts whenever the total moves).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class BarProgress:
     def start(self, label: str, samples: int, target_se: float | None) -> None:
         self._samples, self._target = samples, target_se
         self._t0 = time.monotonic()
-        from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, TextColumn
         from rich.progress import Progress as RichProgress
 
         self._bar = RichProgress(
@@ -61,12 +62,12 @@ class BarProgress:
             TextColumn("{task.completed:,.0f} draws"),
             TextColumn("{task.fields[rate]}"),
             TextColumn("{task.fields[se]}"),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[eta]}"),
             console=self._console,
             transient=True,
         )
         self._bar.start()
-        self._task = self._bar.add_task(label, total=samples, rate="", se="")
+        self._task = self._bar.add_task(label, total=samples, rate="", se="", eta="ETA -:--:--")
 
     def update(self, draws: int, worst_se: float) -> None:
         if self._bar is None:
@@ -78,12 +79,45 @@ class BarProgress:
             se_text += f" / target {self._target:.2g}"
             if math.isfinite(worst_se) and worst_se > 0:
                 total = min(total, max(draws, math.ceil(draws * (worst_se / self._target) ** 2)))
-        self._bar.update(self._task, completed=draws, total=total, rate=f"{draws / elapsed:,.0f}/s", se=se_text)
+        left = eta(elapsed, draws, total)
+        self._bar.update(
+            self._task, completed=draws, total=total, rate=f"{draws / elapsed:,.0f}/s", se=se_text,
+            eta="ETA -:--:--" if left is None else f"ETA {_clock(left)}",
+        )
 
     def stop(self) -> None:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+class Labelled:
+    """``progress`` with ``prefix`` before each run's label: ``row 3/13 maxpool`` in a table."""
+
+    def __init__(self, progress: Progress, prefix: str) -> None:
+        self._progress, self._prefix = progress, prefix
+
+    def start(self, label: str, samples: int, target_se: float | None) -> None:
+        self._progress.start(f"{self._prefix} {label}", samples, target_se)
+
+    def update(self, draws: int, worst_se: float) -> None:
+        self._progress.update(draws, worst_se)
+
+    def stop(self) -> None:
+        self._progress.stop()
+
+
+def eta(elapsed: float, draws: int, total: int) -> float | None:
+    """Seconds left to reach ``total`` draws at the rate so far (None before the first draw). With a target
+    se, ``total = draws (se / target)^2``, so this is ``elapsed ((se / target)^2 - 1)``: the se's decay."""
+    if draws <= 0:
+        return None
+    return max(0.0, elapsed * (total - draws) / draws)
+
+
+def _clock(seconds: float) -> str:
+    whole = int(math.ceil(seconds))
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
 
 
 def make_progress(quiet: bool = False) -> Progress:

@@ -97,7 +97,9 @@ def gaussian_mean_std(
     g: Callable[[np.ndarray], np.ndarray], breakpoints: Iterable[float] = ()
 ) -> tuple[float, float]:
     """Mean and standard deviation of ``g(X)``, ``X ~ N(0, 1)``; the variance is integrated about the mean
-    (a second pass) rather than as ``E g^2 - (E g)^2``, so no digits are lost to cancellation."""
+    (a second pass) rather than as ``E g^2 - (E g)^2``, so no digits are lost to cancellation. Both passes
+    integrate ``g - g(0)``: where ``g`` is nearly constant (a clip far in the tail) the mean's small part
+    is then integrated, not left as the last digits of ``g(0) + ...``."""
     points = tuple(breakpoints)
     # The mean as g(0) + E[g - g(0)]: a constant g gets its value exactly, and then a variance of exactly 0.
     base = float(np.asarray(g(np.zeros(1)), dtype=float).ravel()[0])

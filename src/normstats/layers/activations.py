@@ -15,10 +15,17 @@ from typing import Any, Sequence
 import numpy as np
 
 from normstats.errors import ParameterError
-from normstats.exact.gaussian import Piece, exp_negative_moment, piecewise_moment
+from normstats.exact.gaussian import (
+    SERIES_T,
+    Piece,
+    exp_negative_moment,
+    exp_negative_series,
+    piecewise_moment,
+    piecewise_moment_bound,
+)
 from normstats.layers.base import Elementwise
 from normstats.lazy import special
-from normstats.params import Param
+from normstats.params import SCALE_BOUND, Param
 from normstats.registry import register_layer
 
 #: SELU's constants as PyTorch documents them (Klambauer et al., Self-Normalizing Neural Networks, 2017).
@@ -37,6 +44,10 @@ def expit(x: np.ndarray) -> np.ndarray:
     return np.where(np.asarray(x) >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+#: Largest relative rounding error a closed form may carry; beyond it the statistic comes from quadrature.
+CLOSED_FORM_RTOL = 1e-12
+
+
 class PiecewisePolynomial(Elementwise):
     """An activation whose value and derivative are polynomials between kinks: closed forms for all four
     statistics follow from truncated normal moments (:func:`normstats.exact.gaussian.piecewise_moment`)."""
@@ -48,14 +59,20 @@ class PiecewisePolynomial(Elementwise):
         raise NotImplementedError
 
     def formula(self) -> dict[str, float]:
-        mean = piecewise_moment(self.f_pieces())
-        second = piecewise_moment(self.f_pieces(), square=True)
-        return {
-            "fp_mean": mean,
-            "fp_std": math.sqrt(max(second - mean * mean, 0.0)),
-            "bp_mean": 0.0,
-            "bp_std": math.sqrt(piecewise_moment(self.df_pieces(), square=True)),
-        }
+        """The closed forms, each only where its rounding error bound is within :data:`CLOSED_FORM_RTOL` (the
+        mean's relative to the larger of |mean| and std, which is what a shift or a z-score sees); a
+        statistic left out goes to quadrature. Far in the tail (hardtanh on [6, 7]) the variance
+        ``E f^2 - (E f)^2`` cancels almost entirely."""
+        mean, mean_err = piecewise_moment_bound(self.f_pieces())
+        second, second_err = piecewise_moment_bound(self.f_pieces(), square=True)
+        var = second - mean * mean
+        var_err = second_err + 2 * abs(mean) * mean_err + 2.0**-52 * (second + mean * mean)
+        out = {"bp_mean": 0.0, "bp_std": math.sqrt(piecewise_moment(self.df_pieces(), square=True))}
+        if var_err <= 2 * CLOSED_FORM_RTOL * var:  # d(std)/std = d(var) / (2 var)
+            out["fp_std"] = math.sqrt(var)
+        if mean_err <= CLOSED_FORM_RTOL * max(abs(mean), math.sqrt(max(var, 0.0))):
+            out["fp_mean"] = mean
+        return out
 
 
 _INF = math.inf
@@ -155,7 +172,8 @@ class LeakyReLU(PiecewisePolynomial):
 
     summary = "x if x > 0 else slope * x"
     breakpoints = (0.0,)
-    params = (Param("slope", float, 0.01, "negative slope (PyTorch negative_slope)"),)
+    params = (Param("slope", float, 0.01, "negative slope (PyTorch negative_slope)", low=-SCALE_BOUND,
+                    high=SCALE_BOUND),)
 
     def f(self, x: np.ndarray) -> np.ndarray:
         return np.where(x > 0, x, self.slope * x)
@@ -176,8 +194,8 @@ class Hardtanh(PiecewisePolynomial):
 
     summary = "clip(x, min_val, max_val)"
     params = (
-        Param("min_val", float, -1.0, "lower clip value"),
-        Param("max_val", float, 1.0, "upper clip value (> min_val)"),
+        Param("min_val", float, -1.0, "lower clip value", low=-SCALE_BOUND, high=SCALE_BOUND),
+        Param("max_val", float, 1.0, "upper clip value (> min_val)", low=-SCALE_BOUND, high=SCALE_BOUND),
     )
 
     def resolve(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -288,9 +306,20 @@ class ExponentialLinear(Elementwise):
     def formula(self) -> dict[str, float]:
         scale, alpha, width = self.shape()
         t = 1.0 / width
-        e1, e2 = exp_negative_moment(t), exp_negative_moment(2.0 * t)
-        mean = scale * (1.0 / math.sqrt(2.0 * math.pi) + alpha * (e1 - 0.5))
-        second = scale**2 * (0.5 + alpha**2 * (e2 - 2.0 * e1 + 0.5))
+        e2 = exp_negative_moment(2.0 * t)
+        phi0 = 1.0 / math.sqrt(2.0 * math.pi)
+        if t <= SERIES_T:
+            # E[(exp(tX) - 1) 1{X<0}] = -t phi(0) + S_1 and E[(exp(tX) - 1)^2 1{X<0}] = S_2, with S_1, S_2 the
+            # series of exp_negative_series: for celu at large alpha (t = 1/alpha small) the closed form
+            # would get the mean, about 1/(4 alpha), as phi(0) - phi(0) + ..., losing all but ~1/alpha of it.
+            # alpha / width is exactly 1 for celu, so phi(0) (1 - alpha t) is exactly 0 there.
+            mean = scale * (phi0 * (1.0 - alpha / width) + alpha * exp_negative_series(t, lambda k: 1.0))
+            negative = exp_negative_series(t, lambda k: 2.0**k - 2.0)
+        else:
+            e1 = exp_negative_moment(t)
+            mean = scale * (phi0 + alpha * (e1 - 0.5))
+            negative = e2 - 2.0 * e1 + 0.5
+        second = scale**2 * (0.5 + alpha**2 * negative)
         bp = scale**2 * (0.5 + (alpha * t) ** 2 * e2)
         return {
             "fp_mean": mean,
@@ -305,7 +334,7 @@ class ELU(ExponentialLinear):
     """x for x > 0, alpha (exp(x) - 1) otherwise (torch.nn.ELU)."""
 
     summary = "x if x > 0 else alpha * (exp(x) - 1)"
-    params = (Param("alpha", float, 1.0, "negative saturation value"),)
+    params = (Param("alpha", float, 1.0, "negative saturation value", low=-SCALE_BOUND, high=SCALE_BOUND),)
 
     def shape(self) -> tuple[float, float, float]:
         return 1.0, self.alpha, 1.0
@@ -316,7 +345,9 @@ class CELU(ExponentialLinear):
     """max(0, x) + min(0, alpha (exp(x / alpha) - 1)) (torch.nn.CELU)."""
 
     summary = "max(0, x) + min(0, alpha * (exp(x/alpha) - 1))"
-    params = (Param("alpha", float, 1.0, "negative saturation value", low=0.0, low_open=True),)
+    params = (
+        Param("alpha", float, 1.0, "negative saturation value", low=0.0, low_open=True, high=SCALE_BOUND),
+    )
 
     def shape(self) -> tuple[float, float, float]:
         return 1.0, self.alpha, self.alpha
@@ -371,7 +402,7 @@ class SiLU(Elementwise):
     """x sigmoid(beta x): torch.nn.SiLU for beta = 1, the Swish of Ramachandran et al. otherwise."""
 
     summary = "x * sigmoid(beta * x)"
-    params = (Param("beta", float, 1.0, "slope inside the sigmoid"),)
+    params = (Param("beta", float, 1.0, "slope inside the sigmoid", low=-SCALE_BOUND, high=SCALE_BOUND),)
 
     def f(self, x: np.ndarray) -> np.ndarray:
         return x * expit(self.beta * x)
@@ -403,8 +434,9 @@ class Softplus(Elementwise):
 
     summary = "log(1 + exp(beta * x)) / beta; x where beta * x > threshold"
     params = (
-        Param("beta", float, 1.0, "sharpness", low=0.0, low_open=True),
-        Param("threshold", float, 20.0, "beta * x above which the output is x", low=0.0),
+        # below 1e-4, log(2)/beta dwarfs the std (about 1/2) and quadrature loses the variance to roundoff
+        Param("beta", float, 1.0, "sharpness", low=1e-4, high=SCALE_BOUND),
+        Param("threshold", float, 20.0, "beta * x above which the output is x", low=0.0, high=SCALE_BOUND),
     )
 
     @property

@@ -38,6 +38,22 @@ from normstats.registry import register_layer
 
 #: Most values (inputs plus outputs) one draw may hold: 32 MB of float64.
 MAX_DRAW = 1 << 22
+#: Most memory a run may need at once: the weight and its square (the conditional estimator's), plus one
+#: draw's inputs, outputs and im2col columns (every window's inputs, C * k * k per window), all float64. 256 MB:
+#: the budget of linear's largest weight (16.7M weights) and its square. (1024 x 1024 channels at k = 15 would
+#: take 3.8 GB in the weights alone and run for minutes.)
+MAX_MEMORY = 1 << 28
+
+
+def work_bytes(values: dict[str, Any], grid: Grid) -> int:
+    """The memory :data:`MAX_MEMORY` bounds, in bytes, for the parameters ``values`` on ``grid``."""
+    c, o, k = values["in_channels"], values["out_channels"], values["k"]
+    width = c * grid.h.length * grid.w.length + o * grid.windows
+    return 8 * (2 * o * c * k * k + width + grid.windows * c * k * k)
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 2**30:,.1f} GB" if n >= 2**30 else f"{n / 2**20:,.0f} MB"
 
 
 class ConvSampler:
@@ -120,6 +136,14 @@ class Conv(Layer):
             raise ParameterError(
                 f"parameter --size of layer 'conv' must keep a draw within {MAX_DRAW:,} values (input and "
                 f"output maps of all channels); got {values['size']} with {width:,}"
+            )
+        need = work_bytes(values, g)
+        if need > MAX_MEMORY:
+            raise ParameterError(
+                f"parameters --in-channels, --out-channels, --k and --size of layer 'conv' must keep the weights "
+                f"and one draw's work within {MAX_MEMORY / 2**20:,.0f} MB; got {values['in_channels']} x "
+                f"{values['out_channels']} channels, k = {values['k']}, size {values['size']}: "
+                f"{_megabytes(need)}"
             )
         return resolve_weight_params(self.name, values, values["in_channels"] * values["k"] ** 2)
 

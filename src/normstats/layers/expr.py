@@ -33,6 +33,9 @@ MAX_NODES = 400
 #: Half-width of the interval scanned for kinks, and its grid step.
 SCAN = 40.0
 SCAN_STEP = 1e-3
+#: Largest |f| and |f'| accepted on [-8, 8]: the engine sums fourth powers of up to 1e12 draws, and
+#: (1e50)^4 * 1e12 = 1e212 stays far below the float maximum 1.8e308; a formula beyond it would overflow them.
+VALUE_BOUND = 1e50
 #: Beyond this |x| the Gaussian weight underflows (phi(38) ~ 1e-314), so quadrature treats the integrand as
 #: 0 there; a formula that overflows to inf or nan that far out does not spoil the integral.
 CUTOFF = 38.0
@@ -89,6 +92,31 @@ _OP_TEXT = {ast.BitAnd: "&", ast.BitOr: "|", ast.BitXor: "^", ast.FloorDiv: "//"
             ast.MatMult: "@", ast.LShift: "<<", ast.RShift: ">>", ast.Eq: "==", ast.NotEq: "!=",
             ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in", ast.Not: "not",
             ast.Invert: "~"}
+
+
+#: A refused syntax element in words (not Python's node names), with its verb, and what to write instead.
+_CONSTRUCTS: dict[type, tuple[str, str]] = {
+    ast.IfExp: ("'a if condition else b' is", "write where(condition, a, b), e.g. where(x > 0, x, 0)"),
+    ast.BoolOp: ("'and' and 'or' are",
+                 "combine conditions with where(...), or multiply comparisons: (x > 0) * (x < 1)"),
+    ast.Tuple: ("tuples (commas outside a call) are", ""),
+    ast.List: ("lists are", ""),
+    ast.Set: ("sets are", ""),
+    ast.Dict: ("dicts are", ""),
+    ast.ListComp: ("comprehensions are", ""),
+    ast.SetComp: ("comprehensions are", ""),
+    ast.DictComp: ("comprehensions are", ""),
+    ast.GeneratorExp: ("comprehensions are", ""),
+    ast.Attribute: ("attribute access is", ""),
+    ast.Subscript: ("subscripts are", ""),
+    ast.Slice: ("slices are", ""),
+    ast.Lambda: ("lambdas are", ""),
+    ast.JoinedStr: ("strings are", ""),
+    ast.FormattedValue: ("strings are", ""),
+    ast.Starred: ("'*' unpacking is", ""),
+    ast.NamedExpr: ("assignments (':=') are", ""),
+    ast.Await: ("'await' is", ""),
+}
 
 
 def _refuse(text: str, reason: str) -> NormstatsError:
@@ -158,9 +186,10 @@ def _check(node: ast.AST, text: str) -> None:
         if len(node.args) != arity:
             raise _refuse(text, f"{func.id}() takes {arity} argument{'s' * (arity > 1)}; got {len(node.args)}")
         return
-    kind = {ast.Attribute: "attribute access", ast.Subscript: "subscripts", ast.Lambda: "lambda",
-            ast.JoinedStr: "strings"}.get(type(node), type(node).__name__)
-    raise _refuse(text, f"{kind} is not allowed; {_allowed_help()}")
+    kind, advice = _CONSTRUCTS.get(type(node), ("this construct is", ""))
+    segment = ast.get_source_segment(text.strip(), node)
+    where = f" (here: {segment})" if segment and segment != text.strip() else ""
+    raise _refuse(text, f"{kind} not allowed{where}; {advice or _allowed_help()}")
 
 
 class _Interpreter:
@@ -298,6 +327,14 @@ class CustomActivation(Elementwise):
                 raise NormstatsError(
                     f"--expr {self.expr!r}: the {label} is not finite at x = {at:g} ({arr[np.argmax(bad)]}); "
                     "the formula must be finite for every x in [-8, 8]"
+                )
+            big = np.abs(arr) > VALUE_BOUND
+            if big.any():
+                at = float(grid[np.argmax(big)])
+                raise NormstatsError(
+                    f"--expr {self.expr!r}: the {label} is too large at x = {at:g} ({arr[np.argmax(big)]:.3g}); "
+                    f"the formula and its derivative must stay within {VALUE_BOUND:g} in magnitude "
+                    "for x in [-8, 8] (their fourth powers are summed)"
                 )
 
     def f(self, x: np.ndarray) -> np.ndarray:

@@ -64,7 +64,7 @@ MAX_DRAW = 1 << 22
 
 
 def eps_param(default: float, help_text: str) -> Param:
-    return Param("eps", float, default, help_text, low=0.0)
+    return Param("eps", float, default, help_text, low=0.0, high=1.0)
 
 
 class Normalization(Layer):

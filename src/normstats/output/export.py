@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -20,7 +21,7 @@ from normstats.published.figures import NORMPROP
 
 CSV_COLUMNS = (
     "layer", "params", "statistic", "estimate", "se", "ci95_lo", "ci95_hi", "reference", "reference_kind",
-    "published", "published_agrees", "z", "samples", "seed",
+    "published", "published_text", "published_agrees", "z", "samples", "seed",
 )
 
 
@@ -41,8 +42,8 @@ def to_csv(table: Table) -> str:
                 stat.reference)
             cells = [
                 row.layer, row.describe_params(), name, d["estimate"] if word is None else word, d["se"],
-                d["ci95"][0], d["ci95"][1], reference, d["reference_kind"], d["published"], d["published_agrees"],
-                d["z"], row.samples, table.seed,
+                d["ci95"][0], d["ci95"][1], reference, d["reference_kind"], d["published"], d["published_text"],
+                d["published_agrees"], d["z"], row.samples, table.seed,
             ]
             writer.writerow([_cell(c) for c in cells])
     return buf.getvalue()
@@ -243,10 +244,17 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
 
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``: readers see the old
-    file or the complete new one, never a part."""
-    target = check_writable(path)
+    file or the complete new one, never a part.
+
+    The file gets the mode a plain ``open(path, "w")`` would give it: an existing file keeps its mode, a new
+    one gets ``0o666`` less the umask (``mkstemp`` alone would make it ``0o600``). A symlink is written
+    through: its target is replaced, the link stays."""
+    check_writable(path)
+    target = check_writable(os.path.realpath(path))
+    mode = _file_mode(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
             fh.flush()
@@ -257,6 +265,16 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> None:
         if isinstance(exc, OSError):
             raise NormstatsError(f"--output could not be written: {str(path)!r} ({exc.strerror})") from None
         raise
+
+
+def _file_mode(target: Path) -> int:
+    """The permission bits of an existing ``target``, else those of a new file under the process's umask."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)  # reading the umask means setting it; put it straight back
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def dumps(data: Any) -> str:

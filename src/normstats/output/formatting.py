@@ -26,9 +26,12 @@ def pm(estimate: float, se: float) -> str:
     if not math.isfinite(se) or se < 0.0:
         return f"{estimate:.6g}"
     decimals = max(0, 1 - math.floor(math.log10(se)))
-    if decimals > MAX_DECIMALS and abs(estimate) < 10.0 ** -MAX_DECIMALS:
-        # an estimate that is zero up to rounding (a normalized output's mean): both in scientific notation
-        return f"{estimate:.1e} ± {se:.1e}"
+    if decimals > MAX_DECIMALS:
+        # an se at the level of float rounding (a normalized output's mean, exact in every draw): the se in
+        # scientific notation, and the estimate to 10 digits (or also in scientific notation near 0)
+        if abs(estimate) < 10.0 ** -MAX_DECIMALS:
+            return f"{estimate:.1e} ± {se:.1e}"
+        return f"{estimate:.10g} ± {se:.1e}"
     return f"{estimate:.{decimals}f} ± {se:.{decimals}f}"
 
 

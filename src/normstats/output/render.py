@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+import io
+from typing import Any, Callable, Iterable
 
-from rich.console import Group
+from rich import box
+from rich.console import Console, Group
+from rich.measure import Measurement
 from rich.table import Table as RichTable
 from rich.text import Text
 
@@ -19,13 +22,21 @@ from normstats.published.figures import NORMPROP
 Z_FLAG = 4.0
 
 
-def stats_table(rows: Iterable[Row], title: str | None = None) -> RichTable:
-    t = RichTable(title=title, title_justify="left", header_style="bold")
-    for col in ("layer", "statistic", "estimate ± se", "reference", "kind", "z", "published"):
-        t.add_column(col, justify="right" if col in ("estimate ± se", "reference", "z") else "left")
+def stats_table(rows: Iterable[Row], title: str | None = None, compact: bool = False, fold: bool = False) -> RichTable:
+    """The statistics of ``rows``. Numbers never wrap; where the full table is wider than the terminal,
+    ``compact`` drops the vertical rules and puts each reference's kind under it, and ``fold`` breaks each
+    long ``name=value`` of the layer column after its ``=``."""
+    t = _table(title, compact)
+    columns = ("layer", "statistic", "estimate ± se", "reference", *(() if compact else ("kind",)), "z", "published")
+    rows = list(rows)
+    for col in columns:
+        numeric = col in ("estimate ± se", "reference", "z")
+        t.add_column(col, justify="right" if numeric else "left", no_wrap=numeric,
+                     overflow="ellipsis" if numeric else "fold",
+                     min_width=_longest_param(rows, fold) if col == "layer" else None)
     for row in rows:
         stats = list(row.stats().items())
-        labels = _layer_cells(row, len(stats))
+        labels = _layer_cells(row, len(stats), fold)
         for i, (name, stat) in enumerate(stats):
             z_text = Text(fmt.z(stat.z))
             if stat.z is not None and abs(stat.z) > Z_FLAG:
@@ -33,12 +44,16 @@ def stats_table(rows: Iterable[Row], title: str | None = None) -> RichTable:
             pub = Text(fmt.published(stat))
             if stat.published_agrees is False:
                 pub.stylize("bold red")
+            kind = (stat.reference_kind or "—").replace("_", " ")
+            reference: str | Text = fmt.ref(stat.reference)
+            if compact:
+                reference = Text(f"{reference}\n").append(kind, style="dim")
             t.add_row(
                 labels[i],
                 fmt.stat_label(name),
                 fmt.estimate(stat),
-                fmt.ref(stat.reference),
-                (stat.reference_kind or "—").replace("_", " "),
+                reference,
+                *(() if compact else (kind,)),
                 z_text,
                 pub,
                 end_section=i == len(stats) - 1,
@@ -46,22 +61,66 @@ def stats_table(rows: Iterable[Row], title: str | None = None) -> RichTable:
     return t
 
 
-def _layer_cells(row: Row, lines: int) -> list[str]:
-    """The layer column of a row's lines: its name, then one parameter per line (the rest on the last)."""
-    params = [f"{k}={v}" for k, v in row.params.items()]
-    cells = [row.layer] + params[: lines - 2] + [" ".join(params[lines - 2 :])]
+#: With ``fold``, a ``name=value`` longer than this goes on two lines: ``name=`` and ``value``.
+FOLD_AT = 10
+
+
+def _param_lines(row: Row, fold: bool = False) -> list[str]:
+    """``name=value`` for each parameter of ``row``; with ``fold``, the long ones split after ``=``."""
+    lines = []
+    for k, v in row.params.items():
+        text = f"{k}={_short(v)}"
+        lines += [f"{k}=", _short(v)] if fold and len(text) > FOLD_AT else [text]
+    return lines
+
+
+def _short(value: object) -> str:
+    """A parameter as the layer column shows it: a float with many digits to 6 significant ones (RMS norm's
+    eps, float32's machine epsilon 2^-23, is 1.19209e-07 there; the exports keep every digit)."""
+    text = str(value)
+    return f"{value:.6g}" if isinstance(value, float) and len(text) > 10 else text
+
+
+def _longest_param(rows: list[Row], fold: bool = False) -> int:
+    """The widest line of the layer column (the layer's name or a parameter): the column's minimum, so
+    that no line of it is cut."""
+    return max((len(w) for row in rows for w in [row.layer, *_param_lines(row, fold)]), default=5)
+
+
+def _table(title: str | None, compact: bool) -> RichTable:
+    """A table with rules between its columns, or (``compact``) only under its header, one space apart (the
+    box's blank divider)."""
+    if compact:
+        return RichTable(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
+                         padding=0, pad_edge=False, show_edge=False)
+    return RichTable(title=title, title_justify="left", header_style="bold")
+
+
+def _layer_cells(row: Row, lines: int, fold: bool = False) -> list[str]:
+    """The layer column of a row's lines: its name, then one parameter per line (the rest on the last; with
+    ``fold``, the rest one per line on the last)."""
+    params = _param_lines(row, fold)
+    cells = [row.layer] + params[: lines - 2] + [("\n" if fold else " ").join(params[lines - 2 :])]
     return (cells + [""] * lines)[:lines]
 
 
-def constants_table(rows: Iterable[Row], convention: str = "all") -> RichTable:
-    """Each row's normalizing constants in ``convention`` (see :mod:`normstats.published.conventions`)."""
+def constants_table(
+    rows: Iterable[Row], convention: str = "all", compact: bool = False, fold: bool = False
+) -> RichTable:
+    """Each row's normalizing constants in ``convention`` (see :mod:`normstats.published.conventions`);
+    ``compact`` puts the parameters under the layer's name, one per line (``fold``: breaking a long one)."""
     keys = conventions.columns(convention)
-    t = RichTable(title="Normalizing constants", title_justify="left", header_style="bold")
-    for col in ("layer", "params", *(conventions.LABELS[k] for k in keys)):
-        t.add_column(col, justify="left" if col in ("layer", "params") else "right")
+    t = _table("Normalizing constants", compact)
+    rows = list(rows)
+    for col in ("layer", *(() if compact else ("params",)), *(conventions.LABELS[k] for k in keys)):
+        text = col in ("layer", "params")
+        t.add_column(col, justify="left" if text else "right", no_wrap=not text,
+                     overflow="fold" if text else "ellipsis",
+                     min_width=_longest_param(rows, fold) if compact and col == "layer" else None)
     for row in rows:
         c = conventions.constants(row)
-        t.add_row(row.layer, row.describe_params(), *(fmt.constant(c[k]) for k in keys))
+        label = (row.layer,) if not compact else ("\n".join([row.layer, *_param_lines(row, fold)]),)
+        t.add_row(*label, *(() if compact else (row.describe_params(),)), *(fmt.constant(c[k]) for k in keys))
     return t
 
 
@@ -76,8 +135,44 @@ def legend() -> Text:
     )
 
 
-def results(rows: list[Row], title: str, convention: str = "all") -> Group:
-    return Group(stats_table(rows, title), constants_table(rows, convention), legend())
+def results(rows: list[Row], title: str, convention: str = "all", width: int | None = None) -> Group:
+    """The statistics, the constants and the legend; each table compact where it would not fit ``width``
+    columns (a terminal's width; None: any width)."""
+    return Group(
+        _fitting(lambda **layout: stats_table(rows, title, **layout), width),
+        _fitting(lambda **layout: constants_table(rows, convention, **layout), width),
+        legend(),
+    )
+
+
+def _fitting(make: Callable[..., RichTable], width: int | None) -> RichTable:
+    """The first layout of ``make`` that fits ``width`` columns: full, compact, or compact with the long
+    parameters broken after their ``=`` (the last if none fits)."""
+    for layout in ({}, {"compact": True}, {"compact": True, "fold": True}):
+        table = make(**layout)
+        if width is None or min_width(table) <= width:
+            break
+    return table
+
+
+def min_width(renderable: Any) -> int:
+    """The fewest columns ``renderable`` takes without cutting a cell that may not wrap."""
+    return _measure(renderable).minimum
+
+
+def natural_width(renderable: Any) -> int:
+    """The columns the tables in ``renderable`` take when nothing in them wraps (prose, which may wrap, does
+    not count)."""
+    if isinstance(renderable, Group):
+        return max((natural_width(r) for r in renderable.renderables), default=0)
+    if isinstance(renderable, (Text, str)):
+        return 0
+    return _measure(renderable).maximum
+
+
+def _measure(renderable: Any) -> Measurement:
+    console = Console(file=io.StringIO(), width=10_000)
+    return Measurement.get(console, console.options, renderable)
 
 
 def layer_list(infos: Iterable[LayerInfo]) -> RichTable:

@@ -100,6 +100,7 @@ class Stat:
             "reference": _num(self.reference),
             "reference_kind": self.reference_kind,
             "published": _num(self.published),
+            "published_text": None if self.figure is None else self.figure.text,
             "published_agrees": self.published_agrees,
             "z": _num(self.z),
         }
