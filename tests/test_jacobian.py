@@ -72,8 +72,8 @@ def test_weights_follow_init_and_sigma_w2() -> None:
 @pytest.mark.parametrize("order", [1, 2, 3, 5, 8])
 def test_free_products_of_marchenko_pastur_are_fuss_catalan(order: int) -> None:
     """The S-transform series (free_product_moments) of ``order`` Marchenko-Pastur factors (moments: the
-    Catalan numbers) against the Fuss-Catalan numbers, and those against their definition as counts: FC_1 is
-    Catalan, and FC_L(2) = (L + 1)(2L + 2 - 1)... i.e. binom(2L + 2, 2) / (2L + 1) = L + 1."""
+    Catalan numbers) against the Fuss-Catalan numbers; FC_1 is Catalan, FC_L(1) = 1 and FC_L(2) =
+    binom(2L + 2, 2) / (2L + 1) = L + 1 (the variance L)."""
     catalan = [comb(2 * k, k) // (k + 1) for k in range(1, 7)]
     moments = fprob.free_product_moments([catalan] * order, 6)
     exact = [fprob.fuss_catalan(order, k) for k in range(1, 7)]
@@ -105,7 +105,7 @@ def test_the_closed_forms_match_the_s_transform_series() -> None:
 
 def test_the_fuss_catalan_edge() -> None:
     """(L + 1)^(L + 1) / L^L is the limit of FC_L(k + 1) / FC_L(k): the ratio is edge * (1 - (3/2) / k + O(k^-2))
-    (Stirling), so at k = 20,000 it is within 1e-4 of the edge."""
+    (Stirling), so at k = 20,000 it matches edge * (1 - 1.5 / k) to O(k^-2)."""
     for order in (1, 2, 8):
         k = 20_000
         ratio = fprob.fuss_catalan(order, k + 1) / fprob.fuss_catalan(order, k)
