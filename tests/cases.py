@@ -52,6 +52,8 @@ LAYER_CASES: dict[str, list[dict[str, Any]]] = {
         {"fan_in": 16, "fan_out": 8, "normalize": "fan-out"},
         {"fan_in": 16, "fan_out": 8, "init": "kaiming", "normalize": "none"},
         {"fan_in": 8, "fan_out": 16, "init": "orthogonal", "normalize": "none"},
+        {"fan_in": 8, "fan_out": 16, "init": "orthogonal", "normalize": "none", "gain": 1.5},
+        {"fan_in": 16, "fan_out": 8, "init": "normal", "normalize": "none", "gain": 0.25},
         {"fan_in": 16, "fan_out": 8, "normalize": "ws"},
         {"fan_in": 5, "fan_out": 3, "init": "kaiming", "normalize": "ws", "gain": 1.7},
     ],
@@ -61,6 +63,7 @@ LAYER_CASES: dict[str, list[dict[str, Any]]] = {
         {"in_channels": 2, "out_channels": 3, "k": 3, "size": "5", "init": "xavier", "normalize": "none"},
         {"in_channels": 3, "out_channels": 2, "k": 2, "stride": 2, "padding": 1, "size": "5x4"},
         {"in_channels": 2, "out_channels": 3, "k": 2, "init": "orthogonal", "normalize": "none"},
+        {"in_channels": 2, "out_channels": 3, "k": 2, "init": "orthogonal", "normalize": "none", "gain": 0.7},
         {"in_channels": 2, "out_channels": 3, "k": 3, "normalize": "ws", "gain": 0.5},
     ],
     "batchnorm": [

@@ -13,6 +13,7 @@ from normstats.api import (
     DEFAULT_SEED,
     LayerInfo,
     audit,
+    jacobian,
     layers,
     meanfield,
     network,
@@ -22,6 +23,7 @@ from normstats.api import (
     version,
 )
 from normstats.errors import NormstatsError, ParameterError, UnknownLayerError
+from normstats.output.jacobian_results import JacobianResult
 from normstats.output.network_results import LayerStats, NetworkResult
 from normstats.output.results import Row, Stat, Table
 from normstats.registry import get_layer, list_layers, make_layer, register_layer
@@ -31,6 +33,7 @@ __version__ = version()
 __all__ = [
     "DEFAULT_SAMPLES",
     "DEFAULT_SEED",
+    "JacobianResult",
     "LayerInfo",
     "LayerStats",
     "NetworkResult",
@@ -46,6 +49,7 @@ __all__ = [
     "list_layers",
     "network",
     "make_layer",
+    "jacobian",
     "meanfield",
     "register_layer",
     "simulate",

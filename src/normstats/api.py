@@ -1,5 +1,5 @@
 """The Python API: :func:`simulate`, :func:`table`, :func:`network`, :func:`layers`, :func:`audit`,
-:func:`solve` and :func:`meanfield`. The CLI calls nothing else."""
+:func:`solve`, :func:`meanfield` and :func:`jacobian`. The CLI calls nothing else."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from normstats.layers.base import DEFAULT_SAMPLER, Layer
 from normstats.networks.build import build_network
 from normstats.networks.run import DEFAULT_DRAWS, check_inits, run_network
 from normstats.networks.shapes import parse_input
+from normstats.output.jacobian_results import JacobianResult
 from normstats.output.meanfield import EdgeOfChaos, LayerPoint, MeanFieldResult
 from normstats.output.network_results import NetworkResult
 from normstats.output.results import LayerInfo, Row, Table, stats_from_estimates
@@ -422,3 +423,33 @@ def meanfield(
         width=width, networks=networks if width is not None else None, seed=seed if width is not None else None,
         edge=edge, phase_diagram=grid,
     )
+
+
+def jacobian(
+    spec: str,
+    *,
+    input: int,
+    init: str = "normal",
+    sigma_w2: float | None = None,
+    normprop: str = "none",
+    inits: int | None = None,
+    samples: int | str | None = None,
+    seed: int = DEFAULT_SEED,
+    depths: str | Iterable[int] | None = None,
+) -> JacobianResult:
+    """The spectrum of the input-output Jacobian of a network on ``input`` values (:mod:`normstats.theory.jacobian`):
+    per draw (one input ``x ~ N(0, I)`` and one network) ``J`` from the network's own backward pass and its
+    squared singular values; per depth (``depths``: top-level layers, ``"2,4,8"``, ``"all"``; default the whole
+    network) their mean, variance, largest and log10 condition number with standard errors over ``samples``
+    draws (default :data:`~normstats.theory.jacobian.DEFAULT_DRAWS`), beside the free-probability
+    (infinite-width) prediction where the network is a chain of square linear layers and activations
+    (:mod:`normstats.theory.free_probability`). ``init`` (``normal`` or ``orthogonal``) and ``sigma_w2``
+    (default 1) set the linear layers that name no weights of their own; ``normprop`` as in :func:`network`;
+    ``inits``: networks in all (default: one per draw)."""
+    from normstats.theory import jacobian as jac
+
+    draws = jac.DEFAULT_DRAWS if samples is None else parse_samples(samples)
+    seed = check_seed(seed)
+    meta = run_metadata(seed, draws, "mc", "sampled")
+    return jac.measure(spec, input=input, init=init, sigma_w2=sigma_w2, normprop=normprop, draws=draws,
+                       inits=inits, depths=depths, seed=seed, version=version(), metadata=meta)

@@ -715,5 +715,61 @@ def solve(ctx: click.Context, layer: str, free: str | None, target: str, fmt: st
     _console().print(_render().solution_table(sol))
 
 
+@main.command(
+    epilog="Depths count the network's top-level layers: '8*(linear relu)' has 16. e.g. normstats jacobian "
+    "\"8*(linear(init=kaiming,normalize=none) relu)\" --input 256 --depths 2,4,8,16\n\n" + EXIT_HELP,
+)
+@click.argument("spec")
+@click.option("--input", "input_size", required=True, type=int, metavar="N", help="Values of one input (N).")
+@click.option("--init", type=click.Choice(("normal", "orthogonal")), default="normal", show_default=True,
+              help="Weights of the linear layers that name none: Gaussian, or orthogonal matrices.")
+@click.option("--sigma-w2", type=float, metavar="W", show_default="1",
+              help="Weight variance times fan-in (> 0) of those layers (orthogonal: the matrix times sqrt(W)).")
+@click.option("--normprop", type=click.Choice(NORMPROP_MODES), default="none", show_default=True,
+              help="NormProp scaling, as for 'normstats network'.")
+@click.option("--inits", type=int, metavar="K", show_default="one per draw",
+              help="Independent networks in all (1: one network, the seed's, for every input).")
+@click.option("--samples", "-n", default=None, callback=_checked(parse_samples), show_default="100",
+              help="Draws (a draw: one input and its network's whole Jacobian and SVD).")
+@seed_option
+@click.option("--depths", metavar="L1,L2,...", help="Jacobians of the first L top-level layers, or all. "
+              "[default: the whole network]")
+@click.option("--format", "fmt", type=click.Choice(("table", "json")), default="table", show_default=True)
+@output_option
+@click.option("--plot", callback=_checked(check_png_path), metavar="FILE.png",
+              help="Also write the histogram of the squared singular values (needs normstats[plot]).")
+def jacobian(
+    spec: str, input_size: int, init: str, sigma_w2: float | None, normprop: str, inits: int | None,
+    samples: int | None, seed: int, depths: str | None, fmt: str, output: str | None, plot: str | None,
+) -> None:
+    """The singular values of a network's input-output Jacobian (dynamical isometry) beside their
+    free-probability limit, e.g. 'normstats jacobian "8*linear" --input 256 --init orthogonal'."""
+    if plot is not None:
+        pyplot()  # fail before the run when matplotlib is missing
+    result = api.jacobian(spec, input=input_size, init=init, sigma_w2=sigma_w2, normprop=normprop, inits=inits,
+                          samples=samples, seed=seed, depths=depths)
+    if fmt == "json":
+        text = export.dumps(result.to_dict())
+    else:
+        from rich.console import Console
+
+        from normstats.output import render_jacobian
+
+        buf = io.StringIO() if output else None
+        console = Console(file=buf, width=FILE_WIDTH, no_color=True) if buf else _console()
+        console.print(render_jacobian.jacobian_table(result))
+        text = buf.getvalue() if buf else ""
+    if output:
+        export.write_atomic(output, text)
+        click.echo(f"wrote {output}", err=True)
+    elif fmt == "json":
+        click.echo(text, nl=False)
+    if plot is not None:
+        from normstats.output.spectrum_plot import plot_spectrum
+
+        plot_spectrum(result, plot)
+        click.echo(f"wrote {plot}", err=True)
+
+
 if __name__ == "__main__":
     main()

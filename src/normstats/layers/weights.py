@@ -19,11 +19,14 @@ performance gap in unnormalized ResNets", eq. 3): each output channel's weights 
 fan-in, ``W_hat_i = gain (W_i - mean(W_i)) / (std(W_i) sqrt(fan_in))`` with the biased std, so every row has
 sum 0 and squared norm ``gain^2`` whatever was drawn. (timm's ``ScaledStdConv2d`` adds an ``eps`` to the
 variance for training; at initialization we take the paper's formula.) ``--gain`` (ws only, default 1) is the
-paper's gain, e.g. the nonlinearity-specific gamma that makes ``gamma f(X)`` unit-variance.
+paper's gain, e.g. the nonlinearity-specific gamma that makes ``gamma f(X)`` unit-variance. With ``none``,
+``--gain`` (default 1) multiplies the raw initialization: ``init=normal, normalize=none, gain=sqrt(sigma_w^2 /
+fan_in)`` is the mean-field convention of weights of variance ``sigma_w^2 / fan_in``, and ``init=orthogonal,
+normalize=none, gain=sigma_w`` an orthogonal matrix times ``sigma_w`` (what ``normstats jacobian`` builds).
 
 What the references need is the squared Frobenius norm ``|W|^2``, and it is fixed for every W a setting can
 produce only in these cases: ``fan-in`` gives ``out_channels``, ``ws`` gives ``gain^2 out_channels``, ``fan-out`` gives ``in_channels``, and a raw
-``orthogonal`` init gives ``min(out_channels, in_channels k^2)``. For a raw Gaussian init ``|W|^2`` is random
+``orthogonal`` init gives ``min(out_channels, in_channels k^2)`` (times ``gain^2``). For a raw Gaussian init ``|W|^2`` is random
 (about ``fan_in fan_out / k^2`` times the init variance, relative spread ``sqrt(2 / (number of entries))``),
 so a run's statistics belong to the W it drew and there is no reference that holds for every W.
 """
@@ -50,18 +53,21 @@ def weight_params(default_normalize: str) -> tuple[Param, Param, Param]:
             "(NF-ResNets); none: the raw init",
             choices=NORMALIZATIONS,
         ),
-        Param("gain", float, None, "ws only: rows scaled to l2 norm gain", low=0.0, high=1e6, low_open=True,
-              default_text="1 with --normalize ws"),
+        Param("gain", float, None, "ws: rows scaled to l2 norm gain; none: the raw init times gain", low=0.0,
+              high=1e6, low_open=True, default_text="1 with --normalize ws or none"),
     )
 
 
 def resolve_weight_params(layer: str, values: dict[str, Any], fan_in: int) -> dict[str, Any]:
-    """``gain`` exists only with ``ws`` (default 1, dropped from the values otherwise, so other settings keep
-    their names); ``ws`` needs a fan-in of at least 2 (one weight has std 0)."""
+    """``gain`` exists only with ``ws`` (default 1) and ``none`` (kept only when given); it is dropped from the
+    values otherwise, so other settings keep their names. ``ws`` needs a fan-in of at least 2 (one weight has
+    std 0)."""
+    if values["normalize"] == "none" and values.get("gain") is not None:
+        return values
     if values["normalize"] != "ws":
         if values.get("gain") is not None:
             raise ParameterError(
-                f"parameter --gain of layer '{layer}' applies only with --normalize ws; got --normalize "
+                f"parameter --gain of layer '{layer}' applies only with --normalize ws or none; got --normalize "
                 f"{values['normalize']}"
             )
         values.pop("gain", None)
@@ -96,6 +102,8 @@ def draw_weight(
     if normalize != "none":
         axes = (1, 2, 3) if normalize == "fan-in" else (0, 2, 3)
         w /= np.sqrt(np.sum(w * w, axis=axes, keepdims=True))
+    elif gain != 1.0:
+        w *= gain
     return w
 
 
@@ -118,5 +126,5 @@ def squared_norm(
     if normalize == "fan-out":
         return float(in_channels)
     if init == "orthogonal":
-        return float(min(out_channels, in_channels * k * k))
+        return gain * gain * min(out_channels, in_channels * k * k)
     return None

@@ -110,6 +110,23 @@ class NetworkSampler:
         first, last = self.net.items[0].label, self.net.items[-1].label
         return out[self.index[(last, FP)]], out[self.index[(first, BP)]]
 
+    def prefix(self, count: int) -> NetworkSampler:
+        """A sampler of the network's first ``count`` top-level items that shares this sampler's layers (the
+        same weights): the block whose Jacobian a depth of ``normstats jacobian`` asks for."""
+        import dataclasses
+
+        items = self.net.items[:count]
+        last = items[-1]
+        out_shape = last.shape if isinstance(last, Block) else last.out_shape
+        sub = object.__new__(NetworkSampler)
+        sub.net = dataclasses.replace(self.net, items=items, output=out_shape)
+        sub.records = records(sub.net)
+        sub.index = {(r.label, r.what): i for i, r in enumerate(sub.records)}
+        labels = {i.label for i in sub.net.walk() if isinstance(i, Stage)}
+        sub.passes = {k: v for k, v in self.passes.items() if k in labels}
+        sub.uniform_at = {k: v for k, v in self.uniform_at.items() if k in labels}
+        return sub
+
     # -- forward -------------------------------------------------------------------------------------------------
     def _forward(self, items: tuple[Item, ...], h: np.ndarray, u: np.ndarray, states: dict[str, Any],
                  out: list[np.ndarray], draws: int) -> np.ndarray:

@@ -116,10 +116,11 @@ def _expected_squared_norm(init: str, normalize: str, rows: int, c_in: int, k2: 
         return float(c_in)
     if normalize != "none":
         return None  # a normalization this reference does not know
+    gain2 = v.get("gain", 1.0) ** 2  # the raw init times gain (normalize=none)
     if init == "orthogonal":
-        return float(min(rows, fan_in))
+        return gain2 * min(rows, fan_in)
     var = {"normal": 1.0, "kaiming": 2.0 / fan_in, "xavier": 2.0 / (fan_in + fan_out)}.get(init)
-    return None if var is None else var * rows * fan_in
+    return None if var is None else gain2 * var * rows * fan_in
 
 
 class _Walk:

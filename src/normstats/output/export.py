@@ -8,7 +8,7 @@ import io
 import json
 import math
 import os
-import stat
+import stat as file_stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -270,7 +270,7 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> None:
 def _file_mode(target: Path) -> int:
     """The permission bits of an existing ``target``, else those of a new file under the process's umask."""
     try:
-        return stat.S_IMODE(target.stat().st_mode)
+        return file_stat.S_IMODE(target.stat().st_mode)
     except FileNotFoundError:
         umask = os.umask(0)  # reading the umask means setting it; put it straight back
         os.umask(umask)
