@@ -242,7 +242,7 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     return target
 
 
-def write_atomic(path: str | os.PathLike[str], text: str) -> None:
+def write_atomic(path: str | os.PathLike[str], text: str | bytes, option: str = "--output") -> None:
     """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``: readers see the old
     file or the complete new one, never a part.
 
@@ -255,7 +255,8 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        binary = isinstance(text, bytes)
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")) as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
@@ -263,7 +264,7 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> None:
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise NormstatsError(f"--output could not be written: {str(path)!r} ({exc.strerror})") from None
+            raise NormstatsError(f"{option} could not be written: {str(path)!r} ({exc.strerror})") from None
         raise
 
 

@@ -6,8 +6,7 @@ Each figure lives in a module of its own and is one function ``plot_...(result, 
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +40,15 @@ def check_png_path(path: str) -> str:
 
 
 def save(fig: Any, path: str) -> None:
-    """Write ``fig`` to ``path`` through a temporary file in the same directory, then close it: an error or
-    Ctrl-C leaves the old file (or none), never half a PNG."""
+    """Render ``fig`` as a PNG and write it to ``path`` atomically (:func:`normstats.output.export.write_atomic`:
+    an error or Ctrl-C leaves the old file, or none, never half a PNG; the mode a plain ``open`` would give),
+    then close it."""
+    from normstats.output.export import write_atomic
+
     plt = pyplot()
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=DPI, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        buf = io.BytesIO()
+        fig.savefig(buf, dpi=DPI, format="png")
+        write_atomic(path, buf.getvalue(), option="--plot")
     finally:
         plt.close(fig)
