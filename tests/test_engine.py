@@ -131,7 +131,7 @@ def test_95_percent_intervals_cover_the_reference_95_percent_of_the_time(
 
 #: The 97.5% quantile of Student's t with 15 degrees of freedom: a qmc se comes from 16 replicates.
 #: scipy.stats.t.ppf(0.975, 15) = 2.131449545559776 (checked in the test).
-T15_975 = 2.131449545559776
+T15_975 = engine.QMC_T95
 QMC_SEEDS = 400
 
 
@@ -142,7 +142,7 @@ def test_qmc_intervals_cover_the_reference_at_small_n() -> None:
     here; averaging those (the former estimate) covered fp std about 89% of the time, mean z -0.7."""
     from scipy import stats
 
-    assert stats.t.ppf(0.975, 15) == pytest.approx(T15_975, rel=1e-12)
+    assert stats.t.ppf(0.975, engine.REPLICATES - 1) == pytest.approx(T15_975, rel=1e-12)
     layer = normstats.make_layer("maxpool", k=3)
     refs = {k: r.value for k, r in reference_moments(layer).items() if r is not None}
     hits = {"fp_mean": 0, "fp_std": 0}
@@ -177,3 +177,11 @@ def test_stream_is_independent_of_how_it_is_asked_for() -> None:
     gen = np.random.Generator(np.random.PCG64(1))
     parts = [gen.standard_normal(n) for n in (1, 299, 700)]
     assert np.array_equal(one, np.concatenate(parts))
+
+
+def test_a_qmc_row_reports_its_interval_with_the_t_quantile() -> None:
+    row = normstats.simulate("sigmoid", samples=4096, seed=3, method="qmc")
+    lo, hi = row.fp_std.ci95
+    assert (hi - lo) / 2 == pytest.approx(engine.QMC_T95 * row.fp_std.se, rel=1e-12)
+    mc = normstats.simulate("sigmoid", samples=4096, seed=3)
+    assert (mc.fp_std.ci95[1] - mc.fp_std.ci95[0]) / 2 == pytest.approx(Z95 * mc.fp_std.se, rel=1e-12)

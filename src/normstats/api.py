@@ -200,7 +200,7 @@ def _simulate(inst: Layer, opts: RunOptions, reference: str, executor: Any, samp
         runs, opts.samples, opts.seed, method=opts.method, estimator=opts.estimator, stop=opts.stop_rule(),
         executor=executor, progress=opts.progress, chunk_draws=opts.chunk_draws,
     )
-    stats = stats_from_estimates(result.estimates, refs, published_figures(inst))
+    stats = stats_from_estimates(result.estimates, refs, published_figures(inst), result.method)
     return Row(
         inst.name, dict(inst.values), result.draws, **stats, method=result.method, estimator=result.estimator,
         stop=result.stop, sampler=sampler,

@@ -55,6 +55,9 @@ SEGMENT_SCALARS = 1 << 18
 BIT_GENERATOR = _BIT_GENERATOR.__name__
 #: Independent scrambled Sobol sequences of a ``qmc`` run.
 REPLICATES = 16
+#: The 97.5% quantile of Student's t with REPLICATES - 1 = 15 degrees of freedom: a qmc 95% interval is
+#: estimate +- QMC_T95 se. ``scipy.stats.t.ppf(0.975, 15)`` = 2.131449545559776 (checked in tests/test_engine.py).
+QMC_T95 = 2.131449545559776
 #: How the backward statistics are estimated: ``dy`` integrated out exactly, or drawn and run through the
 #: backward pass.
 ESTIMATORS = ("conditional", "sampled")

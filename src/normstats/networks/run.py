@@ -22,7 +22,7 @@ from normstats.networks.build import Block, Network
 from normstats.networks.propagate import NetworkModel, draw_seed
 from normstats.networks.wide_limit import mean_field
 from normstats.output.network_results import LayerStats, NetworkResult
-from normstats.output.results import Stat
+from normstats.output.results import Stat, interval_quantile
 
 #: Draws of a network run unless told otherwise (a draw is a whole forward and backward pass).
 DEFAULT_DRAWS = 10**4
@@ -70,12 +70,22 @@ def run_network(
         if result.stop == INTERRUPTED:
             break
     estimates = _combine([r.estimates for r in results])
-    rows = tuple(_rows(net, estimates, references))
+    rows = tuple(_rows(net, estimates, references, _quantile(method, len(results))))
     stop_reason = results[-1].stop if len(results) == 1 or results[-1].stop == INTERRUPTED else results[0].stop
     return NetworkResult(
         version, seed, net.spec, net.input, net.width, net.normprop, net.batch, len(results),
         sum(r.draws for r in results), method, stop_reason, rows, dict(metadata or {}),
     )
+
+
+def _quantile(method: str, networks: int) -> float:
+    """The 97.5% quantile of the intervals: Student's t where the se is a spread of few replicates (K networks,
+    K - 1 degrees of freedom; qmc's 16 scrambled sequences), else the normal's."""
+    if networks > 1:
+        from normstats.lazy import special
+
+        return float(special.stdtrit(networks - 1, 0.975))
+    return interval_quantile(method)
 
 
 def _combine(per_network: list[dict[str, tuple[float, float]]]) -> dict[str, tuple[float, float]]:
@@ -89,8 +99,8 @@ def _combine(per_network: list[dict[str, tuple[float, float]]]) -> dict[str, tup
     return out
 
 
-def _rows(net: Network, estimates: dict[str, tuple[float, float]], references: dict[str, float | None]
-          ) -> list[LayerStats]:
+def _rows(net: Network, estimates: dict[str, tuple[float, float]], references: dict[str, float | None],
+          quantile: float) -> list[LayerStats]:
     rows = []
     for item in net.walk():
         prefix = f"{item.label}|"
@@ -100,7 +110,7 @@ def _rows(net: Network, estimates: dict[str, tuple[float, float]], references: d
                 continue
             name = key[len(prefix):]
             ref = references.get(key)
-            stats[name] = Stat(estimate, se, ref, None if ref is None else "mean_field")
+            stats[name] = Stat(estimate, se, ref, None if ref is None else "mean_field", quantile=quantile)
         if isinstance(item, Block):
             params: dict[str, Any] = {"alpha": item.alpha, "beta": item.beta_text}
             if item.beta_text == "auto":

@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from normstats.engine.blocks import DEFAULT_ESTIMATOR
+from normstats.engine.blocks import DEFAULT_ESTIMATOR, QMC_T95
 from normstats.engine.moments import Z95, Tally
 from normstats.exact.references import Reference
 from normstats.layers.base import DEFAULT_SAMPLER
@@ -30,10 +30,13 @@ class Stat:
     reference: float | None = None
     reference_kind: str | None = None
     figure: Figure | None = field(default=None, compare=False)
+    #: The 97.5% quantile the interval is built with: the normal's for Monte Carlo; Student's t with 15
+    #: degrees of freedom for qmc, whose se comes from 16 replicates (:data:`~normstats.engine.blocks.QMC_T95`).
+    quantile: float = field(default=Z95, compare=False)
 
     @property
     def ci95(self) -> tuple[float, float]:
-        return (self.estimate - Z95 * self.se, self.estimate + Z95 * self.se)
+        return (self.estimate - self.quantile * self.se, self.estimate + self.quantile * self.se)
 
     @property
     def published(self) -> float | None:
@@ -204,8 +207,10 @@ def stats_from_estimates(
     estimates: dict[str, tuple[float, float]],
     references: dict[str, Reference | None],
     figures: dict[str, Figure],
+    method: str = "mc",
 ) -> dict[str, Stat]:
-    """The four :class:`Stat` of a layer from ``{statistic: (estimate, se)}``."""
+    """The four :class:`Stat` of a layer from ``{statistic: (estimate, se)}`` (``method``: how the se was
+    estimated, which sets the interval's quantile)."""
     out = {}
     for name, (estimate, se) in estimates.items():
         ref = references.get(name)
@@ -215,8 +220,15 @@ def stats_from_estimates(
             None if ref is None else ref.value,
             None if ref is None else ref.kind,
             figures.get(name),
+            quantile=interval_quantile(method),
         )
     return out
+
+
+def interval_quantile(method: str) -> float:
+    """The 97.5% quantile of a 95% interval: the normal's, or for ``qmc`` Student's t on REPLICATES - 1
+    degrees of freedom (the se is the spread of the replicates)."""
+    return QMC_T95 if method == "qmc" else Z95
 
 
 def _num(x: float | None) -> float | None:
