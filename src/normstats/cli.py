@@ -345,24 +345,9 @@ def network(
     title = (f"network {result.spec} · input {'x'.join(map(str, result.input))} · normprop {result.normprop}"
              f" · {result.draws:,} draws · {result.inits} network{'s' if result.inits > 1 else ''} · seed {seed}")
     if not (output and result.partial):
-        try:
-            if fmt == "table":
-                buf = io.StringIO() if output else None
-                console = _new_console(file=buf, width=FILE_WIDTH, no_color=True) if buf else _console()
-                console.print(network_render.network_table(result, title))
-                text = buf.getvalue() if buf else None
-            else:
-                text = {"json": lambda r: export.dumps(r.to_dict()), "csv": network_render.to_csv,
-                        "markdown": network_render.to_markdown}[fmt](result)
-                if not output:
-                    click.echo(text, nl=False)
-        except BrokenPipeError:  # stdout's reader went away: still say on stderr how the run ended
-            _discard_stdout()
-            _PIPE["closed"] = True
-            text = None
-        if output and text is not None:
-            export.write_atomic(output, text)
-            click.echo(f"wrote {output}", err=True)
+        _emit_document(fmt, output, lambda: network_render.network_table(result, title), {
+            "json": lambda: export.dumps(result.to_dict()), "csv": lambda: network_render.to_csv(result),
+            "markdown": lambda: network_render.to_markdown(result)})
         if plot is not None:
             from normstats.output.signal_plot import plot_signal_propagation
 
@@ -592,6 +577,30 @@ def _console(file: Any = None) -> Console:
     return console
 
 
+def _emit_document(fmt: str, output: str | None, table: Callable[[], Any], texts: dict[str, Callable[[], str]]
+                   ) -> None:
+    """Print one result document, or write it atomically to ``output``: ``table()`` gives the rich renderable
+    for ``--format table``, ``texts[fmt]()`` the text of the other formats. A closed stdout is noted (the
+    command then ends quietly with :data:`PIPE_CLOSED` after its stderr summary)."""
+    try:
+        if fmt == "table":
+            buf = io.StringIO() if output else None
+            console = _new_console(file=buf, width=FILE_WIDTH, no_color=True) if buf else _console()
+            console.print(table())
+            text = buf.getvalue() if buf else None
+        else:
+            text = texts[fmt]()
+            if not output:
+                click.echo(text, nl=False)
+    except BrokenPipeError:  # stdout's reader went away: still say on stderr how the run ended
+        _discard_stdout()
+        _PIPE["closed"] = True
+        return
+    if output and text is not None:
+        export.write_atomic(output, text)
+        click.echo(f"wrote {output}", err=True)
+
+
 def _emit(result: Table, fmt: str, output: str | None, title: str, convention: str = "all") -> None:
     """Print ``result`` in ``fmt``, or write it atomically to ``output`` (unless the run was interrupted:
     :func:`_finish` says so)."""
@@ -656,27 +665,17 @@ def meanfield(
         check_png_path(plot)
         pyplot()  # one line now, before the work, if matplotlib is missing
     result = api.meanfield(layer, expr=expr, phase_diagram=plot is not None, **options, **params)
-    if fmt == "json":
-        text = export.dumps(result.to_dict())
-    else:
-        from rich.console import Console
+    from normstats.output import render_meanfield
 
-        from normstats.output import render_meanfield
-
-        buf = io.StringIO() if output else None
-        console = Console(file=buf, width=FILE_WIDTH, no_color=True) if buf else _console()
-        console.print(render_meanfield.meanfield(result))
-        text = buf.getvalue() if buf else ""
-    if output:
-        export.write_atomic(output, text)
-        click.echo(f"wrote {output}", err=True)
-    elif fmt == "json":
-        click.echo(text, nl=False)
+    _emit_document(fmt, output, lambda: render_meanfield.meanfield(result),
+                   {"json": lambda: export.dumps(result.to_dict())})
     if plot is not None:
         from normstats.output.phase_plot import plot_phase_diagram
 
         plot_phase_diagram(result, plot)
         click.echo(f"wrote {plot}", err=True)
+    if _PIPE["closed"]:
+        sys.exit(PIPE_CLOSED)
 
 
 @main.command(epilog=EXIT_HELP, short_help="Published NFNet gammas and PyTorch gains against exact references.")
@@ -748,27 +747,17 @@ def jacobian(
         pyplot()  # fail before the run when matplotlib is missing
     result = api.jacobian(spec, input=input_size, init=init, sigma_w2=sigma_w2, normprop=normprop, inits=inits,
                           samples=samples, seed=seed, depths=depths)
-    if fmt == "json":
-        text = export.dumps(result.to_dict())
-    else:
-        from rich.console import Console
+    from normstats.output import render_jacobian
 
-        from normstats.output import render_jacobian
-
-        buf = io.StringIO() if output else None
-        console = Console(file=buf, width=FILE_WIDTH, no_color=True) if buf else _console()
-        console.print(render_jacobian.jacobian_table(result))
-        text = buf.getvalue() if buf else ""
-    if output:
-        export.write_atomic(output, text)
-        click.echo(f"wrote {output}", err=True)
-    elif fmt == "json":
-        click.echo(text, nl=False)
+    _emit_document(fmt, output, lambda: render_jacobian.jacobian_table(result),
+                   {"json": lambda: export.dumps(result.to_dict())})
     if plot is not None:
         from normstats.output.spectrum_plot import plot_spectrum
 
         plot_spectrum(result, plot)
         click.echo(f"wrote {plot}", err=True)
+    if _PIPE["closed"]:
+        sys.exit(PIPE_CLOSED)
 
 
 if __name__ == "__main__":
