@@ -345,7 +345,7 @@ def network(
     title = (f"network {result.spec} · input {'x'.join(map(str, result.input))} · normprop {result.normprop}"
              f" · {result.draws:,} draws · {result.inits} network{'s' if result.inits > 1 else ''} · seed {seed}")
     if not (output and result.partial):
-        _emit_document(fmt, output, lambda: network_render.network_table(result, title), {
+        _emit_document(fmt, output, lambda _: network_render.network_table(result, title), {
             "json": lambda: export.dumps(result.to_dict()), "csv": lambda: network_render.to_csv(result),
             "markdown": lambda: network_render.to_markdown(result)})
         if plot is not None:
@@ -577,16 +577,16 @@ def _console(file: Any = None) -> Console:
     return console
 
 
-def _emit_document(fmt: str, output: str | None, table: Callable[[], Any], texts: dict[str, Callable[[], str]]
+def _emit_document(fmt: str, output: str | None, table: Callable[[Any], Any], texts: dict[str, Callable[[], str]]
                    ) -> None:
-    """Print one result document, or write it atomically to ``output``: ``table()`` gives the rich renderable
-    for ``--format table``, ``texts[fmt]()`` the text of the other formats. A closed stdout is noted (the
+    """Print one result document, or write it atomically to ``output``: ``table(console)`` gives the rich
+    renderable for ``--format table``, ``texts[fmt]()`` the text of the other formats. A closed stdout is noted (the
     command then ends quietly with :data:`PIPE_CLOSED` after its stderr summary)."""
     try:
         if fmt == "table":
             buf = io.StringIO() if output else None
             console = _new_console(file=buf, width=FILE_WIDTH, no_color=True) if buf else _console()
-            console.print(table())
+            console.print(table(console))
             text = buf.getvalue() if buf else None
         else:
             text = texts[fmt]()
@@ -606,24 +606,12 @@ def _emit(result: Table, fmt: str, output: str | None, title: str, convention: s
     :func:`_finish` says so)."""
     if output and result.partial:
         return
-    try:
-        if fmt == "table":
-            buf = io.StringIO() if output else None
-            console = _new_console(file=buf, width=FILE_WIDTH, no_color=True) if buf else _console()
-            width = console.width if console.is_terminal else None
-            console.print(_render().results(list(result.rows), title, convention, width))
-            text = buf.getvalue() if buf else None
-        else:
-            text = export.WRITERS[fmt](result)
-            if not output:
-                click.echo(text, nl=False)
-    except BrokenPipeError:  # stdout's reader went away: still say on stderr how the run ended
-        _discard_stdout()
-        _PIPE["closed"] = True
-        return
-    if output and text is not None:
-        export.write_atomic(output, text)
-        click.echo(f"wrote {output}", err=True)
+
+    def table(console: Any) -> Any:
+        width = console.width if console.is_terminal else None
+        return _render().results(list(result.rows), title, convention, width)
+
+    _emit_document(fmt, output, table, {name: (lambda w=w: w(result)) for name, w in export.WRITERS.items()})
 
 
 @main.command(
@@ -667,7 +655,7 @@ def meanfield(
     result = api.meanfield(layer, expr=expr, phase_diagram=plot is not None, **options, **params)
     from normstats.output import render_meanfield
 
-    _emit_document(fmt, output, lambda: render_meanfield.meanfield(result),
+    _emit_document(fmt, output, lambda _: render_meanfield.meanfield(result),
                    {"json": lambda: export.dumps(result.to_dict())})
     if plot is not None:
         from normstats.output.phase_plot import plot_phase_diagram
@@ -749,7 +737,7 @@ def jacobian(
                           samples=samples, seed=seed, depths=depths)
     from normstats.output import render_jacobian
 
-    _emit_document(fmt, output, lambda: render_jacobian.jacobian_table(result),
+    _emit_document(fmt, output, lambda _: render_jacobian.jacobian_table(result),
                    {"json": lambda: export.dumps(result.to_dict())})
     if plot is not None:
         from normstats.output.spectrum_plot import plot_spectrum
