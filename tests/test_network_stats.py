@@ -128,7 +128,7 @@ def test_the_table_names_the_run_and_says_where_the_std_leaves_the_band() -> Non
 
 
 def test_target_se_stops_a_network_run() -> None:
-    r = normstats.network("linear relu", input=8, target_se=0.01, seed=0)
+    r = normstats.network("linear relu", input=8, target_se=0.01, seed=0, workers=1)
     assert r.stop == "target-se"
     assert max(s.se for row in r.layers for s in row.stats.values()) <= 0.01
 
