@@ -50,6 +50,9 @@ MAX_DRAW_VALUES = 1 << 24
 MAX_WEIGHTS = 1 << 25
 #: Values a chunk of draws holds at most (32 MiB): the chunk size is this over the values of one draw.
 CHUNK_VALUES = 1 << 22
+#: Values a block of draws passes through (about 4 chunks): a block of a deep network is then a fraction of a
+#: second, and a run of 10^4 draws has enough blocks to keep two workers busy to the end.
+BLOCK_VALUES = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,12 @@ class Network:
 
     def chunk_draws(self) -> int:
         return max(1, min(4096, CHUNK_VALUES // max(1, self.values_per_draw)))
+
+    def block_draws(self) -> int:
+        """Draws per block: a whole number of chunks, about ``BLOCK_VALUES`` values in all (the engine caps it at
+        its own block of random numbers)."""
+        chunk = self.chunk_draws()
+        return chunk * max(1, BLOCK_VALUES // (chunk * max(1, self.values_per_draw)))
 
 
 def build_network(spec: str | tuple[Node, ...], input: Shape, *, width: int | None = None,
