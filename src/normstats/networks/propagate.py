@@ -157,7 +157,11 @@ class NetworkSampler:
             y, st = passes.forward(h, us)
         states[stage.label] = st
         if stage.shift != 0.0 or stage.fwd_scale != 1.0:
-            y = (y - stage.shift) * stage.fwd_scale
+            if passes.fresh_output and y.flags.writeable and not np.may_share_memory(y, h):
+                np.subtract(y, stage.shift, out=y)  # y is ours: no new arrays
+                np.multiply(y, stage.fwd_scale, out=y)
+            else:
+                y = (y - stage.shift) * stage.fwd_scale
         return y
 
     # -- backward ------------------------------------------------------------------------------------------------
@@ -175,10 +179,13 @@ class NetworkSampler:
 
     def _stage_backward(self, stage: Stage, g: np.ndarray, states: dict[str, Any]) -> np.ndarray:
         passes = self.passes[stage.label]
+        st = states.pop(stage.label)
         if stage.grad_scale != 1.0:
+            scaled = getattr(passes, "backward_scaled", None)
+            if scaled is not None and stage.kind == shapes.POINTWISE:
+                return scaled(st, g, stage.grad_scale)
             g = g * stage.grad_scale
         rows = len(g)
-        st = states.pop(stage.label)
         if stage.kind == shapes.PER_CHANNEL:
             c = stage.in_shape[0]
             return passes.backward(st, g.reshape(rows * c, -1)).reshape(rows, -1)
