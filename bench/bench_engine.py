@@ -10,7 +10,9 @@ and all its children (workers included), sampled every 100 ms. The two are kept 
 costs CPU: sampling during a timed run would slow a contender that uses every core and not one that uses one.
 The numpy script draws all N samples at once and calls mean/std, as the published figures were made: once with
 the legacy ``np.random.randn`` (MT19937, what numpy offered then) and once with today's ``default_rng``.
-Speed-ups are against the first. Prints Markdown tables.
+A careful user's chunked loop (reused buffers, the same fp and bp work minus the error bars) is the first
+contender, and speed-ups are against it; a last table compares the time to a target se (every statistic at or
+below 1e-4). Prints Markdown tables.
 """
 
 from __future__ import annotations
@@ -53,6 +55,43 @@ BASELINE = {
         dx = np.zeros_like(x)
         dx[np.arange(N), arg] = dy
         print(dx.mean(), dx.std())
+    """,
+}
+#: A careful user's loop: chunks of 2^16 values into reused buffers, the same work as normstats' default run
+#: minus the error bars (fp and bp, dy drawn), pooled sums of the values and their squares.
+CHUNKED = {
+    "sigmoid": """
+        import numpy as np
+        from scipy.special import expit
+        rng = np.random.default_rng(0)
+        C = 1 << 16
+        x, dy, y, dx = (np.empty(C) for _ in range(4))
+        s = np.zeros(4)
+        for start in range(0, N, C):
+            m = min(C, N - start)
+            rng.standard_normal(out=x[:m]); rng.standard_normal(out=dy[:m])
+            expit(x[:m], out=y[:m])
+            np.multiply(y[:m], 1 - y[:m], out=dx[:m]); dx[:m] *= dy[:m]
+            s += (y[:m].sum(), (y[:m] ** 2).sum(), dx[:m].sum(), (dx[:m] ** 2).sum())
+        print(s[0] / N, np.sqrt(s[1] / N - (s[0] / N) ** 2), s[2] / N, np.sqrt(s[3] / N - (s[2] / N) ** 2))
+    """,
+    "maxpool": """
+        import numpy as np
+        rng = np.random.default_rng(0)
+        C = 1 << 13  # windows a chunk: 2^16 values
+        x, dx = np.empty((C, 9)), np.zeros((C, 9))
+        dy = np.empty(C)
+        rows = np.arange(C)
+        s = np.zeros(4)
+        for start in range(0, N, C):
+            m = min(C, N - start)
+            rng.standard_normal(out=x[:m]); rng.standard_normal(out=dy[:m])
+            arg = x[:m].argmax(axis=1)
+            y = x[rows[:m], arg]
+            dx[:m] = 0.0
+            dx[rows[:m], arg] = dy[:m]
+            s += (y.sum(), (y * y).sum(), dx[:m].sum(), (dx[:m] ** 2).sum())
+        print(s[0] / N, np.sqrt(s[1] / N - (s[0] / N) ** 2), s[2] / N / 9, np.sqrt(s[3] / N / 9 - (s[2] / N / 9) ** 2))
     """,
 }
 NORMSTATS = {"sigmoid": ["--layer", "sigmoid"], "maxpool": ["--layer", "maxpool", "--k", "3"]}
@@ -204,7 +243,9 @@ def main() -> None:
         legacy = legacy.replace("rng.standard_normal((N, 9))", "rng.randn(N, 9)").replace("rng.standard_normal(N)", "rng.randn(N)")
         ours = [python, "-m", "normstats.cli", "simulate", *NORMSTATS[layer], "-n", str(n), "-q", "--format", "json"]
         j = str(args.workers)
+        chunked = [python, "-c", f"N = {n}\n" + textwrap.dedent(CHUNKED[layer])]
         contenders = {
+            "numpy chunked loop (default_rng, 2^16 values a chunk), fp and bp": chunked,
             "numpy np.random.randn (legacy), all at once": [python, "-c", f"N = {n}\n" + legacy],
             "numpy default_rng, all at once": [python, "-c", f"N = {n}\n" + script],
             "normstats, 1 worker": [*ours, "-j", "1"],
@@ -223,6 +264,44 @@ def main() -> None:
             peak = peak_memory(cmd)
             base = base or wall
             print(f"| {layer} | {n:.0e} | {label} | {wall:.2f} | {peak / 2**20:.0f} | {n / wall / 1e6:.1f} M | "
+                  f"{base / wall:.1f}x |", flush=True)
+    print("\n(speed-up: against the chunked loop, the first line of each layer)\n")
+    equal_se(python, args)
+
+
+#: normstats' best settings per layer for a target se (the README's recommendation).
+TARGET_RUNS = {
+    "sigmoid": [["--layer", "sigmoid"], ["--layer", "sigmoid", "--method", "qmc"]],
+    "maxpool": [["--layer", "maxpool", "--k", "3"], ["--layer", "maxpool", "--k", "3", "--method", "qmc"],
+                ["--layer", "maxpool", "--k", "3", "--sampler", "order-statistics", "--method", "qmc"]],
+}
+
+
+def equal_se(python: str, args: argparse.Namespace, target: float = 1e-4) -> None:
+    """Time to every se <= ``target``: the chunked loop (plain Monte Carlo, dy drawn) at the N its statistics
+    need, from the standard errors normstats reports for the same estimator (``--estimator sampled``, plain mc)
+    at a pilot N (se ~ 1/sqrt(N)); normstats with ``--target-se``, which stops on its own se."""
+    import json
+
+    print(f"Time to every se <= {target:g} (the chunked loop at the N its worst statistic needs):\n")
+    print("| layer | contender | N | wall s | speed-up |\n|---|---|---:|---:|---:|")
+    j = str(args.workers)
+    for layer in args.layers:
+        pilot = 10**6
+        out = subprocess.run([python, "-m", "normstats.cli", "simulate", *NORMSTATS[layer], "-n", str(pilot), "-q",
+                              "--format", "json", "--estimator", "sampled"], capture_output=True, check=True)
+        row = json.loads(out.stdout)["rows"][0]
+        worst = max(row[s]["se"] for s in ("fp_mean", "fp_std", "bp_mean", "bp_std"))
+        need = int(pilot * (worst / target) ** 2) + 1
+        loop = [python, "-c", f"N = {need}\n" + textwrap.dedent(CHUNKED[layer])]
+        base = statistics.median(wall_time(loop) for _ in range(args.repeat))
+        print(f"| {layer} | numpy chunked loop | {need:,} | {base:.2f} | 1.0x |", flush=True)
+        for extra in TARGET_RUNS[layer]:
+            cmd = [python, "-m", "normstats.cli", "simulate", *extra, "--target-se", str(target), "-q", "--format",
+                   "json", "-j", j]
+            wall = statistics.median(wall_time(cmd) for _ in range(args.repeat))
+            got = json.loads(subprocess.run(cmd, capture_output=True, check=True).stdout)["rows"][0]["samples"]
+            print(f"| {layer} | normstats {' '.join(extra[2:]) or '(defaults)'} | {got:,} | {wall:.2f} | "
                   f"{base / wall:.1f}x |", flush=True)
 
 

@@ -82,6 +82,28 @@ def test_a_dense_chain_is_the_loop_a_user_would_write() -> None:
         np.testing.assert_allclose(out[index[(label, what)]], want, rtol=1e-12, atol=1e-14)
 
 
+def test_the_engine_tallies_each_record_as_the_sampler_computed_it() -> None:
+    """The engine hands a network's chunk to its sums (``feed``), which tally every record as it comes: the same
+    tallies as tallying the list the sampler returns, over residual, conv, pooling and normalization layers."""
+    from normstats.engine import blocks as engine
+    from normstats.networks.propagate import NetworkModel
+
+    net = build_network("conv(out_channels=4,k=3,padding=1) relu maxpool(k=2) res(conv(k=3,padding=1) relu, "
+                        "alpha=0.5, beta=auto) groupnorm(groups=2)", (2, 6, 6), normprop="fp")
+    model = NetworkModel(net, 0, 3)
+    fed = engine.run_block(engine.Job(model, 3, "mc", 13, "sampled"), engine.Block(0, 40))
+    sampler = model.make_sampler(3, "sampled")
+    listed = model.chunk_sums(13, "sampled")
+    from normstats.engine.sources import MonteCarloSource
+
+    source = MonteCarloSource(3, 0)
+    for m in (13, 13, 13, 1):
+        x, dy, u = (np.empty((m, d)) for d in (model.in_dim, model.out_dim, model.n_uniform))
+        source.fill(x, dy, u)
+        listed.add(sampler(x, dy, u))
+    assert fed.estimates() == listed.result().estimates()
+
+
 def test_split_divides_the_backward_pass_by_each_layers_bp_std() -> None:
     """``split``: forward as ``fp``, backward divided by the bp std instead of the fp std (not the gradient)."""
     fp = build_network("relu", (4,), normprop="fp")

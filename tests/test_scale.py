@@ -18,7 +18,7 @@ import pytest
 
 import normstats
 from normstats.engine import blocks as engine
-from normstats.engine.moments import Moments, PowerSums, Tally
+from normstats.engine.moments import DrawSums, Moments, PowerSums, Tally
 from normstats.engine.stopping import INTERRUPTED, MAX_TIME, SAMPLES, TARGET_SE
 from normstats.registry import make_layer
 from normstats.stats import STATS
@@ -60,6 +60,28 @@ def test_power_sums_match_the_two_pass_moments(width: int) -> None:
                 continue
             for name in a.__dataclass_fields__:
                 assert getattr(a, name) == pytest.approx(getattr(b, name), rel=1e-9, abs=1e-9), name
+
+
+def test_draw_sums_match_the_two_pass_moments_and_the_power_sums() -> None:
+    """The networks' lighter accumulator: the pooled count, mean and m2 of the two-pass moments (m2 from the
+    within- and between-draw sums), and the per-draw co-moments of PowerSums bit for bit."""
+    rng = np.random.default_rng(1)
+    data = 3.0 + rng.standard_normal((4000, 6)) ** 3 * np.linspace(0.5, 2.0, 6)
+    exact = Tally.of(data)
+    for chunk in (1, 7, 4000):
+        light, full = DrawSums(6, chunk), PowerSums(6, chunk)
+        for start in range(0, len(data), chunk):
+            light.add(data[start : start + chunk])
+            full.add(data[start : start + chunk])
+        got = light.tally()
+        assert got.units == full.tally().units
+        for name in ("n", "mean", "m2"):
+            assert getattr(got.values, name) == pytest.approx(getattr(exact.values, name), rel=1e-12), name
+        assert math.isnan(got.values.m3) and math.isnan(got.values.m4)  # not kept: no se of width > 1 uses them
+        assert got.std == pytest.approx(exact.std, rel=1e-12)
+        assert got.se_std() == pytest.approx(exact.se_std(), rel=1e-9)
+        assert got.se_mean() == pytest.approx(exact.se_mean(), rel=1e-9)
+    assert DrawSums(6, 4).tally() == Tally.empty(6)
 
 
 def test_power_sums_of_nothing_is_empty() -> None:

@@ -137,7 +137,9 @@ class Tallies(Protocol):
 
 
 class ChunkSums(Protocol):
-    """The hot-loop accumulator of one block: ``add`` takes what the sampler returned for a chunk."""
+    """The hot-loop accumulator of one block: ``add`` takes what the sampler returned for a chunk. An
+    accumulator that also has ``feed(sampler, x, dy, u)`` is handed the chunk and the sampler instead, and runs
+    them itself (a network tallies each layer's values as they are computed, while they are in cache)."""
 
     def add(self, outputs: Any) -> None: ...
 
@@ -261,8 +263,12 @@ def random_width(layer: Layer | Model, estimator: str) -> int:
 
 
 def block_draws(layer: Layer | Model) -> int:
-    """Draws per block: fixed by the layer's shape, so a seed means the same numbers on every machine."""
-    return max(1, BLOCK_SCALARS // draw_width(layer))
+    """Draws per block: fixed by the layer's shape, so a seed means the same numbers on every machine. A model
+    whose draws are costly (a network: matrix products, many values a draw) names its own, smaller, count as
+    ``block_draws`` (so that a run still has enough blocks to share between workers), never more."""
+    per = max(1, BLOCK_SCALARS // draw_width(layer))
+    own = getattr(layer, "block_draws", None)
+    return per if own is None else max(1, min(own, per))
 
 
 def default_chunk_draws(layer: Layer | Model) -> int:
@@ -309,12 +315,16 @@ def run_block(job: Job, block: Block) -> Tallies:
     dy_buf = np.empty((size, 0 if conditional else model.out_dim))
     u_buf = np.empty((size, model.n_uniform))
     sums = model.chunk_sums(size, job.estimator)
+    feed = None if conditional else getattr(sums, "feed", None)
     done = 0
     while done < block.draws:
         m = min(size, block.draws - done)
         x, dy, u = x_buf[:m], dy_buf[:m], u_buf[:m]
         source.fill(x, dy, u)
-        sums.add(sampler(x, u) if conditional else sampler(x, dy, u))
+        if feed is not None:
+            feed(sampler, x, dy, u)
+        else:
+            sums.add(sampler(x, u) if conditional else sampler(x, dy, u))
         done += m
     return sums.result()
 

@@ -120,6 +120,10 @@ class Passes:
     naturally (activations, linear, conv, dropout) override :meth:`Layer.passes` to skip the second forward.
     """
 
+    #: Whether the output of :meth:`forward` is a new array that the state does not hold, so the caller may
+    #: overwrite it (a network's NormProp shift and scale, in place), unless it shares memory with ``x``.
+    fresh_output = False
+
     def __init__(self, sampler: Sampler, out_dim: int) -> None:
         self.sampler = sampler
         self.out_dim = out_dim
@@ -134,7 +138,13 @@ class Passes:
 
 
 class _ElementwisePasses(Passes):
-    """``y = f(x)``, and ``dx = f'(x) dy`` from the kept ``x``."""
+    """``y = f(x)``, and ``dx = f'(x) dy`` from the kept ``x``.
+
+    The output is the caller's to overwrite (``fresh_output``) unless it shares memory with ``x`` (the identity
+    returns ``x`` itself): the state is ``x`` alone. :meth:`backward_scaled` gives ``scale * dx`` with one pass
+    less than scaling ``dy`` first (a network's NormProp gradient scale)."""
+
+    fresh_output = True
 
     def __init__(self, layer: Elementwise) -> None:
         self.layer = layer
@@ -144,6 +154,11 @@ class _ElementwisePasses(Passes):
 
     def backward(self, state: Any, dy: np.ndarray) -> np.ndarray:
         return self.layer.df(state) * dy
+
+    def backward_scaled(self, state: Any, dy: np.ndarray, scale: float) -> np.ndarray:
+        dx = self.layer.df(state) * dy  # a new array: scaled in place
+        dx *= scale
+        return dx
 
 
 class Layer:

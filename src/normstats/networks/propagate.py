@@ -18,18 +18,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from normstats.engine.blocks import setup_rng
-from normstats.engine.moments import PowerSums, Tally
+from normstats.engine.moments import DrawSums, PowerSums, Tally
 from normstats.errors import NormstatsError
 from normstats.networks import shapes
 from normstats.networks.build import Block, Item, Network, Stage
 
 #: What is tallied of an item, by kind of record.
 FP, BP, BRANCH, CHANNEL_MEAN_SQ, CHANNEL_VAR = "fp", "bp", "branch", "channel_mean_sq", "channel_var"
+#: Where a pass hands each record: ``sink(record index, values of shape (draws, width))``.
+Sink = Callable[[int, np.ndarray], None]
 
 
 @dataclass(frozen=True)
@@ -90,17 +92,27 @@ class NetworkSampler:
                 offset += item.n_uniform
 
     def __call__(self, x: np.ndarray, dy: np.ndarray, u: np.ndarray) -> list[np.ndarray]:
+        out: list[np.ndarray] = [None] * len(self.records)  # type: ignore[list-item]
+
+        def keep(index: int, values: np.ndarray) -> None:
+            out[index] = values
+
+        self.run(x, dy, u, keep)
+        return out
+
+    def run(self, x: np.ndarray, dy: np.ndarray, u: np.ndarray, sink: Sink) -> None:
+        """The forward and backward pass, handing every record to ``sink(index, values)`` (``values`` of shape
+        ``(draws, width)``) as soon as it is computed: the engine tallies it while it is still in cache, and
+        no record outlives its use. ``values`` may be overwritten after ``sink`` returns."""
         net = self.net
         draws = len(x)
         rows = draws * net.batch
-        out: list[np.ndarray] = [None] * len(self.records)  # type: ignore[list-item]
         h = x.reshape(rows, -1)
         uu = u.reshape(rows, -1)
         states: dict[str, Any] = {}
-        self._forward(net.items, h, uu, states, out, draws)
+        self._forward(net.items, h, uu, states, sink, draws)
         g = dy.reshape(rows, -1)
-        self._backward(net.items, g, states, out, draws)
-        return out
+        self._backward(net.items, g, states, sink, draws)
 
     def ends(self, x: np.ndarray, dy: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(y, dx)``: the network's output and the gradient at its input for upstream gradient ``dy`` (rows of
@@ -129,7 +141,7 @@ class NetworkSampler:
 
     # -- forward -------------------------------------------------------------------------------------------------
     def _forward(self, items: tuple[Item, ...], h: np.ndarray, u: np.ndarray, states: dict[str, Any],
-                 out: list[np.ndarray], draws: int) -> np.ndarray:
+                 out: Sink, draws: int) -> np.ndarray:
         for item in items:
             if isinstance(item, Block):
                 xb = h / item.beta if item.beta != 1.0 else h
@@ -162,12 +174,16 @@ class NetworkSampler:
             y, st = passes.forward(h, us)
         states[stage.label] = st
         if stage.shift != 0.0 or stage.fwd_scale != 1.0:
-            y = (y - stage.shift) * stage.fwd_scale
+            if passes.fresh_output and y.flags.writeable and not np.may_share_memory(y, h):
+                np.subtract(y, stage.shift, out=y)  # y is ours: no new arrays
+                np.multiply(y, stage.fwd_scale, out=y)
+            else:
+                y = (y - stage.shift) * stage.fwd_scale
         return y
 
     # -- backward ------------------------------------------------------------------------------------------------
     def _backward(self, items: tuple[Item, ...], g: np.ndarray, states: dict[str, Any],
-                  out: list[np.ndarray], draws: int) -> np.ndarray:
+                  out: Sink, draws: int) -> np.ndarray:
         for item in reversed(items):
             if isinstance(item, Block):
                 gb = self._backward(item.branch, g * item.alpha if item.alpha != 1.0 else g, states, out, draws)
@@ -180,10 +196,13 @@ class NetworkSampler:
 
     def _stage_backward(self, stage: Stage, g: np.ndarray, states: dict[str, Any]) -> np.ndarray:
         passes = self.passes[stage.label]
+        st = states.pop(stage.label)
         if stage.grad_scale != 1.0:
+            scaled = getattr(passes, "backward_scaled", None)
+            if scaled is not None and stage.kind == shapes.POINTWISE:
+                return scaled(st, g, stage.grad_scale)
             g = g * stage.grad_scale
         rows = len(g)
-        st = states.pop(stage.label)
         if stage.kind == shapes.PER_CHANNEL:
             c = stage.in_shape[0]
             return passes.backward(st, g.reshape(rows * c, -1)).reshape(rows, -1)
@@ -193,15 +212,14 @@ class NetworkSampler:
         return passes.backward(st, g)
 
     # -- records -------------------------------------------------------------------------------------------------
-    def _record(self, label: str, what: str, values: np.ndarray, out: list[np.ndarray], draws: int) -> None:
-        out[self.index[(label, what)]] = values.reshape(draws, -1)
+    def _record(self, label: str, what: str, values: np.ndarray, out: Sink, draws: int) -> None:
+        out(self.index[(label, what)], values.reshape(draws, -1))
 
-    def _channel_figures(self, label: str, y: np.ndarray, shape: tuple[int, ...], out: list[np.ndarray],
-                         draws: int) -> None:
+    def _channel_figures(self, label: str, y: np.ndarray, shape: tuple[int, ...], out: Sink, draws: int) -> None:
         maps = y.reshape(len(y), shape[0], -1)
         means = maps.mean(axis=2)
-        out[self.index[(label, CHANNEL_MEAN_SQ)]] = np.mean(means * means, axis=1).reshape(draws, -1)
-        out[self.index[(label, CHANNEL_VAR)]] = maps.var(axis=2).mean(axis=1).reshape(draws, -1)
+        out(self.index[(label, CHANNEL_MEAN_SQ)], np.mean(means * means, axis=1).reshape(draws, -1))
+        out(self.index[(label, CHANNEL_VAR)], maps.var(axis=2).mean(axis=1).reshape(draws, -1))
 
 
 @dataclass(frozen=True)
@@ -238,13 +256,23 @@ class NetworkTallies:
 
 
 class _NetworkSums:
+    """One block's tallies of every record: :class:`~normstats.engine.moments.DrawSums` for records of several
+    values a draw, :class:`~normstats.engine.moments.PowerSums` for one."""
+
     def __init__(self, recs: tuple[Record, ...], capacity: int) -> None:
         self.records = recs
-        self.sums = [PowerSums(r.width, capacity) for r in recs]
+        self.sums = [DrawSums(r.width, capacity) if r.width > 1 else PowerSums(r.width, capacity) for r in recs]
 
     def add(self, outputs: list[np.ndarray]) -> None:
         for sums, values in zip(self.sums, outputs):
             sums.add(values)
+
+    def feed(self, sampler: NetworkSampler, x: np.ndarray, dy: np.ndarray, u: np.ndarray) -> None:
+        """Run the chunk through ``sampler``, tallying each record as it comes (what the engine calls)."""
+        sampler.run(x, dy, u, self._add_one)
+
+    def _add_one(self, index: int, values: np.ndarray) -> None:
+        self.sums[index].add(values)
 
     def result(self) -> NetworkTallies:
         return NetworkTallies(self.records, tuple(s.tally() for s in self.sums))
@@ -270,6 +298,10 @@ class NetworkModel:
     @property
     def n_uniform(self) -> int:
         return self.net.batch * self.net.uniforms_per_input
+
+    @property
+    def block_draws(self) -> int:
+        return self.net.block_draws()
 
     def make_sampler(self, seed: int, estimator: str) -> NetworkSampler:
         if estimator != "sampled":
