@@ -601,6 +601,16 @@ def _emit_document(fmt: str, output: str | None, table: Callable[[Any], Any], te
         click.echo(f"wrote {output}", err=True)
 
 
+def _plot_and_close(plot: str | None, draw: Callable[[str], None]) -> None:
+    """Write the ``--plot`` figure (``draw(path)``), if one was asked for; then end with :data:`PIPE_CLOSED` if
+    stdout's reader went away."""
+    if plot is not None:
+        draw(plot)
+        click.echo(f"wrote {plot}", err=True)
+    if _PIPE["closed"]:
+        sys.exit(PIPE_CLOSED)
+
+
 def _emit(result: Table, fmt: str, output: str | None, title: str, convention: str = "all") -> None:
     """Print ``result`` in ``fmt``, or write it atomically to ``output`` (unless the run was interrupted:
     :func:`_finish` says so)."""
@@ -657,13 +667,9 @@ def meanfield(
 
     _emit_document(fmt, output, lambda _: render_meanfield.meanfield(result),
                    {"json": lambda: export.dumps(result.to_dict())})
-    if plot is not None:
-        from normstats.output.phase_plot import plot_phase_diagram
+    from normstats.output.phase_plot import plot_phase_diagram
 
-        plot_phase_diagram(result, plot)
-        click.echo(f"wrote {plot}", err=True)
-    if _PIPE["closed"]:
-        sys.exit(PIPE_CLOSED)
+    _plot_and_close(plot, lambda path: plot_phase_diagram(result, path))
 
 
 @main.command(epilog=EXIT_HELP, short_help="Published NFNet gammas and PyTorch gains against exact references.")
@@ -739,13 +745,9 @@ def jacobian(
 
     _emit_document(fmt, output, lambda _: render_jacobian.jacobian_table(result),
                    {"json": lambda: export.dumps(result.to_dict())})
-    if plot is not None:
-        from normstats.output.spectrum_plot import plot_spectrum
+    from normstats.output.spectrum_plot import plot_spectrum
 
-        plot_spectrum(result, plot)
-        click.echo(f"wrote {plot}", err=True)
-    if _PIPE["closed"]:
-        sys.exit(PIPE_CLOSED)
+    _plot_and_close(plot, lambda path: plot_spectrum(result, path))
 
 
 if __name__ == "__main__":
