@@ -193,3 +193,22 @@ def test_the_readme_quotes_the_depth_table() -> None:
         fp, bp = rows["40"]["fp_std"], rows["1"]["bp_std"]
         line = next(line for line in readme.splitlines() if line.startswith(f"| `{mode}`"))
         assert pm(fp["estimate"], fp["se"]) in line and pm(bp["estimate"], bp["se"]) in line, line
+
+
+@pytest.mark.slow
+def test_the_readme_network_example_is_what_the_command_prints() -> None:
+    """The excerpt of ``normstats network "20*(linear relu)" --input 512 --normprop fp`` in the README: its
+    rows are the command's rows (up to float rounding, tests.rounding)."""
+    from tests.rounding import same_up_to_rounding
+
+    readme = (TABLES.parent / "README.md").read_text()
+    start = readme.index('$ normstats network "20*(linear relu)" --input 512 --normprop fp\n')
+    excerpt = readme[start:readme.index("```", start)].splitlines()
+    quoted = [line for line in excerpt if line.startswith("│")]
+    out = run("network", "20*(linear relu)", "--input", "512", "--normprop", "fp", "-q").stdout.splitlines()
+    printed = {line.rstrip() for line in out}
+    for line in quoted:
+        match = [p for p in printed if same_up_to_rounding(p, line.rstrip()) is None]
+        assert match, line
+    summary = [line for line in excerpt if line.startswith(("fp std", "bp std"))]
+    assert all(any(same_up_to_rounding(p, s) is None for p in printed) for s in summary)
