@@ -136,6 +136,11 @@ class Passes:
         x, u = state
         return self.sampler(x, dy, u)[1]
 
+    def backward_scaled(self, state: Any, dy: np.ndarray, scale: float) -> np.ndarray:
+        """``backward(state, scale * dy)`` (a network's NormProp gradient scale); a layer may do it in fewer
+        passes."""
+        return self.backward(state, dy * scale)
+
 
 class _ElementwisePasses(Passes):
     """``y = f(x)``, and ``dx = f'(x) dy`` from the kept ``x``.

@@ -77,17 +77,19 @@ def draw_seed(seed: int, init: int) -> int:
 class NetworkSampler:
     """``(x, dy, u) -> [array per record]``: the forward pass, then the backward pass from ``dy``."""
 
-    def __init__(self, net: Network, rng: np.random.Generator) -> None:
+    def __init__(self, net: Network, rng: np.random.Generator | None = None,
+                 passes: dict[str, Any] | None = None) -> None:
+        """The layers' passes are built from ``rng`` (weights drawn in layer order), or given as ``passes``
+        (by label: those of a larger network, for :meth:`prefix`)."""
         self.net = net
         self.records = records(net)
-        index = {(r.label, r.what): i for i, r in enumerate(self.records)}
-        self.index = index
+        self.index = {(r.label, r.what): i for i, r in enumerate(self.records)}
         self.passes: dict[str, Any] = {}
         self.uniform_at: dict[str, int] = {}
         offset = 0
         for item in net.walk():
             if isinstance(item, Stage):
-                self.passes[item.label] = item.layer.passes(rng)
+                self.passes[item.label] = passes[item.label] if passes is not None else item.layer.passes(rng)
                 self.uniform_at[item.label] = offset
                 offset += item.n_uniform
 
@@ -130,14 +132,7 @@ class NetworkSampler:
         items = self.net.items[:count]
         last = items[-1]
         out_shape = last.shape if isinstance(last, Block) else last.out_shape
-        sub = object.__new__(NetworkSampler)
-        sub.net = dataclasses.replace(self.net, items=items, output=out_shape)
-        sub.records = records(sub.net)
-        sub.index = {(r.label, r.what): i for i, r in enumerate(sub.records)}
-        labels = {i.label for i in sub.net.walk() if isinstance(i, Stage)}
-        sub.passes = {k: v for k, v in self.passes.items() if k in labels}
-        sub.uniform_at = {k: v for k, v in self.uniform_at.items() if k in labels}
-        return sub
+        return NetworkSampler(dataclasses.replace(self.net, items=items, output=out_shape), passes=self.passes)
 
     # -- forward -------------------------------------------------------------------------------------------------
     def _forward(self, items: tuple[Item, ...], h: np.ndarray, u: np.ndarray, states: dict[str, Any],
@@ -197,19 +192,13 @@ class NetworkSampler:
     def _stage_backward(self, stage: Stage, g: np.ndarray, states: dict[str, Any]) -> np.ndarray:
         passes = self.passes[stage.label]
         st = states.pop(stage.label)
-        if stage.grad_scale != 1.0:
-            scaled = getattr(passes, "backward_scaled", None)
-            if scaled is not None and stage.kind == shapes.POINTWISE:
-                return scaled(st, g, stage.grad_scale)
-            g = g * stage.grad_scale
         rows = len(g)
         if stage.kind == shapes.PER_CHANNEL:
-            c = stage.in_shape[0]
-            return passes.backward(st, g.reshape(rows * c, -1)).reshape(rows, -1)
-        if stage.kind == shapes.BATCH:
-            draws = rows // self.net.batch
-            return passes.backward(st, g.reshape(draws, -1)).reshape(rows, -1)
-        return passes.backward(st, g)
+            g = g.reshape(rows * stage.in_shape[0], -1)
+        elif stage.kind == shapes.BATCH:
+            g = g.reshape(rows // self.net.batch, -1)
+        dx = passes.backward(st, g) if stage.grad_scale == 1.0 else passes.backward_scaled(st, g, stage.grad_scale)
+        return dx.reshape(rows, -1)
 
     # -- records -------------------------------------------------------------------------------------------------
     def _record(self, label: str, what: str, values: np.ndarray, out: Sink, draws: int) -> None:
