@@ -264,12 +264,7 @@ def simulate(
 ) -> None:
     """Estimate one layer's fp/bp statistics, e.g. 'normstats simulate --layer maxpool --k 3' or
     'normstats simulate --expr "x * tanh(log1p(exp(x)))"'."""
-    if layer is not None:
-        params = _layer_params(layer, ctx.args, ctx.command)
-    elif ctx.args:
-        raise click.UsageError(f"--expr takes no layer parameters; got {' '.join(ctx.args)}")
-    else:
-        params = {}
+    params = _activation_params(ctx, layer)
     row = api.simulate(
         layer, expr=expr, samples=samples, seed=seed, reference=reference, progress=make_progress(quiet),
         sampler=sampler, **run, **params,
@@ -453,6 +448,15 @@ def _finish(result: Table, output: str | None = None) -> None:
         _interrupted(f"nothing written to {output}{_kept(output)}")
     if result.partial:
         _interrupted("the results above are partial (their se hold for the draws taken)")
+
+
+def _activation_params(ctx: click.Context, layer: str | None) -> dict[str, str]:
+    """The layer parameters left over by click for ``--layer``; with ``--expr`` there must be none."""
+    if layer is not None:
+        return _layer_params(layer, ctx.args, ctx.command)
+    if ctx.args:
+        raise click.UsageError(f"--expr takes no layer parameters; got {' '.join(ctx.args)}")
+    return {}
 
 
 def _layer_params(layer: str, args: list[str], command: click.Command) -> dict[str, str]:
@@ -651,12 +655,7 @@ def meanfield(
 ) -> None:
     """Mean-field theory (infinite width) of a deep network: fixed points, chi_1, depth scales, trajectories,
     the edge of chaos, e.g. 'normstats meanfield --layer tanh --sigma-w2 1.5 --sigma-b2 0.05'."""
-    if layer is not None:
-        params = _layer_params(layer, ctx.args, ctx.command)
-    elif ctx.args:
-        raise click.UsageError(f"--expr takes no layer parameters; got {' '.join(ctx.args)}")
-    else:
-        params = {}
+    params = _activation_params(ctx, layer)
     if plot is not None:
         from normstats.output.plotting import check_png_path, pyplot
 

@@ -226,15 +226,8 @@ class BatchNorm(Normalization):
         return z.reshape(len(z), -1)
 
 
-@register_layer("layernorm", aliases=("ln", "layer_norm"))
-class LayerNorm(Normalization):
-    """Layer norm: each input's ``D`` features centred and scaled by their biased variance."""
-
-    summary = "layer norm: an input's D features centred and scaled by their (biased) std"
-    params = (
-        Param("features", int, 64, "features D normalized together", low=1, high=1 << 22),
-        eps_param(TORCH_EPS, "added to the variance (PyTorch's default 1e-5)"),
-    )
+class _FeatureNormalization(Normalization):
+    """A normalization of each input's ``features`` values as one group (layer norm, RMS norm)."""
 
     @property
     def in_dim(self) -> int:
@@ -245,8 +238,19 @@ class LayerNorm(Normalization):
         return self.values["features"]
 
 
+@register_layer("layernorm", aliases=("ln", "layer_norm"))
+class LayerNorm(_FeatureNormalization):
+    """Layer norm: each input's ``D`` features centred and scaled by their biased variance."""
+
+    summary = "layer norm: an input's D features centred and scaled by their (biased) std"
+    params = (
+        Param("features", int, 64, "features D normalized together", low=1, high=1 << 22),
+        eps_param(TORCH_EPS, "added to the variance (PyTorch's default 1e-5)"),
+    )
+
+
 @register_layer("rmsnorm", aliases=("rms_norm",))
-class RMSNorm(Normalization):
+class RMSNorm(_FeatureNormalization):
     """RMS norm (Zhang and Sennrich 2019): ``y = x / sqrt(mean(x^2) + eps)``, no centring. PyTorch's
     ``nn.RMSNorm`` defaults to ``eps=None``, meaning ``torch.finfo(dtype).eps``; ours is float32's, 2^-23."""
 
@@ -256,14 +260,6 @@ class RMSNorm(Normalization):
         Param("features", int, 64, "features D normalized together", low=1, high=1 << 22),
         eps_param(FLOAT32_EPS, "added to the mean square (PyTorch's eps=None: float32 eps 2^-23 = 1.1920929e-07)"),
     )
-
-    @property
-    def in_dim(self) -> int:
-        return self.values["features"]
-
-    @property
-    def group_size(self) -> int:
-        return self.values["features"]
 
 
 @register_layer("groupnorm", aliases=("gn", "group_norm"))
