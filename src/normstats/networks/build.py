@@ -321,6 +321,8 @@ def _probe(cls: type) -> dict[str, bool]:
 
 
 def _out_shape(layer: Layer, kind: str, shape: Shape) -> Shape:
+    if layer.name == "linear":
+        return (layer.values["fan_out"],)
     grid = layer.grid  # conv and pooling: a finite map
     channels = layer.values["out_channels"] if layer.name == "conv" else shape[0]
     return (channels, grid.h.windows, grid.w.windows)

@@ -38,7 +38,7 @@ class Fit:
 
     params: dict[str, Any]
     kind: str
-    out_shape: Shape | None  # None: ask the built layer (maps through windows)
+    out_shape: Shape | None  # None: ask the built layer (its width, or maps through windows)
 
 
 def parse_input(text: str | int | tuple[int, ...]) -> Shape:
@@ -85,7 +85,7 @@ def fit(name: str, given: dict[str, str], shape: Shape, width: int | None, pos: 
     if name == "linear":
         set_auto(params, "fan_in", values)
         params.setdefault("fan_out", str(width or values))
-        return Fit(params, DIRECT, (int(params["fan_out"]),) if _is_int(params["fan_out"]) else None)
+        return Fit(params, DIRECT, None)
     if name in ("conv",):
         c, h, w = _map(shape, where)
         set_auto(params, "in_channels", c)
@@ -123,10 +123,6 @@ def _map(shape: Shape, where: str) -> tuple[int, int, int]:
         raise SpecError(f"{where}: needs a map input (CxHxW); got {describe_shape(shape)} (use --input CxHxW, or "
                         "put it before any linear layer)")
     return shape  # type: ignore[return-value]
-
-
-def _is_int(text: Any) -> bool:
-    return _as_int(text) is not None
 
 
 def _as_int(text: Any) -> int | None:

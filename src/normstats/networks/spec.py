@@ -21,9 +21,10 @@ there. :func:`format_spec` writes a tree back as a canonical string that parses 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Callable, Union
 
 from normstats.errors import NormstatsError
 
@@ -218,14 +219,12 @@ class _Parser:
         return Residual(branch, alpha, beta, tok.pos)
 
 
-def _number(text: str, name: str, tok: _Token, allowed: str, ok: object) -> float:
-    import math
-
+def _number(text: str, name: str, tok: _Token, allowed: str, ok: Callable[[float], bool]) -> float:
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or not ok(value):  # type: ignore[operator]
+    if not math.isfinite(value) or not ok(value):
         raise SpecError(f"network spec, position {tok.pos} ('res'): {name} must be {allowed}; got {text!r}")
     return value
 
@@ -238,10 +237,9 @@ def parse_spec(text: str) -> tuple[Node, ...]:
     nodes = parser.spec(stop=(")",))
     if parser.tok.kind != "end":
         raise parser.fail("unbalanced parentheses: a ')' that closes nothing")
-    if count_layers(nodes) > MAX_LAYERS:
-        raise SpecError(
-            f"network spec must expand to at most {MAX_LAYERS} layers; got {count_layers(nodes):,}"
-        )
+    layers = count_layers(nodes)
+    if layers > MAX_LAYERS:
+        raise SpecError(f"network spec must expand to at most {MAX_LAYERS} layers; got {layers:,}")
     return nodes
 
 
