@@ -92,8 +92,7 @@ def draw_weight(
     if init == "orthogonal":
         w = _orthogonal(rng, out_channels, fan_in).reshape(shape)
     else:
-        var = {"normal": 1.0, "kaiming": 2.0 / fan_in, "xavier": 2.0 / (fan_in + fan_out)}[init]
-        w = rng.standard_normal(shape) * np.sqrt(var)
+        w = rng.standard_normal(shape) * np.sqrt(init_variance(init, fan_in, fan_out))
     if normalize == "ws":
         axes = (1, 2, 3)
         centred = w - w.mean(axis=axes, keepdims=True)
@@ -105,6 +104,11 @@ def draw_weight(
     elif gain != 1.0:
         w *= gain
     return w
+
+
+def init_variance(init: str, fan_in: int, fan_out: int) -> float:
+    """The entries' variance of a Gaussian ``init`` (``normal``, ``kaiming`` or ``xavier``)."""
+    return {"normal": 1.0, "kaiming": 2.0 / fan_in, "xavier": 2.0 / (fan_in + fan_out)}[init]
 
 
 def _orthogonal(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:

@@ -35,6 +35,7 @@ import numpy as np
 
 from normstats.exact.quadrature import gaussian_expectation
 from normstats.layers.base import Elementwise
+from normstats.layers.weights import init_variance, squared_norm
 from normstats.networks import shapes
 from normstats.networks.build import Block, Item, Network, Stage
 
@@ -91,36 +92,29 @@ def weight_factors(stage: Stage) -> tuple[float, float] | None:
     in the wide limit (``None`` for a padded map)."""
     v = stage.layer.values
     if stage.name == "linear":
-        rows, cols, k2, density = v["fan_out"], v["fan_in"], 1, 1.0
-        c_in = cols
+        rows, c_in, k, density = v["fan_out"], v["fan_in"], 1, 1.0
     else:
         if v["padding"]:
             return None
-        k2 = v["k"] ** 2
-        rows, c_in = v["out_channels"], v["in_channels"]
-        cols = c_in * k2
-        grid = stage.layer.grid
-        density = grid.density
-    norm = _expected_squared_norm(v["init"], v["normalize"], rows, c_in, k2, v)
+        rows, c_in, k, density = v["out_channels"], v["in_channels"], v["k"], stage.layer.grid.density
+    norm = _expected_squared_norm(v["init"], v["normalize"], rows, c_in, k, v.get("gain", 1.0))
     if norm is None:
         return None
     return norm / rows, density * norm / c_in
 
 
-def _expected_squared_norm(init: str, normalize: str, rows: int, c_in: int, k2: int, v: dict) -> float | None:
-    """``E|W|^2`` for a weight of ``rows`` outputs and ``c_in * k2`` inputs per output."""
-    fan_in, fan_out = c_in * k2, rows * k2
-    if normalize == "fan-in":
-        return float(rows)
-    if normalize == "fan-out":
-        return float(c_in)
-    if normalize != "none":
-        return None  # a normalization this reference does not know
-    gain2 = v.get("gain", 1.0) ** 2  # the raw init times gain (normalize=none)
-    if init == "orthogonal":
-        return gain2 * min(rows, fan_in)
-    var = {"normal": 1.0, "kaiming": 2.0 / fan_in, "xavier": 2.0 / (fan_in + fan_out)}.get(init)
-    return None if var is None else gain2 * var * rows * fan_in
+def _expected_squared_norm(init: str, normalize: str, rows: int, c_in: int, k: int, gain: float) -> float | None:
+    """``E|W|^2`` for a weight of ``rows`` outputs and ``c_in k^2`` inputs per output: the fixed ``|W|^2`` of
+    :func:`~normstats.layers.weights.squared_norm` where every weight has the same one, else the expectation
+    over a Gaussian init (its variance times the entries, times ``gain^2``). Weight standardization has
+    none here: its centred rows carry the input's variance, not its second moment."""
+    if normalize == "ws":
+        return None
+    fixed = squared_norm(rows, c_in, k, init, normalize, gain)
+    if fixed is not None:
+        return fixed
+    fan_in = c_in * k * k
+    return gain * gain * init_variance(init, fan_in, rows * k * k) * rows * fan_in
 
 
 class _Walk:
