@@ -45,11 +45,11 @@ def to_csv(table: Table) -> str:
                 d["ci95"][0], d["ci95"][1], reference, d["reference_kind"], d["published"], d["published_text"],
                 d["published_agrees"], d["z"], row.samples, table.seed,
             ]
-            writer.writerow([_cell(c) for c in cells])
+            writer.writerow([csv_cell(c) for c in cells])
     return buf.getvalue()
 
 
-def _cell(value: Any) -> Any:
+def csv_cell(value: Any) -> Any:
     """CSV cells: empty for null, JSON spelling for booleans, full precision for floats."""
     if value is None:
         return ""

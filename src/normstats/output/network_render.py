@@ -9,8 +9,9 @@ import math
 from typing import Any
 
 from normstats.output import formatting as fmt
+from normstats.output.export import csv_cell
 from normstats.output.network_results import BAND, LayerStats, NetworkResult
-from normstats.output.results import Stat
+from normstats.output.results import Stat, _num
 
 CSV_COLUMNS = (
     "network", "input", "index", "layer", "params", "shape", "statistic", "estimate", "se", "ci95_lo", "ci95_hi", "mean_field",
@@ -137,19 +138,11 @@ def _csv_rows(writer: Any, result: NetworkResult) -> None:
     for row in result.layers:
         for name, stat in row.stats.items():
             d = stat.to_dict()
-            writer.writerow([_cell(c) for c in (
+            writer.writerow([csv_cell(c) for c in (
                 result.spec, "x".join(map(str, result.input)), row.index, row.layer, _params(row), _shape(row), name, d["estimate"], d["se"], d["ci95"][0],
-                d["ci95"][1], d["reference"], None if stat.difference is None else stat.difference, result.draws,
+                d["ci95"][1], d["reference"], _num(stat.difference), result.draws,
                 result.inits, result.normprop, result.seed,
             )])
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else ""
-    return value
 
 
 def to_markdown(result: NetworkResult) -> str:
