@@ -71,7 +71,7 @@ def run_network(
             break
     estimates = _combine([r.estimates for r in results])
     rows = tuple(_rows(net, estimates, references, _quantile(method, len(results))))
-    stop_reason = results[-1].stop if len(results) == 1 or results[-1].stop == INTERRUPTED else results[0].stop
+    stop_reason = results[-1].stop  # the networks run in turn: the last says how the run ended
     return NetworkResult(
         version, seed, net.spec, net.input, net.width, net.normprop, net.batch, len(results),
         sum(r.draws for r in results), method, stop_reason, rows, dict(metadata or {}),
