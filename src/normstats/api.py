@@ -22,7 +22,7 @@ from normstats.errors import NormstatsError
 from normstats.exact import selfnorm
 from normstats.exact.references import reference_moments
 from normstats.exact.selfnorm import Solution
-from normstats.layers.base import DEFAULT_SAMPLER, Layer
+from normstats.layers.base import AUTO_SAMPLER, DEFAULT_SAMPLER, SAMPLERS, Layer
 from normstats.networks.build import build_network
 from normstats.networks.run import DEFAULT_DRAWS, check_inits, run_network
 from normstats.networks.shapes import parse_input
@@ -39,6 +39,10 @@ from normstats.stats import STATS
 
 DEFAULT_SAMPLES = 10**6
 DEFAULT_SEED = 0
+#: ``method="auto"`` (the default): see :func:`choose_path`.
+AUTO_METHOD = "auto"
+#: What ``--method`` may name.
+METHODS = (AUTO_METHOD, *SAMPLING_METHODS)
 
 
 def version() -> str:
@@ -72,9 +76,29 @@ def check_seed(seed: Any) -> int:
 
 
 def check_method(method: Any) -> str:
-    if method not in SAMPLING_METHODS:
-        raise NormstatsError(f"--method must be one of {', '.join(SAMPLING_METHODS)}; got {method!r}")
+    if method not in METHODS:
+        raise NormstatsError(f"--method must be one of {', '.join(METHODS)}; got {method!r}")
     return method
+
+
+def check_sampler(sampler: Any, choices: tuple[str, ...] = (*SAMPLERS, AUTO_SAMPLER)) -> str | None:
+    if sampler is not None and sampler not in choices:
+        raise NormstatsError(f"--sampler must be one of {', '.join(choices)}; got {sampler!r}")
+    return sampler
+
+
+def choose_path(layer: Layer, method: str, target_se: float | None, sampler: str | None) -> tuple[str, str]:
+    """The method and sampler a run of ``layer`` takes. ``method="auto"``: with a target se, ``qmc`` on the
+    layer's exact shortcut where its settings allow one (``sampler="auto"``), the cheapest honest way to a
+    given precision; without one, plain ``mc`` on the layer's own passes, the reproducible default that every
+    shortcut is tested against. A sampler given explicitly is kept; ``"auto"`` becomes the name of the
+    shortcut chosen (:meth:`~normstats.layers.base.Layer.auto_sampler`)."""
+    if method == AUTO_METHOD:
+        method = "qmc" if target_se is not None else "mc"
+        if sampler is None and method == "qmc":
+            sampler = AUTO_SAMPLER
+    sampler = sampler or DEFAULT_SAMPLER
+    return method, layer.auto_sampler() if sampler == AUTO_SAMPLER else sampler
 
 
 def check_estimator(estimator: Any) -> str:
@@ -150,7 +174,7 @@ def simulate(
     samples: int | str | None = None,
     seed: int = DEFAULT_SEED,
     reference: str = "auto",
-    method: str = "mc",
+    method: str = AUTO_METHOD,
     estimator: str = engine.DEFAULT_ESTIMATOR,
     target_se: float | str | None = None,
     max_time: float | str | None = None,
@@ -159,14 +183,16 @@ def simulate(
     chunk_draws: int | None = None,
     progress: Progress | None = None,
     processes: bool = False,
-    sampler: str = DEFAULT_SAMPLER,
+    sampler: str | None = None,
     **params: Any,
 ) -> Row:
     """Estimate the fp/bp mean and std of one layer.
 
     ``layer`` is a registered name (``params`` are its parameters) or a layer instance; alternatively
     ``expr`` is a formula over ``x`` for a custom activation (:mod:`normstats.layers.expr`). ``method`` is ``mc``
-    (plain Monte Carlo) or ``qmc`` (16 randomized scrambled-Sobol replicates). ``estimator`` says how the
+    (plain Monte Carlo), ``qmc`` (16 randomized scrambled-Sobol replicates) or ``auto`` (the default: ``qmc``
+    on the layer's exact shortcut when ``target_se`` is given, else ``mc`` on its own passes; see
+    :func:`choose_path`). ``estimator`` says how the
     backward statistics are estimated: ``conditional`` integrates the upstream gradient dy out exactly
     (``E[dx^2 | x]`` per draw: fewer random numbers, smaller se; bp mean is then exactly 0), ``sampled``
     draws dy and runs the layer's backward pass on it. The run takes ``samples`` draws (default
@@ -174,14 +200,16 @@ def simulate(
     ``max_time`` (seconds, or text such as ``"30s"``); with either of those, ``samples`` is only the cap.
     Blocks run on ``workers`` threads (default: one per core; ``processes=True`` for worker processes; runs
     under about 16M random numbers stay in this thread) or on the Dask scheduler at ``dask``; the result for
-    a seed is the same on any of them. ``sampler="order-statistics"`` (max pooling whose windows do not
-    overlap) draws each window's maximum from one uniform through its quantile function instead of running
-    the layer on its inputs: the same statistics, several times faster. Ctrl-C ends the run early and returns
+    a seed is the same on any of them. ``sampler`` names an exact shortcut with the same statistics
+    (``order-statistics``: max pooling, a window's maximum from one uniform through its quantile function;
+    ``chi-square``: normalization layers; ``spectral``: linear), ``layer`` for the layer's own passes, or
+    ``auto`` for the layer's first shortcut; the default follows ``method``. Ctrl-C ends the run early and returns
     what it has (``row.partial``).
     Returns a :class:`~normstats.output.results.Row` whose statistics carry estimate, se, 95% interval, reference
     and z.
     """
     inst = _make(layer, expr, params)
+    check_sampler(sampler)
     opts = run_options(
         samples, seed, method, target_se, max_time, workers, dask, chunk_draws, progress,
         estimator=estimator, processes=processes,
@@ -190,14 +218,16 @@ def simulate(
         return _simulate(inst, opts, reference, executor, sampler)
 
 
-def _simulate(inst: Layer, opts: RunOptions, reference: str, executor: Any, sampler: str = DEFAULT_SAMPLER) -> Row:
-    """Run ``inst.shortcut(sampler)`` (``inst`` itself, or the stand-in of an exact shortcut) and report it as
-    ``inst``, with ``inst``'s references and published figures."""
+def _simulate(inst: Layer, opts: RunOptions, reference: str, executor: Any, sampler: str | None = None) -> Row:
+    """Run ``inst.shortcut(sampler)`` (``inst`` itself, or the stand-in of an exact shortcut) with the method
+    and sampler :func:`choose_path` picks, and report it as ``inst``, with ``inst``'s references and published
+    figures."""
+    method, sampler = choose_path(inst, opts.method, opts.target_se, sampler)
     # The sampler and the references first: either may raise, and that must come before the run.
     runs = inst.shortcut(sampler)
     refs = reference_moments(inst, reference)
     result = engine.execute(
-        runs, opts.samples, opts.seed, method=opts.method, estimator=opts.estimator, stop=opts.stop_rule(),
+        runs, opts.samples, opts.seed, method=method, estimator=opts.estimator, stop=opts.stop_rule(),
         executor=executor, progress=opts.progress, chunk_draws=opts.chunk_draws,
     )
     stats = stats_from_estimates(result.estimates, refs, published_figures(inst), result.method)
@@ -225,7 +255,7 @@ def table(
     seed: int = DEFAULT_SEED,
     rows: Iterable[tuple[str, dict[str, Any]]] = DEFAULT_ROWS,
     on_row: Callable[[Row], None] | None = None,
-    method: str = "mc",
+    method: str = AUTO_METHOD,
     estimator: str = engine.DEFAULT_ESTIMATOR,
     target_se: float | str | None = None,
     max_time: float | str | None = None,
@@ -233,10 +263,12 @@ def table(
     dask: str | None = None,
     progress: Progress | None = None,
     processes: bool = False,
+    sampler: str | None = None,
 ) -> Table:
     """Every row of the default table (or of ``rows``), each run as :func:`simulate` runs one layer (a time
-    limit applies to each row). One pool of workers serves every row. Ctrl-C ends the table after the
-    current row, which is marked partial."""
+    limit applies to each row; ``sampler`` is ``layer`` or ``auto``, each row's own shortcut). One pool of
+    workers serves every row. Ctrl-C ends the table after the current row, which is marked partial."""
+    check_sampler(sampler, (DEFAULT_SAMPLER, AUTO_SAMPLER))
     opts = run_options(
         samples, seed, method, target_se, max_time, workers, dask, None, progress,
         estimator=estimator, processes=processes,
@@ -248,7 +280,7 @@ def table(
         try:
             for i, (name, params) in enumerate(rows, 1):
                 labelled = replace(opts, progress=Labelled(opts.progress, f"row {i}/{len(rows)}"))
-                row = _simulate(make_layer(name, **params), labelled, "auto", executor)
+                row = _simulate(make_layer(name, **params), labelled, "auto", executor, sampler)
                 out.append(row)
                 if on_row is not None:
                     on_row(row)
@@ -256,8 +288,10 @@ def table(
                     break
         except KeyboardInterrupt:
             interrupted = True
+    methods = {row.method for row in out}
+    method = methods.pop() if len(methods) == 1 else opts.method  # "auto" only where rows differ
     return make_table(
-        out, seed=opts.seed, samples=opts.samples, method=opts.method, estimator=opts.estimator,
+        out, seed=opts.seed, samples=opts.samples, method=method, estimator=opts.estimator,
         interrupted=interrupted,
     )
 
@@ -302,7 +336,7 @@ def network(
     inits: int = 1,
     samples: int | str | None = None,
     seed: int = DEFAULT_SEED,
-    method: str = "mc",
+    method: str = AUTO_METHOD,
     target_se: float | str | None = None,
     max_time: float | str | None = None,
     workers: int | None = None,
@@ -327,6 +361,8 @@ def network(
         samples = DEFAULT_DRAWS
     opts = run_options(samples, seed, method, target_se, max_time, workers, dask, None, progress,
                        estimator="sampled", processes=processes)
+    if opts.method == AUTO_METHOD:  # a network has no exact shortcut, and qmc gains little in its dimensions
+        opts = replace(opts, method="mc")
     check_inits(inits)
     meta = run_metadata(opts.seed, opts.samples, opts.method, "sampled")
     with open_executor(opts.workers, opts.dask, opts.processes) as executor:

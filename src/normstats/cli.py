@@ -20,12 +20,11 @@ from normstats.engine.blocks import DEFAULT_ESTIMATOR, ESTIMATORS
 from normstats.engine.executors import check_workers, default_workers
 from normstats.engine.progress import make_progress
 from normstats.engine.sample_count import parse_samples
-from normstats.engine.sources import METHODS as SAMPLING_METHODS
 from normstats.engine.stopping import check_target_se, parse_duration
 from normstats.errors import NormstatsError, ParameterError
 from normstats.exact.references import METHODS
 from normstats.exact.selfnorm import TARGETS
-from normstats.layers.base import DEFAULT_SAMPLER, SAMPLERS
+from normstats.layers.base import AUTO_SAMPLER, DEFAULT_SAMPLER, SAMPLERS
 from normstats.networks.build import NORMPROP_MODES
 from normstats.networks.run import DEFAULT_DRAWS
 from normstats.output import export, network_render
@@ -180,8 +179,9 @@ def run_options(f: Callable[..., Any], estimator: bool = True) -> Callable[..., 
     """The options that say how a run samples, stops, runs in parallel and reports progress (``estimator``:
     with the choice of bp estimator)."""
     options = [
-        click.option("--method", type=click.Choice(SAMPLING_METHODS), default="mc", show_default=True,
-                     help="Sampling: plain Monte Carlo, or 16 randomized scrambled-Sobol replicates."),
+        click.option("--method", type=click.Choice(api.METHODS), default=api.AUTO_METHOD, show_default=True,
+                     help="Sampling: plain Monte Carlo, 16 randomized scrambled-Sobol replicates, or auto: "
+                     "with --target-se, qmc on each layer's exact shortcut (--sampler auto), else mc."),
         *([click.option("--estimator", type=click.Choice(ESTIMATORS), default=DEFAULT_ESTIMATOR, show_default=True,
                         help="bp statistics: integrate dy out exactly (E[dx^2|x] per draw; bp mean is then "
                         "exactly 0), or draw dy and run the backward pass on it.")] if estimator else []),
@@ -249,9 +249,11 @@ def list_cmd(fmt: str) -> None:
     help="Reference path: closed form, quadrature, or the first available.",
 )
 @click.option(
-    "--sampler", type=click.Choice(SAMPLERS), default=DEFAULT_SAMPLER, show_default=True,
-    help="Run the layer's own forward and backward pass, or an exact shortcut with the same distribution: "
-    "order-statistics draws a max pooling window's maximum from one uniform (windows that do not overlap).",
+    "--sampler", type=click.Choice((*SAMPLERS, AUTO_SAMPLER)), default=None,
+    show_default="layer; auto with --method auto and --target-se",
+    help="Run the layer's own forward and backward pass, or an exact shortcut with the same statistics: "
+    "order-statistics (max pooling: a window's maximum from one uniform), chi-square (normalization layers), "
+    "spectral (linear); auto: the layer's first shortcut, else its own passes.",
 )
 @run_options
 @format_option
@@ -260,7 +262,7 @@ def list_cmd(fmt: str) -> None:
 @click.pass_context
 def simulate(
     ctx: click.Context, layer: str | None, expr: str | None, samples: int | None, seed: int, reference: str,
-    sampler: str, fmt: str, output: str | None, convention: str, quiet: bool, **run: Any,
+    sampler: str | None, fmt: str, output: str | None, convention: str, quiet: bool, **run: Any,
 ) -> None:
     """Estimate one layer's fp/bp statistics, e.g. 'normstats simulate --layer maxpool --k 3' or
     'normstats simulate --expr "x * tanh(log1p(exp(x)))"'."""
@@ -281,16 +283,23 @@ def simulate(
 @main.command(epilog=EXIT_HELP, short_help="The NormProp table: every published layer, estimated and checked.")
 @samples_option
 @seed_option
+@click.option(
+    "--sampler", type=click.Choice((DEFAULT_SAMPLER, AUTO_SAMPLER)), default=None,
+    show_default="layer; auto with --method auto and --target-se",
+    help="Each row's own forward and backward pass, or its exact shortcut where it has one (auto).",
+)
 @run_options
 @format_option
 @output_option
 @convention_option
 def table(
-    samples: int | None, seed: int, fmt: str, output: str | None, convention: str, quiet: bool, **run: Any
+    samples: int | None, seed: int, sampler: str | None, fmt: str, output: str | None, convention: str,
+    quiet: bool, **run: Any
 ) -> None:
-    """The NormProp table: every published layer with estimates, references and published figures."""
-    result = api.table(samples=samples, seed=seed, progress=make_progress(quiet), **run)
-    title = f"normstats {result.version} · {run['method']} · bp {run['estimator']} · seed {seed}"
+    """The NormProp table: every published layer with estimates, references and published figures. With
+    --target-se it runs each row by qmc on its exact shortcut (--method auto), the fastest way to a precision."""
+    result = api.table(samples=samples, seed=seed, progress=make_progress(quiet), sampler=sampler, **run)
+    title = f"normstats {result.version} · {result.metadata['method']} · bp {run['estimator']} · seed {seed}"
     _emit(result, fmt, output, title, convention)
     _finish(result, output)
 

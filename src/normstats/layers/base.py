@@ -40,9 +40,13 @@ Sampler = Callable[[np.ndarray, np.ndarray, np.ndarray], "tuple[np.ndarray, np.n
 ConditionalSampler = Callable[[np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray]"]
 
 #: What ``--sampler`` may name: ``layer`` runs the layer's own forward and backward pass; the others are exact
-#: shortcuts that some layers offer (:meth:`Layer.shortcut`).
-SAMPLERS: tuple[str, ...] = ("layer", "order-statistics")
+#: shortcuts that some layers offer (:meth:`Layer.shortcut`): ``order-statistics`` (max pooling: a window's
+#: maximum from one uniform), ``chi-square`` (normalization layers: a group through the chi-square law of its
+#: sum of squares), ``spectral`` (linear: ``W x`` through the singular values of ``W``).
+SAMPLERS: tuple[str, ...] = ("layer", "order-statistics", "chi-square", "spectral")
 DEFAULT_SAMPLER = "layer"
+#: ``--sampler auto``: each layer's first exact shortcut that its settings allow, else its own passes.
+AUTO_SAMPLER = "auto"
 
 #: Most scalars the probes of :class:`ProbeSampler` hold at once (32 MB of float64).
 _PROBE_SCALARS = 1 << 22
@@ -280,11 +284,24 @@ class Layer:
     #: The exact shortcuts (names from :data:`SAMPLERS`) this layer offers besides its own passes.
     shortcuts: ClassVar[tuple[str, ...]] = ()
 
+    def auto_sampler(self) -> str:
+        """What ``--sampler auto`` runs: the first of :attr:`shortcuts` that this layer's settings allow (its
+        :meth:`_shortcut` does not refuse them), else ``layer``."""
+        for name in self.shortcuts:
+            try:
+                self._shortcut(name)
+            except ParameterError:
+                continue
+            return name
+        return DEFAULT_SAMPLER
+
     def shortcut(self, sampler: str) -> Layer:
         """The layer the engine runs for ``--sampler sampler``: this one for ``layer``; for one of
         :attr:`shortcuts`, a stand-in whose outputs and gradients have the same distribution (so the same four
         statistics) but cost fewer random numbers or less arithmetic. The layer's own passes stay the
         default, and the tests check every shortcut against them."""
+        if sampler == AUTO_SAMPLER:
+            sampler = self.auto_sampler()
         if sampler == DEFAULT_SAMPLER:
             return self
         if sampler not in self.shortcuts:
