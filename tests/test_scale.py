@@ -156,8 +156,22 @@ def test_target_se_is_met_for_every_statistic() -> None:
 
 
 def test_samples_cap_a_run_with_an_unreachable_target() -> None:
-    row = normstats.simulate("relu", target_se=1e-9, samples=10_000, workers=1)
+    row = normstats.simulate("relu", target_se=1e-9, samples=10_000, workers=1, method="mc")
     assert (row.stop, row.samples) == (SAMPLES, 10_000)
+
+
+def test_auto_method_runs_qmc_on_the_shortcut_with_a_target_and_mc_on_the_layer_without() -> None:
+    """``method="auto"`` (the default): a target se means qmc on the layer's first exact shortcut (qmc rounds
+    the cap up to a power of two per replicate); a plain sample count means mc on the layer's own passes; an
+    explicit sampler is kept."""
+    row = normstats.simulate("maxpool", k=2, target_se=1e-9, samples=10_000, workers=1)
+    assert (row.method, row.sampler, row.stop, row.samples) == ("qmc", "order-statistics", SAMPLES, 16_384)
+    row = normstats.simulate("maxpool", k=2, target_se=1e-9, samples=10_000, workers=1, sampler="layer")
+    assert (row.method, row.sampler) == ("qmc", "layer")
+    row = normstats.simulate("maxpool", k=2, samples=10_000, workers=1)
+    assert (row.method, row.sampler, row.samples) == ("mc", "layer", 10_000)
+    row = normstats.simulate("relu", target_se=1e-9, samples=10_000, workers=1)
+    assert (row.method, row.sampler) == ("qmc", "layer")  # no shortcut: qmc on its own passes
 
 
 def test_max_time_stops_a_long_run() -> None:
@@ -224,11 +238,14 @@ def test_bad_run_options_exit_2_with_one_line(args: list[str], needle: str) -> N
 
 
 def test_stop_reason_and_draws_are_reported() -> None:
-    proc = _cli("simulate", "--layer", "relu", "--target-se", "1e-3", "-j", "1", "--format", "json")
-    assert proc.returncode == 0, proc.stderr
-    row = json.loads(proc.stdout)["rows"][0]
-    assert (row["stop"], row["partial"], row["method"]) == (TARGET_SE, False, "mc")
-    assert f"{row['samples']:,} draws (mc), stopped by target-se" in proc.stderr
+    for method in ("mc", "auto"):
+        proc = _cli("simulate", "--layer", "relu", "--target-se", "1e-3", "-j", "1", "--format", "json",
+                    "--method", method)
+        assert proc.returncode == 0, proc.stderr
+        row = json.loads(proc.stdout)["rows"][0]
+        ran = "qmc" if method == "auto" else "mc"
+        assert (row["stop"], row["partial"], row["method"]) == (TARGET_SE, False, ran)
+        assert f"{row['samples']:,} draws ({ran}), stopped by target-se" in proc.stderr
 
 
 @pytest.mark.parametrize("pool", [[], ["--processes"]], ids=["threads", "processes"])
