@@ -148,6 +148,18 @@ def test_qmc_intervals_cover_the_reference_at_small_n() -> None:
         assert lo <= count <= hi, (stat, count, (lo, hi))
 
 
+def test_worker_counts_give_the_same_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each worker runs its own SVD of the seed's W (one BLAS thread everywhere): the same bits."""
+    monkeypatch.setattr(engine, "BLOCK_SCALARS", 1 << 13)
+    monkeypatch.setattr(engine, "PARALLEL_MIN_SCALARS", 0)
+    rows = [
+        normstats.simulate("linear", fan_in=16, fan_out=8, samples=20_000, workers=w, sampler="spectral",
+                           estimator="sampled").to_dict()
+        for w in (1, 2, 3)
+    ]
+    assert rows[0] == rows[1] == rows[2]
+
+
 def test_auto_picks_spectral_and_the_cli_records_it() -> None:
     assert normstats.make_layer("linear").auto_sampler() == "spectral"
     assert normstats.make_layer("linear", init="normal", normalize="none").shortcut("auto") == SpectralLinear(
