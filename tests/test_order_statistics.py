@@ -1,7 +1,8 @@
 """``--sampler order-statistics``: max pooling's window maximum drawn from one uniform through its quantile
 function. Checked against 30-digit mpmath quantiles, the exact distribution function (Kolmogorov-Smirnov),
-the layer's own passes run on the same number of draws, and the exact references; refused in one line where
-it does not apply."""
+the layer's own passes run on the same number of draws, and the exact references, where a draw is one window
+and where windows overlap, repeat or lie apart (the same expectations, the stand-in's own se); refused in one
+line where a window holds padding."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from normstats.layers.base import ProbeSampler
 from normstats.layers.pooling import MaxOfNormals, max_of_normals_quantile
 from normstats.stats import STATS
 from tests.test_cli import run, run_bad
+from tests.test_engine import _coverage_bounds
 from tests.test_export import VALIDATOR
 
 
@@ -111,14 +113,97 @@ def test_worker_counts_give_the_same_row(monkeypatch: pytest.MonkeyPatch) -> Non
     assert rows[0]["sampler"] == "order-statistics"
 
 
+#: Geometries where every window holds n real inputs but a draw is not one window: overlapping (rho = 1/4),
+#: apart (k < stride: rho = 1/9 with n = 4), and a finite map without padding (rho = 9/49, not 1/m: c < 1).
+WHOLE_WINDOWS = [{"k": 3, "stride": 2}, {"k": 2, "stride": 3}, {"k": 3, "stride": 2, "size": "7"}]
+WHOLE_IDS = ["overlapping", "apart", "finite"]
+
+
+@pytest.mark.parametrize("estimator", engine.ESTIMATORS)
+@pytest.mark.parametrize("params", WHOLE_WINDOWS, ids=WHOLE_IDS)
+def test_shortcut_where_windows_overlap_agrees_with_the_layer_and_the_references(
+    params: dict, estimator: str
+) -> None:
+    """The stand-in has the layer's four expectations but not its per-draw law (one window, not the draw's
+    correlated windows), so its se is its own: each statistic of either path sits within 4 of its own se of
+    the exact reference, and the two within 4 combined se of each other; se-0 statistics equal the reference."""
+    layer = normstats.make_layer("maxpool", **params)
+    refs = reference_moments(layer)
+    ours = engine.execute(layer.shortcut("order-statistics"), 100_000, 1, estimator=estimator).estimates
+    theirs = engine.execute(layer, 100_000, 2, estimator=estimator).estimates
+    for s in STATS:
+        (a, se_a), (b, se_b), ref = ours[s], theirs[s], refs[s].value
+        if se_a == 0:
+            assert se_b == 0 and a == pytest.approx(ref, abs=1e-15) and b == pytest.approx(ref, abs=1e-15), s
+            continue
+        assert abs(a - ref) <= 4 * se_a, (s, a, ref, se_a)
+        assert abs(b - ref) <= 4 * se_b, (s, b, ref, se_b)
+        assert abs(a - b) <= 4 * math.hypot(se_a, se_b), (s, a, b)
+
+
+@pytest.mark.parametrize("params", WHOLE_WINDOWS, ids=WHOLE_IDS)
+def test_overlapping_stand_in_routes_the_density_rho_not_one_over_n(params: dict) -> None:
+    """g's row mean is the layer's density rho = windows per counted input (1/4, 1/9, 9/49 here), not 1/n,
+    and equals the row mean of the probes of the stand-in's own backward pass (c^2 at the routed input)."""
+    layer = normstats.make_layer("maxpool", **params)
+    stand_in = layer.shortcut("order-statistics")
+    u = np.random.default_rng(0).random((50, 1))
+    y, g = stand_in.conditional_sampler(np.random.default_rng(0))(np.empty((50, 0)), u)
+    y_probe, g_probe = ProbeSampler(stand_in.sampler(np.random.default_rng(0)), stand_in.out_dim)(
+        np.empty((50, 0)), u
+    )
+    np.testing.assert_array_equal(y, y_probe)
+    rho = stand_in.windows / stand_in.positions  # one rounding; the grid's 3/7 * 3/7 may differ by an ulp
+    assert g.shape == (50, 1) and np.all(g == rho) and rho != 1 / layer.window
+    assert rho == pytest.approx(layer.grid.density, rel=1e-15)
+    np.testing.assert_allclose(g_probe.mean(axis=1), rho, rtol=1e-15)
+    assert np.count_nonzero(g_probe, axis=1).tolist() == [1] * 50
+
+
+@pytest.mark.slow
+def test_qmc_intervals_of_the_overlapping_stand_in_cover_the_reference_at_small_n() -> None:
+    """3x3 windows, stride 2: n = 256 (16 points per replicate), across 256 seeds, estimate +- t_15 se covers
+    the exact fp mean and fp std at a rate within 4 binomial sd of 95%."""
+    layer = normstats.make_layer("maxpool", k=3, stride=2)
+    stand_in = layer.shortcut("order-statistics")
+    refs = {k: r.value for k, r in reference_moments(layer).items()}
+    seeds = 256
+    hits = {"fp_mean": 0, "fp_std": 0}
+    for seed in range(seeds):
+        est = engine.execute(stand_in, 256, seed, method="qmc").estimates
+        for stat in hits:
+            value, se = est[stat]
+            hits[stat] += abs(value - refs[stat]) <= engine.QMC_T95 * se
+    lo, hi = _coverage_bounds(seeds)
+    for stat, count in hits.items():
+        assert lo <= count <= hi, (stat, count, (lo, hi))
+
+
 @pytest.mark.parametrize(
-    "params",
-    [{"k": 3, "stride": 2}, {"k": 2, "size": "4"}, {"k": 3, "size": "3", "padding": 1}],
-    ids=["overlapping", "several-windows", "padding"],
+    "params,smallest",
+    [({"k": 3, "size": "3", "padding": 1}, 4), ({"k": 3, "stride": 2, "size": "7", "padding": 1}, 4)],
+    ids=["one-window", "several-windows"],
 )
-def test_shortcut_is_refused_where_windows_overlap_repeat_or_pad(params: dict) -> None:
-    with pytest.raises(ParameterError, match="--sampler order-statistics needs windows that do not overlap"):
+def test_shortcut_is_refused_where_windows_hold_padding(params: dict, smallest: int) -> None:
+    """A padded finite map has border windows of fewer real inputs: its outputs are a mixture of maxima."""
+    with pytest.raises(ParameterError, match=f"needs every window to hold kh\\*kw = 9 real inputs .* the "
+                                             f"smallest window here holds {smallest}"):
         normstats.make_layer("maxpool", **params).shortcut("order-statistics")
+
+
+@pytest.mark.parametrize(
+    "params,expected",
+    [({"k": 3, "stride": 2}, (9, 1, 4)), ({"k": 3, "stride": 1, "padding": 1}, (9, 1, 1)),
+     ({"kh": 2, "kw": 3, "stride": 2}, (6, 1, 4)), ({"k": 2, "size": "6"}, (4, 1, 4)),
+     ({"k": 3, "stride": 2, "size": "7"}, (9, 9, 49))],
+    ids=["interior", "interior-padding-plays-no-part", "rectangular", "finite-tiled", "finite"],
+)
+def test_stand_in_holds_n_and_the_density_in_lowest_terms(params: dict, expected: tuple) -> None:
+    layer = normstats.make_layer("maxpool", **params)
+    n, windows, positions = expected
+    assert layer.shortcut("order-statistics") == MaxOfNormals(n=n, windows=windows, positions=positions)
+    assert windows / positions == pytest.approx(layer.grid.density, rel=1e-15)
+    assert layer.auto_sampler() == "order-statistics"
 
 
 def test_a_finite_map_the_size_of_the_window_is_one_window() -> None:
@@ -138,6 +223,8 @@ def test_cli_records_the_sampler_and_refuses_it_in_one_line() -> None:
     assert line == (
         "normstats: error: --sampler must be one of: layer (for layer 'avgpool'); got 'order-statistics'"
     )
-    assert "stride = kernel" in run_bad("simulate", "--layer", "maxpool", "--k", "3", "--stride", "2",
-                                        "--sampler", "order-statistics")
+    assert "the smallest window here holds 4" in run_bad(
+        "simulate", "--layer", "maxpool", "--k", "3", "--stride", "2", "--size", "7", "--padding", "1",
+        "--sampler", "order-statistics"
+    )
     assert "'--sampler'" in run_bad("simulate", "--layer", "maxpool", "--sampler", "fast")

@@ -1,4 +1,5 @@
-"""A fully connected layer ``y = W x``, W drawn once per run from a named init and optionally l2-normalized."""
+"""A fully connected layer ``y = W x``, W drawn once per run from a named init and optionally l2-normalized,
+and its exact shortcut ``--sampler spectral`` (:class:`SpectralLinear`)."""
 
 from __future__ import annotations
 
@@ -108,6 +109,12 @@ standardization, rows centred with norm ``gain``) ``|W|^2 = gain^2 fan_out``: fp
     def passes(self, rng: np.random.Generator) -> Passes:
         return _LinearPasses(self.sampler(rng).weight)  # type: ignore[attr-defined]
 
+    shortcuts = ("spectral",)
+
+    def _shortcut(self, sampler: str) -> Layer:
+        """``spectral``: :class:`SpectralLinear`, valid for every setting (the same W, through its SVD)."""
+        return SpectralLinear(**self.values)
+
     def formula(self) -> dict[str, float]:
         v = self.values
         out: dict[str, float] = {"fp_mean": 0.0, "bp_mean": 0.0}
@@ -115,3 +122,112 @@ standardization, rows centred with norm ``gain``) ``|W|^2 = gain^2 fan_out``: fp
         if sq is not None:
             out.update(fp_std=math.sqrt(sq / v["fan_out"]), bp_std=math.sqrt(sq / v["fan_in"]))
         return out
+
+
+class _RowSummary:
+    """Each draw's row mean ``a = c . z`` and row mean square ``q = (s^2 / width) . z^2`` of ``y = U S z``
+    (``c = S U^T 1 / width``), returned as the two values ``a + d, a - d`` with ``d = sqrt(q - a^2)``: their
+    mean is ``a`` and their mean square ``q``, all the tally of a draw of width > 1 reads (its pooled mean and
+    variance, and the per-draw covariance of ``(a, q)`` behind the se). With ``width == 1`` the one value ``a``
+    itself (``q = a^2``). Costs ``O(r)`` a draw instead of the ``O(r width)`` of the product."""
+
+    def __init__(self, basis: np.ndarray, s: np.ndarray) -> None:
+        width = basis.shape[0]
+        self.width = min(width, 2)
+        self.c = (basis.sum(axis=0) * s) / width  # S U^T 1 / width
+        self.s2 = s * s / width
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        a = z @ self.c
+        if self.width == 1:
+            return a[:, None]
+        q = np.square(z) @ self.s2
+        d = q - a * a  # >= 0 up to rounding: a mean square is at least the squared mean
+        np.maximum(d, 0.0, out=d)
+        np.sqrt(d, out=d)
+        out = np.empty((len(z), 2))
+        np.add(a, d, out=out[:, 0])
+        np.subtract(a, d, out=out[:, 1])
+        return out
+
+
+class _SpectralSampler:
+    """``(z, z', u) -> (y, dx)`` of :class:`SpectralLinear`, as row summaries (picklable)."""
+
+    def __init__(self, fp: _RowSummary, bp: _RowSummary) -> None:
+        self.fp, self.bp = fp, bp
+
+    def __call__(self, x: np.ndarray, dy: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.fp(x), self.bp(dy)
+
+
+class _SpectralConditional:
+    """``(z, u) -> (y, g)``: the row summary of ``y`` and the row mean of ``g_i = sum_j W_ji^2`` (the same for
+    every draw, computed as :class:`_LinearConditional` has it), as one column."""
+
+    def __init__(self, fp: _RowSummary, g_mean: float) -> None:
+        self.fp = fp
+        self.g_mean = g_mean
+        self._g = np.empty((0, 1))
+
+    def __call__(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(self._g) < len(x):
+            self._g = np.full((len(x), 1), self.g_mean)
+        return self.fp(x), self._g[: len(x)]
+
+
+class SpectralLinear(Layer):
+    """``--sampler spectral`` for ``linear``: the same W (drawn from the run's generator by
+    :meth:`Linear.sampler`), run through its thin SVD ``W = U S V^T`` of rank ``r = min(fan_in, fan_out)``.
+
+    For x ~ N(0, I_fan_in), ``z = V^T x`` ~ N(0, I_r) (V has orthonormal columns), so ``y = W x = U S z`` has
+    exactly the law of ``U S z`` for z ~ N(0, I_r); likewise ``dx = W^T dy = V S z'`` with ``z' = U^T dy``.
+    A draw here is ``(z, z')``: ``2 r`` normals instead of ``fan_in + fan_out``. In these coordinates a
+    draw's row mean square ``q = sum_k s_k^2 z_k^2 / width`` is a sum of one-dimensional terms and its row mean
+    ``a`` is linear in z, which scrambled Sobol points integrate far better than the quadratic form
+    ``x^T W^T W x`` of the layer's own coordinates. Each draw's ``(a, q)`` (of y and of dx) has exactly the
+    law of the layer's, so the statistics and, for ``mc``, their standard errors have the same distribution.
+    Only ``(a, q)`` is formed (:class:`_RowSummary`): the outputs are two values a draw with the same mean and
+    mean square, not the layer's ``fan_out`` (a stand-in for the statistics, not for a network). Not
+    registered: it is what :meth:`Linear.shortcut` returns."""
+
+    name = "linear"
+    summary = "y = W x through the singular values of W"
+    params = Linear.params
+
+    def resolve(self, values: dict[str, Any]) -> dict[str, Any]:
+        return Linear.resolve(self, values)  # type: ignore[arg-type]
+
+    @property
+    def rank(self) -> int:
+        return min(self.values["fan_in"], self.values["fan_out"])
+
+    @property
+    def in_dim(self) -> int:
+        return self.rank
+
+    @property
+    def out_dim(self) -> int:
+        return self.rank
+
+    @property
+    def fp_width(self) -> int:
+        return min(self.values["fan_out"], 2)
+
+    @property
+    def bp_width(self) -> int:
+        return min(self.values["fan_in"], 2)
+
+    def _weight(self, rng: np.random.Generator) -> np.ndarray:
+        return Linear(**self.values).sampler(rng).weight  # type: ignore[attr-defined]
+
+    def _summaries(self, weight: np.ndarray) -> tuple[_RowSummary, _RowSummary]:
+        u, s, vt = np.linalg.svd(weight, full_matrices=False)
+        return _RowSummary(u, s), _RowSummary(vt.T, s)
+
+    def sampler(self, rng: np.random.Generator) -> Sampler:
+        return _SpectralSampler(*self._summaries(self._weight(rng)))
+
+    def conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
+        weight = self._weight(rng)
+        return _SpectralConditional(self._summaries(weight)[0], float(np.mean(_LinearConditional(weight).g)))

@@ -121,14 +121,25 @@ class MaxPool(_Pool):
     shortcuts = ("order-statistics",)
 
     def _shortcut(self, sampler: str) -> Layer:
-        """``order-statistics``: :class:`MaxOfNormals`, valid where a draw is one window of real inputs
-        (stride = kernel in the interior, or a finite map the size of the kernel, without padding)."""
-        if not self.grid.is_one_window:
+        """``order-statistics``: :class:`MaxOfNormals`, valid where every window holds ``n = kh kw`` real
+        inputs: the interior (any stride, overlapping or not) and a finite map without padding. Then every
+        output is the maximum of ``n`` iid N(0, 1), so the pooled fp mean and std are one window's, and the
+        pooled ``E dx^2`` is the density ``rho`` of windows per counted input (each window's routed gradient
+        adds exactly 1; see the module docstring); windows share inputs only in ways that change the se, not
+        an expectation. A padded finite map has border windows of fewer real inputs (a mixture of maxima), and
+        is refused."""
+        g = self.grid
+        sizes = g.window_sizes()
+        if not np.all(sizes == self.window):
             raise ParameterError(
-                f"--sampler order-statistics needs windows that do not overlap and hold no padding (stride = "
-                f"kernel, padding 0, the interior or --size equal to the kernel); got maxpool {self.describe()}"
+                f"--sampler order-statistics needs every window to hold kh*kw = {self.window} real inputs (the "
+                f"interior, or a finite map without padding); the smallest window here holds {int(sizes.min())}: "
+                f"got maxpool {self.describe()}"
             )
-        return MaxOfNormals(n=self.window)
+        # rho = windows / positions: one window per sh*sw inputs in the interior, Ho*Wo on H*W on a finite map
+        windows, positions = (1, g.h.stride * g.w.stride) if g.h.periodic else (g.windows, g.counted)
+        common = math.gcd(windows, positions)
+        return MaxOfNormals(n=self.window, windows=windows // common, positions=positions // common)
 
     def forward_backward(self, x, dy, u):  # type: ignore[no-untyped-def]
         g = self.grid
@@ -174,17 +185,45 @@ def max_of_normals_quantile(u: np.ndarray, n: int) -> np.ndarray:
 
 
 class MaxOfNormals(Layer):
-    """``--sampler order-statistics`` for max pooling where a draw is one window of ``n`` real inputs: the
-    window's maximum is drawn from one uniform through its quantile function (:func:`max_of_normals_quantile`)
-    instead of from ``n`` normals and an argmax, and the backward pass sends ``dy`` to the first of the ``n``
-    inputs. Which input receives it does not change any statistic normstats reports (they pool the ``n``
-    gradients of a window, and its per-draw mean and mean square), so the four statistics have exactly the
-    distribution of max pooling's; the tests check them against the layer's own passes. Not registered: it
-    is what :meth:`MaxPool.shortcut` returns."""
+    """``--sampler order-statistics`` for max pooling where every window holds ``n`` real inputs and there are
+    ``rho = windows / positions`` windows per counted input position (``1 / n`` where windows tile the map).
+
+    A draw is one window's maximum, drawn from one uniform through its quantile function
+    (:func:`max_of_normals_quantile`) instead of from ``n`` normals and an argmax: every output of the layer
+    has this law, so the pooled fp mean and std are the same expectations. The backward pass sends ``c dy``
+    to the first of ``m = floor(positions / windows)`` gradient positions (``m = 1 / rho`` and ``c = 1``
+    where that is an integer: ``n`` when windows tile the map, ``sh sw`` in the interior; otherwise
+    ``c = sqrt(rho m)``): the draw's gradient mean ``a = c dy / m`` has expectation 0 and its mean square
+    ``q = c^2 dy^2 / m`` has expectation ``rho``, the layer's pooled bp mean and second moment. Where a draw
+    of the layer is exactly one window (``rho = 1 / n``) this is its routing up to which input receives
+    ``dy``, which no reported statistic sees, so the four statistics have exactly the layer's distribution;
+    where windows overlap or repeat, only the expectations agree and the se is this estimator's own. Not
+    registered: it is what :meth:`MaxPool.shortcut` returns."""
 
     name = "maxpool"
     summary = "max of n iid N(0, 1) by its quantile function"
-    params = (Param("n", int, 4, "inputs per window", low=1, high=1024),)
+    params = (
+        Param("n", int, 4, "inputs per window", low=1, high=1024),
+        Param("windows", int, 1, "windows per `positions` input positions (with it, the density rho)", low=1,
+              high=1 << 20),
+        Param("positions", int, None, "input positions per `windows` windows", low=1, high=1 << 20,
+              default_text="n"),
+    )
+
+    def resolve(self, values: dict[str, Any]) -> dict[str, Any]:
+        if values["positions"] is None:
+            values["positions"] = values["n"]
+        if values["windows"] > values["positions"]:
+            raise ParameterError(
+                f"parameter --windows of 'maxpool' (order-statistics) must be at most --positions (a density "
+                f"of at most one window per input); got {values['windows']} > {values['positions']}"
+            )
+        return values
+
+    @property
+    def density(self) -> float:
+        """``rho``, windows per counted input position."""
+        return self.windows / self.positions
 
     @property
     def in_dim(self) -> int:
@@ -196,33 +235,42 @@ class MaxOfNormals(Layer):
 
     @property
     def bp_width(self) -> int:
-        return self.n
+        return self.positions // self.windows
+
+    @property
+    def gradient_scale(self) -> float:
+        """``c``, the factor of the routed ``dy``: ``c^2 / m = rho``; exactly 1 where ``m = 1 / rho``."""
+        m = self.bp_width
+        return 1.0 if m * self.windows == self.positions else math.sqrt(self.windows * m / self.positions)
 
     @property
     def n_uniform(self) -> int:
         return 1
 
     def forward_backward(self, x, dy, u):  # type: ignore[no-untyped-def]
-        dx = np.zeros((len(u), self.n))
-        dx[:, :1] = dy
+        dx = np.zeros((len(u), self.bp_width))
+        c = self.gradient_scale
+        dx[:, :1] = dy if c == 1.0 else c * dy
         return max_of_normals_quantile(u, self.n), dx
 
     def conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
-        return _OneOverN(self.n)
+        return _RoutedDensity(self.n, self.density)
 
 
-class _OneOverN:
-    """The conditional sampler of :class:`MaxOfNormals`: ``g = E[dx^2 | u]`` is 1 at the routed input and 0 at
-    the other ``n - 1``, so every draw's row mean is ``1 / n``, passed as one column (the tally reads only row
-    means) instead of ``n``: a 16x16 window would otherwise carry 256 numbers a draw."""
+class _RoutedDensity:
+    """The conditional sampler of :class:`MaxOfNormals`: ``g = E[dx^2 | u]`` is ``c^2`` at the routed input and 0
+    at the other ``m - 1``, so every draw's row mean is ``c^2 / m = rho`` (``1 / n`` where windows tile the
+    map), passed as one column (the tally reads only row means) instead of ``m``: a 16x16 window would
+    otherwise carry 256 numbers a draw."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, density: float) -> None:
         self.n = n
+        self.density = density
         self._g = np.empty((0, 1))
 
     def __call__(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if len(self._g) < len(u):
-            self._g = np.full((len(u), 1), 1.0 / self.n)
+            self._g = np.full((len(u), 1), self.density)
         return max_of_normals_quantile(u, self.n), self._g[: len(u)]
 
 
