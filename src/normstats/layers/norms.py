@@ -442,24 +442,32 @@ class ChiSquareGroup(Layer):
         return a, r / d, rank / d, d
 
     def backward_moments(
-        self, t: np.ndarray | None, r: np.ndarray, s: np.ndarray, d: np.ndarray, dy: np.ndarray
+        self, t: np.ndarray | None, r: np.ndarray, s: np.ndarray, d: np.ndarray,
+        z1: np.ndarray, z2: np.ndarray | None, w: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``(mean(dx), mean(dx^2))`` of the group from the upstream-gradient normals ``dy`` (module
-        docstring): ``z1 = dy[:, 0]``, then ``W`` (centred) or ``z2`` and ``W`` (RMS norm)."""
+        """``(mean(dx), mean(dx^2))`` of the group (module docstring) from ``z1 = <yhat, dy>``, ``z2 = <e, dy>``
+        (RMS norm; ``None`` when centred) and ``W``, the squared rest of ``dy``."""
         n, eps = self.values["n"], self.values["eps"]
         one_minus_c = (n * eps) / d
-        z1 = dy[:, 0]
         along_y = one_minus_c * z1
         if self.centred:
-            if n == 1:
+            if n == 1:  # y = 0 and J = 0
                 zero = np.zeros_like(s)
                 return zero, zero
-            return np.zeros_like(s), (along_y * along_y + chi_square_of_normal(dy[:, 1], n - 2)) / d
+            return np.zeros_like(s), (along_y * along_y + w) / d
         if n == 1:  # y spans everything: no e, no W
             return t * along_y / np.sqrt(s * d), along_y * along_y / d
-        z2 = dy[:, 1]
         a = (t * along_y + np.sqrt(r) * z2) / np.sqrt(s * d)
-        return a, (along_y * along_y + z2 * z2 + chi_square_of_normal(dy[:, 2], n - 2)) / d
+        return a, (along_y * along_y + z2 * z2 + w) / d
+
+    def gradient_normals(self, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """``(z1, z2, W)`` from the upstream-gradient normals: ``z1 = dy[:, 0]``, then ``W ~ chi^2_{n-2}``
+        from ``dy[:, 1]`` (centred) or ``z2 = dy[:, 1]`` and ``W`` from ``dy[:, 2]`` (RMS norm), through
+        :func:`chi_square_of_normal`."""
+        n = self.values["n"]
+        last = dy[:, 1] if self.centred else dy[:, 2]
+        w = chi_square_of_normal(last, max(n - 2, 0))
+        return dy[:, 0], None if self.centred else dy[:, 1], w
 
     # -- samplers --------------------------------------------------------------------------------------------
     def outputs(self, a: np.ndarray, spread: np.ndarray) -> np.ndarray:
@@ -473,7 +481,7 @@ class ChiSquareGroup(Layer):
     def forward_backward(self, x, dy, u):  # type: ignore[no-untyped-def]
         t, r, s = self.scalars(x, u)
         a, spread, _, d = self.forward_moments(t, r, s)
-        a_bp, q_bp = self.backward_moments(t, r, s, d, dy)
+        a_bp, q_bp = self.backward_moments(t, r, s, d, *self.gradient_normals(dy))
         root = np.sqrt(np.maximum(q_bp - a_bp * a_bp, 0.0))
         return self.outputs(a, spread), np.stack([a_bp + root, a_bp - root], axis=1)
 
