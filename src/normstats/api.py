@@ -202,7 +202,7 @@ def simulate(
     under about 16M random numbers stay in this thread) or on the Dask scheduler at ``dask``; the result for
     a seed is the same on any of them. ``sampler`` names an exact shortcut with the same statistics
     (``order-statistics``: max pooling, a window's maximum from one uniform through its quantile function;
-    ``chi-square``: normalization layers; ``spectral``: linear), ``layer`` for the layer's own passes, or
+    ``chi-square``: normalization layers, one group a draw from the chi-square law of its sum of squares; ``spectral``: linear), ``layer`` for the layer's own passes, or
     ``auto`` for the layer's first shortcut; the default follows ``method``. Ctrl-C ends the run early and returns
     what it has (``row.partial``).
     Returns a :class:`~normstats.output.results.Row` whose statistics carry estimate, se, 95% interval, reference

@@ -252,7 +252,7 @@ def list_cmd(fmt: str) -> None:
     "--sampler", type=click.Choice((*SAMPLERS, AUTO_SAMPLER)), default=None,
     show_default="layer; auto with --method auto and --target-se",
     help="Run the layer's own forward and backward pass, or an exact shortcut with the same statistics: "
-    "order-statistics (max pooling: a window's maximum from one uniform), chi-square (normalization layers), "
+    "order-statistics (max pooling: a window's maximum from one uniform), chi-square (normalization layers: a group from the chi-square law of its sum of squares), "
     "spectral (linear); auto: the layer's first shortcut, else its own passes.",
 )
 @run_options

@@ -40,6 +40,46 @@ for RMS norm ``S = sum x_i^2 ~ chi^2_n``; write ``k`` for the degrees of freedom
 
 The estimate's own standard error needs a finite fourth moment: ``E[1 / S^2] < inf``, i.e. ``k > 4`` at
 ``eps = 0`` (a batch norm of 3 to 5 values has a finite bp std whose se is not to be trusted).
+
+``--sampler chi-square`` (:class:`ChiSquareGroup`). The engine keeps of a draw only its row mean ``a`` and row
+mean square ``q`` (and, for the conditional estimator, the row mean of ``g``), and all of them are functions
+of a few scalars, so one group a draw is drawn from those scalars instead of from ``n`` normals. Write
+``D = S + n eps = n s^2``, so ``c = S / D`` and ``1 - c = n eps / D``.
+
+* Centred: ``a = 0``, ``q = c`` and the row mean of ``g`` is ``(n - 2 + (1 - c)^2) / D`` (the reference's
+  integrand, rewritten). Backward: ``J`` has eigenvalue 0 on the ones vector, ``(1 - c) / s`` on ``y``
+  (``J y = (y - y c) / s``) and ``1 / s`` on the ``n - 2`` directions orthogonal to both, and ``dy`` is
+  rotation invariant and independent of ``x``; so ``mean(dx) = 1^T J dy / n = 0`` and
+  ``mean(dx^2) = |J dy|^2 / n = ((1 - c)^2 z1^2 + W) / D`` with ``z1 ~ N(0, 1)`` and ``W ~ chi^2_{n-2}``
+  independent of each other and of ``S``. (A group of one value, ``eps > 0``: ``y = 0``, ``J = 0``.)
+* RMS norm: ``t = sqrt(n) mean(x) ~ N(0, 1)`` and ``R = sum (x - mean(x))^2 ~ chi^2_{n-1}`` are independent
+  and ``S = t^2 + R``; ``a = mean(y) = t / sqrt(D)``, ``q - a^2 = R / D`` and the row mean of ``g`` is
+  ``(n - 1 + (1 - c)^2) / D`` (``(1 - c)^2 / D`` at ``n = 1``). Backward: ``J = (I - y y^T / n) / s`` has
+  eigenvalue ``(1 - c) / s`` on ``y`` and ``1 / s`` on its complement. The ones vector is
+  ``alpha yhat + beta e`` with ``e`` a unit vector orthogonal to ``y``, ``alpha = sqrt(n) t / sqrt(S)`` and
+  ``beta = sqrt(n R / S)``; with ``z1 = <yhat, dy>``, ``z2 = <e, dy>`` and ``W`` the squared rest of ``dy``
+  (``chi^2_{n-2}``), all independent of each other and of ``x``,
+  ``mean(dx) = (t (1 - c) z1 + sqrt(R) z2) / sqrt(S D)`` and ``mean(dx^2) = ((1 - c)^2 z1^2 + z2^2 + W) / D``
+  (no ``z2`` and no ``W`` at ``n = 1``).
+
+So a draw is ``S`` (or ``t`` and ``R``) for the forward statistics and the conditional estimator, plus two or
+three normals for the sampled one: the per-draw ``(a, q)`` of a layer of one group has exactly the layer's
+joint law; with several groups a draw (batch norm's channels, group norm's groups) the layer averages them,
+which keeps the expected statistics and shrinks both the layer's se per draw and its draws per second.
+
+The edge of the uniform. ``D`` is about ``S``, and ``S`` is small where its uniform is: near ``u = 0``,
+``S ~ u^(2/k)``, so ``g ~ u^(-2/k)`` (and ``1 - c = n eps / D`` likewise). Under qmc a few points nearest that
+edge then decide each replicate's error, the 16 replicates' errors are skewed, and their t interval is too
+short: batch norm of 8 (``k = 7``), plain quantile, 2^14 draws, 256 seeds: 216 intervals of 256 covered the bp
+std (mean z -0.52 at 2^10 draws; the sample mean of ``1 / chi^2_7`` itself behaves the same). So the stand-in
+draws ``R`` at the quantile ``V^p`` of its uniform ``V`` and weights the draw by ``p V^(p - 1)`` (the density
+of ``V^p``: ``E[p V^(p-1) h(R(V^p))] = E h(chi^2_k)`` for every ``h``), with ``p = 4``: the weighted integrand
+vanishes like ``V^(3 - 8/k)`` at the edge, and the same check covers within binomial noise (and the se at a
+given size drops about 100-fold). A weighted draw passes ``sqrt(w) a`` and ``w q`` (``E[sqrt(w) a] = 0 = E a``
+since ``a`` is odd in ``t``, or in ``(z1, z2)`` for the gradient, which the weight does not touch; and
+``(sqrt(w) a)^2 <= w q``), and the conditional ``w g``. At ``eps = 0`` the outputs have ``q = 1`` in every
+draw and go unweighted. With the weight, a draw no longer has the layer's law; ``power = 1`` gives the plain
+stand-in, which the tests check draw by draw against the layer.
 """
 
 from __future__ import annotations
@@ -51,6 +91,7 @@ import numpy as np
 
 from normstats.errors import ParameterError
 from normstats.layers.base import ConditionalSampler, Layer, Passes
+from normstats.lazy import special
 from normstats.params import Param
 from normstats.registry import register_layer
 
@@ -61,6 +102,9 @@ TORCH_EPS = 1e-5
 FLOAT32_EPS = 2.0**-23
 #: Most values one draw may hold (32 MB of float64), as for a convolution.
 MAX_DRAW = 1 << 22
+#: ``--sampler chi-square`` draws the chi-square value at the quantile ``V^4`` of its uniform ``V``, weighted by
+#: ``4 V^3`` (:class:`ChiSquareGroup`).
+SMOOTHING_POWER = 4
 
 
 def eps_param(default: float, help_text: str) -> Param:
@@ -72,6 +116,11 @@ class Normalization(Layer):
     groups are centred, and the group size ``n``."""
 
     centred: ClassVar[bool] = True
+    shortcuts = ("chi-square",)
+
+    def _shortcut(self, sampler: str) -> Layer:
+        """``chi-square``: :class:`ChiSquareGroup`, one group a draw, exact for every setting."""
+        return ChiSquareGroup(n=self.group_size, eps=self.values["eps"], centring="mean" if self.centred else "none")
 
     def resolve(self, values: dict[str, Any]) -> dict[str, Any]:
         self.values = values
@@ -291,3 +340,232 @@ class GroupNorm(Normalization):
     def group_size(self) -> int:
         v = self.values
         return v["channels"] // v["groups"] * v["positions"]
+
+
+# -- --sampler chi-square --------------------------------------------------------------------------------------
+def _cell_midpoint(u: np.ndarray) -> np.ndarray:
+    """The midpoint of ``u``'s cell on the grid of 2^-52: exact in float64, never 0 or 1, and ``1 - V`` is
+    exact too (as in :func:`normstats.layers.pooling.max_of_normals_quantile`)."""
+    v = np.floor(np.asarray(u, dtype=np.float64) * 2.0**52)
+    v += 0.5
+    v *= 2.0**-52
+    return v
+
+
+def _chi_square_from_tails(k: int, tail: np.ndarray, lower: np.ndarray) -> np.ndarray:
+    """The ``chi^2_k`` value whose lower-tail probability is ``tail`` where ``lower``, and whose upper-tail
+    probability is ``tail`` elsewhere: ``S = 2 P^-1(k/2, p)`` or ``2 Q^-1(k/2, q)`` (regularized incomplete
+    gamma), so neither tail loses digits to ``1 - p``. ``k = 0`` gives 0."""
+    out = np.zeros_like(tail)
+    if k == 0:
+        return out
+    out[lower] = special.gammaincinv(0.5 * k, tail[lower])
+    upper = ~lower
+    out[upper] = special.gammainccinv(0.5 * k, tail[upper])
+    out *= 2.0
+    return out
+
+
+def chi_square_quantile(u: np.ndarray, k: int) -> np.ndarray:
+    """``chi^2_k`` drawn from one uniform ``u`` in [0, 1) (numpy's or a Sobol point's): the quantile at the
+    midpoint ``V`` of ``u``'s cell on the grid of 2^-52, through the lower tail for ``V < 1/2`` and the upper
+    tail (``1 - V``, exact) above. ``V`` is never 0, so ``S > 0`` for ``k >= 1``; what is cut is half a cell,
+    2^-53 of probability, at each end."""
+    v = _cell_midpoint(u)
+    lower = v < 0.5
+    return _chi_square_from_tails(k, np.where(lower, v, 1.0 - v), lower)
+
+
+def chi_square_at_power(u: np.ndarray, k: int, power: int) -> tuple[np.ndarray, np.ndarray]:
+    """``chi^2_k`` at the quantile ``T = V^power`` of one uniform (``V`` the midpoint of ``u``'s cell, as in
+    :func:`chi_square_quantile`) and the weight ``power V^(power - 1)``, the density of ``T``'s law against the
+    uniform's: ``E[weight h(S)] = E[h(chi^2_k)]`` for every ``h``. ``T`` is taken through ``log V`` in both
+    tails (``1 - T = -expm1(power log V)``), so nothing is lost to cancellation. ``power = 1`` is
+    :func:`chi_square_quantile` with weight 1."""
+    if power == 1:
+        s = chi_square_quantile(u, k)
+        return s, np.ones_like(s)
+    v = _cell_midpoint(u)
+    log_t = power * np.log(v)
+    t = np.exp(log_t)
+    lower = t < 0.5
+    s = _chi_square_from_tails(k, np.where(lower, t, -np.expm1(log_t)), lower)
+    return s, power * v ** (power - 1)
+
+
+def chi_square_of_normal(z: np.ndarray, k: int) -> np.ndarray:
+    """``chi^2_k`` drawn from one standard normal ``z`` (an upstream-gradient coordinate) through
+    ``Phi(z)``, taken as ``Phi(z)`` in the lower tail and ``Phi(-z)`` in the upper one, both without
+    cancellation."""
+    z = np.asarray(z, dtype=np.float64)
+    lower = z < 0.0
+    return _chi_square_from_tails(k, special.ndtr(-np.abs(z)), lower)
+
+
+class ChiSquareGroup(Layer):
+    """``--sampler chi-square`` for the normalization layers: one group of ``n`` values a draw, drawn from
+    the chi-square law of its sum of squares instead of from ``n`` normals (module docstring).
+
+    Centred (``centring=mean``): ``S ~ chi^2_{n-1}`` from one uniform; the output is ``(sqrt c, -sqrt c)``,
+    whose row mean 0 and row mean square ``c`` are the group's. RMS norm (``centring=none``): ``t`` is the one
+    input (a normal) and ``R ~ chi^2_{n-1}`` comes from one uniform; the output ``a + d sqrt(3/2) (1, -1, 0)``
+    with ``d = sqrt(R / D)`` has row mean ``a`` and row mean square ``a^2 + R / D = c``. The input gradient is
+    ``a_bp +- sqrt(q_bp - a_bp^2)`` with ``(a_bp, q_bp)`` the group's ``(mean(dx), mean(dx^2))``, from the
+    upstream-gradient normals: ``z1`` and ``W ~ chi^2_{n-2}`` (through :func:`chi_square_of_normal`) when
+    centred, ``z1``, ``z2`` and ``W`` for RMS norm, so the conditional estimator draws only ``S`` (or ``t``
+    and ``R``). Not registered: it is what :meth:`Normalization.shortcut` returns."""
+
+    name = "normalization"
+    summary = "one group of a normalization layer through the chi-square law of its sum of squares"
+    params = (
+        Param("n", int, 64, "values per group", low=1, high=MAX_DRAW),
+        eps_param(TORCH_EPS, "added to the (mean-square or) variance"),
+        Param("centring", str, "mean", "mean: batch, layer and group norm; none: RMS norm",
+              choices=("mean", "none")),
+        Param("power", int, SMOOTHING_POWER, "the chi-square value is drawn at the quantile V^power of its "
+              "uniform V, with weight power V^(power - 1); 1: plain", low=1, high=16),
+    )
+
+    def resolve(self, values: dict[str, Any]) -> dict[str, Any]:
+        if values["centring"] == "mean" and values["n"] == 1 and values["eps"] == 0.0:
+            raise ParameterError(
+                "parameter --eps of a centred normalization group must be > 0 when it holds one value; got 0"
+            )
+        return values
+
+    @property
+    def centred(self) -> bool:
+        return bool(self.values["centring"] == "mean")
+
+    @property
+    def in_dim(self) -> int:
+        return 0 if self.centred else 1
+
+    @property
+    def out_dim(self) -> int:
+        return 2 if self.centred else 3
+
+    @property
+    def bp_width(self) -> int:
+        return 2
+
+    @property
+    def n_uniform(self) -> int:
+        return 1
+
+    # -- the group's scalars ---------------------------------------------------------------------------------
+    def scalars(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+        """``(t, R, S)`` of each draw: ``t`` is ``None`` and ``R = S ~ chi^2_{n-1}`` when centred (``R`` at
+        ``power`` 1; see :meth:`weighted_scalars`)."""
+        t, r, s, _ = self.weighted_scalars(x, u)
+        return t, r, s
+
+    def weighted_scalars(
+        self, x: np.ndarray, u: np.ndarray
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
+        """``(t, R, S, weight)``: ``R`` drawn at the quantile ``V^power`` with its weight
+        (:func:`chi_square_at_power`)."""
+        n = self.values["n"]
+        r, weight = chi_square_at_power(u[:, 0], n - 1, self.values["power"])
+        if self.centred:
+            return None, r, r, weight
+        t = x[:, 0]
+        return t, r, t * t + r, weight
+
+    def forward_moments(self, t: np.ndarray | None, r: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``(a, q - a^2, g, D)``: the group's row mean and spread of ``y``, the row mean of ``g = E[dx^2 | x]``
+        and ``D = S + n eps``."""
+        n, eps = self.values["n"], self.values["eps"]
+        d = s + n * eps
+        one_minus_c = (n * eps) / d
+        if self.centred:
+            a = np.zeros_like(s)
+            rank = n - 2 + one_minus_c * one_minus_c if n >= 2 else np.zeros_like(s)
+        else:
+            a = t / np.sqrt(d)
+            rank = (n - 1) + one_minus_c * one_minus_c
+        return a, r / d, rank / d, d
+
+    def backward_moments(
+        self, t: np.ndarray | None, r: np.ndarray, s: np.ndarray, d: np.ndarray,
+        z1: np.ndarray, z2: np.ndarray | None, w: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(mean(dx), mean(dx^2))`` of the group (module docstring) from ``z1 = <yhat, dy>``, ``z2 = <e, dy>``
+        (RMS norm; ``None`` when centred) and ``W``, the squared rest of ``dy``."""
+        n, eps = self.values["n"], self.values["eps"]
+        one_minus_c = (n * eps) / d
+        along_y = one_minus_c * z1
+        if self.centred:
+            if n == 1:  # y = 0 and J = 0
+                zero = np.zeros_like(s)
+                return zero, zero
+            return np.zeros_like(s), (along_y * along_y + w) / d
+        if n == 1:  # y spans everything: no e, no W
+            return t * along_y / np.sqrt(s * d), along_y * along_y / d
+        a = (t * along_y + np.sqrt(r) * z2) / np.sqrt(s * d)
+        return a, (along_y * along_y + z2 * z2 + w) / d
+
+    def gradient_normals(self, dy: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """``(z1, z2, W)`` from the upstream-gradient normals: ``z1 = dy[:, 0]``, then ``W ~ chi^2_{n-2}``
+        from ``dy[:, 1]`` (centred) or ``z2 = dy[:, 1]`` and ``W`` from ``dy[:, 2]`` (RMS norm), through
+        :func:`chi_square_of_normal`."""
+        n = self.values["n"]
+        last = dy[:, 1] if self.centred else dy[:, 2]
+        w = chi_square_of_normal(last, max(n - 2, 0))
+        return dy[:, 0], None if self.centred else dy[:, 1], w
+
+    # -- samplers --------------------------------------------------------------------------------------------
+    def outputs(self, a: np.ndarray, spread: np.ndarray) -> np.ndarray:
+        """``out_dim`` columns with row mean ``a`` and row mean square ``a^2 + spread``."""
+        if self.centred:
+            root = np.sqrt(spread)
+            return np.stack([root, -root], axis=1)
+        root = np.sqrt(1.5 * spread)
+        return np.stack([a + root, a - root, a], axis=1)
+
+    def forward_backward(self, x, dy, u):  # type: ignore[no-untyped-def]
+        t, r, s, weight = self.weighted_scalars(x, u)
+        a, spread, _, d = self.forward_moments(t, r, s)
+        a_bp, q_bp = self.backward_moments(t, r, s, d, *self.gradient_normals(dy))
+        root = np.sqrt(np.maximum(q_bp - a_bp * a_bp, 0.0) * weight)
+        a_bp = a_bp * np.sqrt(weight)
+        return self.weighted_outputs(a, spread, weight), np.stack([a_bp + root, a_bp - root], axis=1)
+
+    def weighted_outputs(self, a: np.ndarray, spread: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """:meth:`outputs` for a draw of weight ``weight``: row mean ``sqrt(weight) a`` (its expectation is 0
+        either way: ``a`` is odd in ``t``, which is independent of the weight) and row mean square
+        ``weight q``, whose expectation is ``E q``. At ``eps = 0`` every draw has ``q = c = 1``, so the outputs
+        go unweighted, and the fp std stays exactly 1."""
+        if self.values["eps"] == 0.0:
+            return self.outputs(a, spread)
+        return self.outputs(a * np.sqrt(weight), spread * weight)
+
+    def conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
+        return _ChiSquareConditional(self)
+
+    def formula(self) -> dict[str, float]:
+        return _reference_layer(self).formula()
+
+    def quadrature(self) -> dict[str, float]:
+        return _reference_layer(self).quadrature()
+
+
+def _reference_layer(group: ChiSquareGroup) -> Normalization:
+    """A layer of one group of ``n`` values with ``group``'s law (for its references)."""
+    cls = LayerNorm if group.centred else RMSNorm
+    return cls(features=group.values["n"], eps=group.values["eps"])
+
+
+class _ChiSquareConditional:
+    """The conditional sampler of :class:`ChiSquareGroup`: the outputs and, as one column (the tally reads only
+    row means), the row mean of ``g``, ``E[mean(dx^2) | S] = (rank + (1 - c)^2) / D``: the expectation of
+    :meth:`ChiSquareGroup.backward_moments` over the upstream gradient, and the layer's own ``g`` row mean."""
+
+    def __init__(self, group: ChiSquareGroup) -> None:
+        self.group = group
+
+    def __call__(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        group = self.group
+        t, r, s, weight = group.weighted_scalars(x, u)
+        a, spread, g, _ = group.forward_moments(t, r, s)
+        return group.weighted_outputs(a, spread, weight), (g * weight)[:, None]
