@@ -51,6 +51,9 @@ BLOCK_SCALARS = 1 << 22
 CHUNK_SCALARS = 1 << 16
 #: Random numbers per ``qmc`` segment (at most; a segment holds a power-of-two number of points).
 SEGMENT_SCALARS = 1 << 18
+#: Points per replicate at a ``qmc`` run's first checkpoint (later ones double it): a run that meets its target
+#: early stops early (2^10 x 16 = 16,384 draws at the first look).
+FIRST_CHECKPOINT_POINTS = 1 << 10
 #: The bit generator behind every Monte Carlo stream (by name).
 BIT_GENERATOR = _BIT_GENERATOR.__name__
 #: Independent scrambled Sobol sequences of a ``qmc`` run.
@@ -357,11 +360,13 @@ class MonteCarloPlan:
 
 
 class SobolPlan:
-    """``REPLICATES`` scrambled Sobol sequences grown together in segments of a power-of-two length.
+    """``REPLICATES`` scrambled Sobol sequences grown together, stage by stage.
 
-    The blocks run segment by segment, every replicate in turn; a checkpoint falls after the last replicate
-    of segment ``j`` when ``j + 1`` is a power of two, where every replicate holds the same power-of-two number
-    of points. ``samples`` is the total over the replicates, rounded up to such a checkpoint.
+    Checkpoints fall where every replicate holds the same power-of-two number of points: after
+    ``FIRST_CHECKPOINT_POINTS`` points each (or fewer, if the run asks for fewer), then at every doubling. A stage
+    (the points between two checkpoints) runs as blocks of at most ``segment`` points, every replicate in
+    turn; every block is a power of two long and starts at a multiple of its length, so each is a balanced
+    Sobol segment. ``samples`` is the total over the replicates, rounded up to a checkpoint.
     """
 
     method = "qmc"
@@ -373,22 +378,32 @@ class SobolPlan:
         self.replicates = replicates
         per_replicate = _next_power_of_two(math.ceil(samples / replicates))
         self.segment = min(_previous_power_of_two(max(1, SEGMENT_SCALARS // draw_width(layer))), per_replicate)
-        self.segments = per_replicate // self.segment
+        self.first = min(FIRST_CHECKPOINT_POINTS, per_replicate)
+        self.per_replicate = per_replicate
         self.scalars = replicates * per_replicate * random_width(layer, estimator)
         self._accs = [layer.empty(estimator) for _ in range(replicates)]
 
+    def stages(self) -> Iterator[tuple[int, int]]:
+        """``(start, end)`` points of each replicate between consecutive checkpoints."""
+        start, end = 0, self.first
+        while end <= self.per_replicate:
+            yield start, end
+            start, end = end, 2 * end
+
     def blocks(self) -> Iterator[Block]:
         index = 0
-        for j in range(self.segments):
-            for r in range(self.replicates):
-                yield Block(index, self.segment, r, j * self.segment)
-                index += 1
+        for lo, hi in self.stages():
+            step = min(self.segment, hi - lo)
+            for start in range(lo, hi, step):
+                for r in range(self.replicates):
+                    yield Block(index, step, r, start)
+                    index += 1
 
     def add(self, block: Block, acc: Tallies) -> bool:
         self._accs[block.replicate] = self._accs[block.replicate].merge(acc)
-        segments_done = block.start // self.segment + 1
-        last = block.replicate == self.replicates - 1
-        return last and segments_done & (segments_done - 1) == 0
+        end = block.start + block.draws
+        stage_end = end % self.first == 0 and (end // self.first) & (end // self.first - 1) == 0
+        return block.replicate == self.replicates - 1 and stage_end
 
     def snapshot(self) -> tuple[dict[str, tuple[float, float]], int]:
         """Each statistic from the pooled moments of every replicate, with a jackknife se over replicates.
