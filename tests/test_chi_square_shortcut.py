@@ -18,9 +18,8 @@ import normstats
 from normstats.engine import blocks as engine
 from normstats.exact.references import reference_moments
 from normstats.layers.norms import ChiSquareGroup, chi_square_of_normal, chi_square_quantile
-from normstats.stats import STATS
 from tests.test_cli import run, run_bad
-from tests.test_engine import _coverage_bounds
+from tests.shortcuts import assert_agrees, assert_qmc_covers
 from tests.test_export import VALIDATOR
 
 
@@ -195,16 +194,7 @@ def test_shortcut_agrees_with_the_layer_and_the_references(
     theirs = engine.execute(layer, 100_000, 2, estimator=estimator).estimates
     for group in (layer.shortcut("chi-square"), _plain(layer)):
         ours = engine.execute(group, 100_000, 1, estimator=estimator).estimates
-        for s in STATS:
-            (a, se_a), (b, se_b), ref = ours[s], theirs[s], refs[s].value
-            assert math.isfinite(a) and math.isfinite(se_a), s
-            if se_a == 0:
-                assert a == ref and b == pytest.approx(ref, abs=1e-15), s
-                continue
-            assert abs(a - ref) <= 4 * se_a, (s, a, ref, se_a)
-            assert abs(a - b) <= 4 * math.hypot(se_a, se_b), (s, a, b)
-            if same_law and group.values["smoothing"] == "none":
-                assert se_a == pytest.approx(se_b, rel=0.1), s  # the same distribution: the same spread
+        assert_agrees(ours, theirs, refs, same_law=same_law and group.values["smoothing"] == "none", se_rel=0.1)
 
 
 @pytest.mark.parametrize("estimator", engine.ESTIMATORS)
@@ -226,23 +216,8 @@ def test_qmc_intervals_cover_the_reference(estimator: str) -> None:
     replicate), 200 seeds (100 for the sampled estimator, whose draws cost more): estimate +- QMC_T95 se covers the reference a Binomial(200, 0.95) number of times,
     within 4 sd. A statistic with se 0 (the conditional bp mean) equals its reference."""
     layer = normstats.make_layer("rmsnorm", features=6, eps=0.1)
-    group = layer.shortcut("chi-square")
     refs = {k: r.value for k, r in reference_moments(layer).items()}
-    seeds = 200 if estimator == "conditional" else 100
-    hits = dict.fromkeys(refs, 0)
-    for seed in range(seeds):
-        est = engine.execute(group, 256, seed, method="qmc", estimator=estimator).estimates
-        for s, ref in refs.items():
-            value, se = est[s]
-            if se == 0:
-                assert value == ref, s
-                hits[s] += 1
-            else:
-                hits[s] += abs(value - ref) <= engine.QMC_T95 * se
-    lo, hi = _coverage_bounds(seeds)
-    for s, count in hits.items():
-        if not (estimator == "conditional" and s == "bp_mean"):
-            assert lo <= count <= hi, (s, count, (lo, hi))
+    assert_qmc_covers(layer.shortcut("chi-square"), refs, 256, 200 if estimator == "conditional" else 100, estimator)
 
 
 @pytest.mark.slow
@@ -258,16 +233,7 @@ def test_qmc_intervals_stay_honest_where_the_chi_square_tail_is_steep() -> None:
     group = layer.shortcut("chi-square")
     assert group.values["smoothing"] == "heptic"
     refs = {s: reference_moments(layer)[s].value for s in ("fp_std", "bp_std")}
-    seeds = 256
-    hits = dict.fromkeys(refs, 0)
-    for seed in range(seeds):
-        estimates = engine.execute(group, 1 << 14, seed, method="qmc").estimates
-        for s, ref in refs.items():
-            value, se = estimates[s]
-            hits[s] += abs(value - ref) <= engine.QMC_T95 * se
-    lo, hi = _coverage_bounds(seeds)
-    for s, count in hits.items():
-        assert lo <= count <= hi, (s, count, (lo, hi))
+    assert_qmc_covers(group, refs, 1 << 14, 256)
 
 
 @pytest.mark.parametrize("k", [1, 7, 63, 767])

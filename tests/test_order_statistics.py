@@ -7,7 +7,6 @@ line where a window holds padding."""
 from __future__ import annotations
 
 import json
-import math
 
 import mpmath as mp
 import numpy as np
@@ -21,9 +20,8 @@ from normstats.errors import ParameterError
 from normstats.exact.references import reference_moments
 from normstats.layers.base import ProbeSampler
 from normstats.layers.pooling import MaxOfNormals, max_of_normals_quantile
-from normstats.stats import STATS
 from tests.test_cli import run, run_bad
-from tests.test_engine import _coverage_bounds
+from tests.shortcuts import assert_agrees, assert_qmc_covers
 from tests.test_export import VALIDATOR
 
 
@@ -68,14 +66,7 @@ def test_shortcut_agrees_with_the_layer_and_the_references(k: int, estimator: st
     refs = reference_moments(layer)
     ours = engine.execute(layer.shortcut("order-statistics"), 200_000, 1, estimator=estimator).estimates
     theirs = engine.execute(layer, 200_000, 2, estimator=estimator).estimates
-    for s in STATS:
-        (a, se_a), (b, se_b), ref = ours[s], theirs[s], refs[s].value
-        if se_a == 0:
-            assert se_b == 0 and a == pytest.approx(ref, abs=1e-15) and b == pytest.approx(ref, abs=1e-15), s
-            continue
-        assert abs(a - ref) <= 4 * se_a, (s, a, ref, se_a)
-        assert abs(a - b) <= 4 * math.hypot(se_a, se_b), (s, a, b)
-        assert se_a == pytest.approx(se_b, rel=0.05), s  # the same distribution: the same spread
+    assert_agrees(ours, theirs, refs, same_law=True)
 
 
 def test_stand_in_conditional_sampler_is_its_backward_pass_on_every_unit_dy() -> None:
@@ -131,14 +122,7 @@ def test_shortcut_where_windows_overlap_agrees_with_the_layer_and_the_references
     refs = reference_moments(layer)
     ours = engine.execute(layer.shortcut("order-statistics"), 100_000, 1, estimator=estimator).estimates
     theirs = engine.execute(layer, 100_000, 2, estimator=estimator).estimates
-    for s in STATS:
-        (a, se_a), (b, se_b), ref = ours[s], theirs[s], refs[s].value
-        if se_a == 0:
-            assert se_b == 0 and a == pytest.approx(ref, abs=1e-15) and b == pytest.approx(ref, abs=1e-15), s
-            continue
-        assert abs(a - ref) <= 4 * se_a, (s, a, ref, se_a)
-        assert abs(b - ref) <= 4 * se_b, (s, b, ref, se_b)
-        assert abs(a - b) <= 4 * math.hypot(se_a, se_b), (s, a, b)
+    assert_agrees(ours, theirs, refs, same_law=False)
 
 
 @pytest.mark.parametrize("params", WHOLE_WINDOWS, ids=WHOLE_IDS)
@@ -165,18 +149,8 @@ def test_qmc_intervals_of_the_overlapping_stand_in_cover_the_reference_at_small_
     """3x3 windows, stride 2: n = 256 (16 points per replicate), across 256 seeds, estimate +- t_15 se covers
     the exact fp mean and fp std at a rate within 4 binomial sd of 95%."""
     layer = normstats.make_layer("maxpool", k=3, stride=2)
-    stand_in = layer.shortcut("order-statistics")
-    refs = {k: r.value for k, r in reference_moments(layer).items()}
-    seeds = 256
-    hits = {"fp_mean": 0, "fp_std": 0}
-    for seed in range(seeds):
-        est = engine.execute(stand_in, 256, seed, method="qmc").estimates
-        for stat in hits:
-            value, se = est[stat]
-            hits[stat] += abs(value - refs[stat]) <= engine.QMC_T95 * se
-    lo, hi = _coverage_bounds(seeds)
-    for stat, count in hits.items():
-        assert lo <= count <= hi, (stat, count, (lo, hi))
+    refs = {k: r.value for k, r in reference_moments(layer).items() if k in ("fp_mean", "fp_std")}
+    assert_qmc_covers(layer.shortcut("order-statistics"), refs, 256, 256)
 
 
 @pytest.mark.parametrize(

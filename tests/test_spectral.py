@@ -16,9 +16,8 @@ from normstats.engine import blocks as engine
 from normstats.exact.references import reference_moments
 from normstats.layers.base import ProbeSampler
 from normstats.layers.linear import SpectralLinear
-from normstats.stats import STATS
 from tests.test_cli import run, run_bad
-from tests.test_engine import _coverage_bounds
+from tests.shortcuts import assert_agrees, assert_qmc_covers
 from tests.test_export import VALIDATOR
 
 SETTINGS = [
@@ -81,14 +80,7 @@ def test_shortcut_agrees_with_the_layer_and_the_references(params: dict, estimat
     refs = reference_moments(layer)
     ours = engine.execute(layer.shortcut("spectral"), 200_000, 1, estimator=estimator).estimates
     theirs = engine.execute(layer, 200_000, 2, estimator=estimator).estimates
-    for s in STATS:
-        (a, se_a), (b, se_b), ref = ours[s], theirs[s], refs[s].value
-        if se_a == 0:
-            assert se_b == 0 and a == pytest.approx(ref, abs=1e-15) and b == pytest.approx(ref, abs=1e-15), s
-            continue
-        assert abs(a - ref) <= 4 * se_a, (s, a, ref, se_a)
-        assert abs(a - b) <= 4 * math.hypot(se_a, se_b), (s, a, b)
-        assert se_a == pytest.approx(se_b, rel=0.05), s
+    assert_agrees(ours, theirs, refs, same_law=True)
 
 
 @pytest.mark.parametrize("estimator", engine.ESTIMATORS)
@@ -134,18 +126,8 @@ def test_qmc_intervals_cover_the_reference_at_small_n() -> None:
     covers the exact fp mean and fp std at a rate within 4 binomial sd of 95%. (About 5 s: each run sets up
     16 scrambled Sobol engines.)"""
     layer = normstats.make_layer("linear", fan_in=8, fan_out=4, normalize="fan-in")
-    stand_in = layer.shortcut("spectral")
-    refs = {k: r.value for k, r in reference_moments(layer).items()}
-    seeds = 256
-    hits = {"fp_mean": 0, "fp_std": 0}
-    for seed in range(seeds):
-        est = engine.execute(stand_in, 256, seed, method="qmc").estimates
-        for stat in hits:
-            value, se = est[stat]
-            hits[stat] += abs(value - refs[stat]) <= engine.QMC_T95 * se
-    lo, hi = _coverage_bounds(seeds)
-    for stat, count in hits.items():
-        assert lo <= count <= hi, (stat, count, (lo, hi))
+    refs = {k: r.value for k, r in reference_moments(layer).items() if k in ("fp_mean", "fp_std")}
+    assert_qmc_covers(layer.shortcut("spectral"), refs, 256, 256)
 
 
 def test_worker_counts_give_the_same_row(monkeypatch: pytest.MonkeyPatch) -> None:
