@@ -10,7 +10,9 @@ Not a test; run by hand:
    whether every se is at or below the target, and the largest |z|.
 2. Each default row alone, in this process with the imports done, on the same workers: its samples and seconds
    to 1e-5 with the defaults, and (``--layer-too``) with ``--method qmc --sampler layer``, the path of the
-   previous version (the layer's own passes), so that both are measured in the same run.
+   previous version (the layer's own passes), so that both are measured in the same run; and plain Monte
+   Carlo on the layer's passes, *extrapolated*: 10^6 draws are run and timed, and the draws to the target are
+   ``10^6 (worst se / target)^2`` at the same rate (running them would take hours).
 3. ``--coverage SEEDS``: the whole table to the target for seeds 0, 1, ...; for every statistic with a
    reference and an se above 0, how often ``estimate +- t_15 se`` covered the reference. A run that stops on a
    target stops where its estimated se came out small, so this is the check that the intervals of a stopped
@@ -64,21 +66,28 @@ def whole_command(target: float, repeat: int) -> None:
 
 def rows_alone(target: float, layer_too: bool) -> None:
     normstats.simulate("relu", method="qmc", samples=1 << 14)  # imports (scipy.stats for qmc) done before timing
-    paths = [("defaults", {})] + ([("qmc, sampler layer", {"method": "qmc", "sampler": "layer"})] if layer_too else [])
+    paths = [("defaults", {})] + ([("qmc, sampler layer", {"method": "qmc", "sampler": "layer"}),
+                                   ("mc, extrapolated", {"method": "mc", "samples": 10**6})] if layer_too else [])
     print("| row | path | sampler | samples | s | max \\|z\\| |")
     print("|---|---|---|---:|---:|---:|")
     totals = collections.Counter()
     for name, params in DEFAULT_ROWS:
         for label, options in paths:
             start = time.perf_counter()
-            table = normstats.table(rows=[(name, params)], target_se=target, sampler=options.get("sampler"),
+            extrapolate = "samples" in options
+            table = normstats.table(rows=[(name, params)], target_se=None if extrapolate else target,
+                                    sampler=options.get("sampler"),
                                     **{k: v for k, v in options.items() if k != "sampler"})
             seconds = time.perf_counter() - start
-            totals[label] += seconds
             row = table.rows[0]
+            samples = row.samples
+            if extrapolate:  # the draws and seconds to the target at the measured rate and se
+                factor = max(1.0, (max(s.se for s in row.stats().values()) / target) ** 2)
+                samples, seconds = int(samples * factor), seconds * factor
+            totals[label] += seconds
             z = max((abs(s.z) for s in row.stats().values() if s.z is not None), default=0.0)
             shown = ";".join(f"{k}={v}" for k, v in params.items())
-            print(f"| {name} {shown} | {label} | {row.sampler} | {row.samples:,} | {seconds:.2f} | {z:.2f} |")
+            print(f"| {name} {shown} | {label} | {row.sampler} | {samples:,} | {seconds:.2f} | {z:.2f} |")
     print()
     for label, total in totals.items():
         print(f"rows alone, {label}: {total:.1f} s in all")
