@@ -6,7 +6,7 @@ the state has left the cache. ReLU's own passes keep ``x`` (8 bytes a value) and
 from it in the backward pass (a comparison, a cast to float, a product and the NormProp scale: four passes);
 here the forward pass keeps the mask ``x > 0`` itself (1 byte a value), made while ``x`` is still in cache, and
 the backward pass is a product with it and the scale. Measured on ``20*(linear relu)`` at width 512, 204 draws a
-chunk, one BLAS thread: the network's CPU time over its matrix products alone fell from 1.15-1.2x to 1.05-1.1x.
+chunk, one BLAS thread: the network's CPU time over that of its matrix products alone fell from 1.44x to 1.16-1.21x.
 Max pooling keeps its argmax instead of finding it again (:class:`MaxPoolPasses`); a convolution on a finite
 map sums its window gradients channels-last (:class:`ConvPasses`).
 """
