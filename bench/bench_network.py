@@ -11,8 +11,10 @@ its fp std; weights with unit-norm rows):
 * ``mlp``: ``20*(linear relu)`` at width 512, N = 20,000 draws (2 x 20 products of 512 x 512 a draw);
 * ``conv``: ``conv(16, k=3, padding=1) relu maxpool(k=2) conv(32, k=3, padding=1) relu`` on 3x16x16, N = 50,000.
 
-Contenders, each a fresh process timed from outside (the median of --repeat runs; peak memory, the proportional
-set size of the process tree, from one more run sampled every 100 ms, as in bench_engine.py):
+Contenders, each a fresh process timed from outside: wall seconds and CPU seconds (user + system of the process
+and its threads; on a shared machine the less noisy of the two), the median of --repeat rounds that run every
+contender in turn (so a change of load falls on all of them); peak memory, the proportional set size of the
+process tree, from one more run sampled every 100 ms, as in bench_engine.py:
 
 * normstats, 2 worker threads (the default) and 1 worker: every layer's fp and bp mean and std with their
   standard errors, and the channel figures of the maps;
@@ -24,21 +26,27 @@ set size of the process tree, from one more run sampled every 100 ms, as in benc
   two threads of one BLAS thread each (what normstats runs) and as one thread of the default BLAS threads; the
   faster is the floor.
 
-Ratios are to the floor and to the numpy script. Peak memory of normstats is also measured at 4N, to show it
+Ratios are to the floor and to the numpy script. Every command pays for starting Python and importing its
+modules, and normstats also for drawing each worker's weights and the mean-field references: the start-up rows
+time normstats at ``-n 2`` and the floor at N = 0, and a second table gives the ratios with each contender's
+start-up subtracted (what a longer run tends to). Peak memory of normstats is also measured at 4N, to show it
 flat in N.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
+import subprocess
 import sys
+import time
 import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_engine import machine, peak_memory, wall_time  # noqa: E402
+from bench_engine import machine, peak_memory  # noqa: E402
 
 NETWORKS = {
     "mlp": {"spec": "20*(linear relu)", "input": "512", "n": 20_000},
@@ -81,7 +89,7 @@ MLP_NUMPY = """
             tally(f"relu{{i}} bp", g)
             g = g @ W[i]
             tally(f"lin{{i}} bp", g)
-    print(len(stats), stats["lin0 bp"][1] / N)
+    print(len(stats), stats["lin0 bp"][1] / N if N else 0)
 """
 
 MLP_TORCH = """
@@ -105,7 +113,7 @@ MLP_TORCH = """
                 tally(f"relu{{i}} bp", g)
                 g = g @ W[i]
                 tally(f"lin{{i}} bp", g)
-    print(len(stats), stats["lin0 bp"][1] / N)
+    print(len(stats), stats["lin0 bp"][1] / N if N else 0)
 """
 
 CONV_NUMPY = """
@@ -145,7 +153,7 @@ CONV_NUMPY = """
         g = dwin.reshape(m, 16, 8, 8, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(m, 16, 16, 16); tally("pool bp", g)
         g = (z1 > 0) * g * {relu_scale!r}; tally("relu1 bp", g)
         g = conv_bwd(g, W1, 3); tally("conv1 bp", g)
-    print(len(stats), stats["conv1 bp"][1] / N)
+    print(len(stats), stats["conv1 bp"][1] / N if N else 0)
 """
 
 # The same matrix products alone, on the same batches: two threads of one BLAS thread each, or one thread.
@@ -176,6 +184,16 @@ FLOOR = """
 """
 
 
+FLOOR2 = "floor: the matrix products, 2 threads x 1 BLAS thread"
+FLOOR1 = "floor: the matrix products, 1 thread x default BLAS threads"
+SCRIPT = "numpy script, batches, default BLAS threads"
+OURS2 = "normstats, 2 worker threads (the default)"
+OURS1 = "normstats, 1 worker"
+START_FLOOR = "start-up of the floor (N = 0: imports, weights)"
+START_SCRIPT = "start-up of the numpy script (N = 0: imports, weights)"
+START_OURS = "start-up of normstats (the same command at -n 2)"
+
+
 def products(name: str) -> list[tuple[int, int, int]]:
     """``(rows per draw, k, n)`` of every matrix product one draw of the network costs, forward and backward."""
     if name == "mlp":
@@ -197,6 +215,19 @@ def constants() -> dict[str, float]:
     return out
 
 
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """``(wall, cpu)`` seconds of a command: wall from outside, CPU the user + system time of the process and its
+    threads (what the kernel accounts to a finished child)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr.decode()}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def have_torch(python: str) -> bool:
     import subprocess
 
@@ -214,8 +245,10 @@ def main() -> None:
     consts = constants()
     torch = have_torch(python)
     print(f"Machine: {machine()}\n")
-    print("| network | N | contender | wall s | peak MB | / floor | / numpy script |")
-    print("|---|---:|---|---:|---:|---:|---:|")
+    print(f"Command: {' '.join(['bench/bench_network.py', *sys.argv[1:]])}\n")
+    print("| network | N | contender | wall s | CPU s | peak MB | wall / floor | CPU / floor | wall / numpy script |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    net_rows = []
     for name in args.networks:
         cfg = NETWORKS[name]
         n = int(cfg["n"] * args.scale)
@@ -223,33 +256,58 @@ def main() -> None:
         body = {"mlp": MLP_NUMPY, "conv": CONV_NUMPY}[name]
         script = common + textwrap.dedent(body.format(**consts))
         floor = textwrap.dedent(FLOOR.format(n=n, batch=args.batch, shapes=products(name)))
+        floor_start = textwrap.dedent(FLOOR.format(n=0, batch=args.batch, shapes=products(name)))
         ours = [python, "-m", "normstats.cli", "network", cfg["spec"], "--input", cfg["input"], "--normprop", "fp",
                 "-q", "--format", "json"]
         contenders: dict[str, list[str]] = {
-            "floor: the matrix products, 2 threads x 1 BLAS thread": [python, "-c", floor, "2"],
-            "floor: the matrix products, 1 thread x default BLAS threads": [python, "-c", floor, "1"],
-            "numpy script, batches, default BLAS threads": [python, "-c", script],
+            FLOOR2: [python, "-c", floor, "2"],
+            FLOOR1: [python, "-c", floor, "1"],
+            SCRIPT: [python, "-c", script],
         }
         if name == "mlp" and torch:
             contenders["PyTorch script, batches, default threads"] = [
                 python, "-c", common + textwrap.dedent(MLP_TORCH.format(**consts))
             ]
-        contenders["normstats, 2 worker threads (the default)"] = [*ours, "-n", str(n), "-j", "2"]
-        contenders["normstats, 1 worker"] = [*ours, "-n", str(n), "-j", "1"]
-        walls = {label: statistics.median(wall_time(cmd) for _ in range(args.repeat))
-                 for label, cmd in contenders.items()}
-        floor_s = min(walls[k] for k in walls if k.startswith("floor"))
-        script_s = walls["numpy script, batches, default BLAS threads"]
+        contenders[OURS2] = [*ours, "-n", str(n), "-j", "2"]
+        contenders[OURS1] = [*ours, "-n", str(n), "-j", "1"]
+        contenders[START_FLOOR] = [python, "-c", floor_start, "2"]
+        contenders[START_SCRIPT] = [python, "-c", common.replace(f"N, B = {n},", "N, B = 0,")
+                                    + textwrap.dedent(body.format(**consts))]
+        contenders[START_OURS] = [*ours, "-n", "2", "-j", "2"]
+        runs: dict[str, list[tuple[float, float]]] = {label: [] for label in contenders}
+        for _ in range(args.repeat):  # rounds: every contender in turn
+            for label, cmd in contenders.items():
+                runs[label].append(timed(cmd))
+        wall = {k: statistics.median(w for w, _ in v) for k, v in runs.items()}
+        cpu = {k: statistics.median(c for _, c in v) for k, v in runs.items()}
+        floor_key = min((FLOOR2, FLOOR1), key=lambda k: wall[k])
+        floor_cpu_key = min((FLOOR2, FLOOR1), key=lambda k: cpu[k])
         for label, cmd in contenders.items():
             peak = peak_memory(cmd)
-            print(f"| {name} | {n:,} | {label} | {walls[label]:.2f} | {peak / 2**20:.0f} | "
-                  f"{walls[label] / floor_s:.2f} | {walls[label] / script_s:.2f} |", flush=True)
+            draws = {START_OURS: 2, START_FLOOR: 0, START_SCRIPT: 0}.get(label, n)
+            print(f"| {name} | {draws:,} "
+                  f"| {label} | {wall[label]:.2f} | {cpu[label]:.2f} | {peak / 2**20:.0f} | "
+                  f"{wall[label] / wall[floor_key]:.2f} | {cpu[label] / cpu[floor_cpu_key]:.2f} | "
+                  f"{wall[label] / wall[SCRIPT]:.2f} |", flush=True)
         if not torch and name == "mlp":
-            print(f"| {name} | {n:,} | PyTorch script | not installed | | | |")
+            print(f"| {name} | {n:,} | PyTorch script | not installed | | | | | |")
         big = [*ours, "-n", str(4 * n), "-j", "2"]
-        print(f"| {name} | {4 * n:,} | normstats, 2 worker threads (memory only: flat in N) | | "
-              f"{peak_memory(big) / 2**20:.0f} | | |", flush=True)
-    print("\nfloor: the faster of the two floor layouts; peak MB: the process tree's proportional set size.")
+        print(f"| {name} | {4 * n:,} | {OURS2} (memory only: flat in N) | | | "
+              f"{peak_memory(big) / 2**20:.0f} | | | |", flush=True)
+        net_rows.append((name, n, wall[OURS2] - wall[START_OURS], wall[FLOOR2] - wall[START_FLOOR],
+                         wall[SCRIPT] - wall[START_SCRIPT], cpu[OURS2] - cpu[START_OURS],
+                         cpu[FLOOR2] - cpu[START_FLOOR]))
+    print("\nfloor: the faster of the two floor layouts (by wall time for the wall ratios, by CPU time for the CPU "
+          "ratios); peak MB: the process tree's proportional set size; every time the median of "
+          f"{args.repeat} round(s).")
+    print("\nWith each command's start-up subtracted (normstats: its run at -n 2; the floor and the numpy script: "
+          "their run at N = 0, imports, weights and buffers), 2 threads each:\n")
+    print("| network | N | normstats wall s | floor wall s | wall / floor | wall / numpy script | normstats CPU s | "
+          "floor CPU s | CPU / floor |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, n, ours_w, floor_w, script_w, ours_c, floor_c in net_rows:
+        print(f"| {name} | {n:,} | {ours_w:.2f} | {floor_w:.2f} | {ours_w / floor_w:.2f} | {ours_w / script_w:.2f} | "
+              f"{ours_c:.2f} | {floor_c:.2f} | {ours_c / floor_c:.2f} |")
 
 
 if __name__ == "__main__":

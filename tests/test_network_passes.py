@@ -157,3 +157,33 @@ def test_inits_average_independent_networks() -> None:
     assert got.estimate == pytest.approx(np.mean(per), rel=1e-14)
     assert got.se == pytest.approx(np.std(per, ddof=1) / np.sqrt(3), rel=1e-12)
     assert len(set(per)) == 3  # three different networks
+
+
+@pytest.mark.parametrize("name, params", [
+    ("relu", {}), ("maxpool", {"k": 2, "size": "2x2"}), ("maxpool", {"k": 2, "size": "6x6"}),
+    ("maxpool", {"k": 3, "stride": 2, "padding": 1, "size": "7x7"}), ("maxpool", {"k": 3, "stride": 1}),
+    ("conv", {"in_channels": 3, "out_channels": 4, "k": 3, "padding": 1, "size": "6x6"}),
+    ("conv", {"in_channels": 2, "out_channels": 3, "k": 5, "stride": 2, "padding": 2, "size": "9x6"}),
+    ("conv", {"in_channels": 2, "out_channels": 3, "k": 2, "stride": 3, "padding": 1, "size": "8x8"}),
+])
+def test_the_networks_own_passes_are_the_layers_bit_for_bit(name: str, params: dict) -> None:
+    """:func:`~normstats.networks.kernels.network_passes` swaps in cheaper passes for some layers (keeping a mask
+    or an argmax instead of the input, summing a convolution's gradients channels-last): outputs, gradients and
+    scaled gradients equal the layer's own passes bit for bit, zeros' signs included."""
+    from normstats.networks.kernels import network_passes
+    from normstats.registry import make_layer
+
+    layer = make_layer(name, **params)
+    own, swapped = layer.passes(np.random.default_rng(0)), network_passes(layer, np.random.default_rng(0))  # same W
+    assert type(swapped) is not type(own)
+    rng = np.random.default_rng(1)
+    width = 1 if name == "relu" else layer.in_dim
+    x = rng.standard_normal((23, 8 * width if name == "relu" else width))
+    x[0, :3] = 0.0  # ReLU's kink: gradient 0
+    dy = rng.standard_normal((23, x.shape[1] if name == "relu" else layer.out_dim))
+    u = np.empty((23, 0))
+    (y0, s0), (y1, s1) = own.forward(x, u), swapped.forward(x, u)
+    assert np.array_equal(y0, y1)
+    for a, b in ((own.backward(s0, dy), swapped.backward(s1, dy)),
+                 (own.backward_scaled(s0, dy, 1.7), swapped.backward_scaled(s1, dy, 1.7))):
+        assert np.array_equal(a, b) and np.array_equal(np.signbit(a), np.signbit(b))

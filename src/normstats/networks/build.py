@@ -53,9 +53,19 @@ MAX_WEIGHTS = 1 << 25
 #: (the states the backward pass needs). Measured on the 512-wide MLP (bench/bench_network.py): 204 draws a
 #: chunk take about 10% less CPU than 102 (products of 204 rows run nearer the BLAS peak); 409 gained no more.
 CHUNK_VALUES = 1 << 23
-#: Values a block of draws passes through (about 2 chunks): a block of a deep network is then a fraction of a
-#: second, and a run of 10^4 draws has enough blocks to keep two workers busy to the end.
+#: Values a block of draws passes through (about 2 chunks of CHUNK_VALUES): a block of a deep network is then a
+#: fraction of a second, and a run of 10^4 draws has enough blocks to keep two workers busy to the end.
 BLOCK_VALUES = 1 << 24
+#: Values of one layer's output (or input) over a chunk that still stay in a core's cache (1 MiB of float64) while
+#: the engine tallies them and the next layer reads them. A conv net's maps hold thousands of values a draw, so
+#: CHUNK_VALUES alone gives records of 10 MB, tallied from memory: on the benchmark's conv net (3x16x16, 16 and
+#: 32 channels) chunks of 22-33 draws took 20-25% less CPU than the 330 CHUNK_VALUES gives. The chunk is cut
+#: down to this bound, but never below GEMM_ROWS rows in any layer's matrix product.
+STAGE_VALUES = 1 << 17
+#: Fewest rows a chunk gives each matrix product (a linear layer: draws x batch; a conv: draws x batch x output
+#: positions). Products of fewer rows fall off the BLAS peak (the weight is read once for every chunk), so an
+#: MLP keeps the chunk CHUNK_VALUES gives it (up to 512 draws).
+GEMM_ROWS = 512
 
 
 @dataclass(frozen=True)
@@ -172,13 +182,32 @@ class Network:
     def uniforms_per_input(self) -> int:
         return sum(i.n_uniform for i in self.walk() if isinstance(i, Stage))
 
-    def chunk_draws(self) -> int:
+    def _memory_chunk(self) -> int:
+        """Draws whose values (every layer's input and output) fill CHUNK_VALUES: the unit blocks are made of."""
         return max(1, min(4096, CHUNK_VALUES // max(1, self.values_per_draw)))
 
+    def chunk_draws(self) -> int:
+        """Draws the engine pushes through the network at a time: :meth:`_memory_chunk`, cut down so that one
+        layer's values fit STAGE_VALUES unless a matrix product would then get fewer than GEMM_ROWS rows. The
+        chunk changes a result only by float rounding (the blocks, and so the draws, stay those of
+        :meth:`block_draws`)."""
+        largest, fewest_rows = 1, None
+        for item in self.walk():
+            if isinstance(item, Block):
+                largest = max(largest, math.prod(item.shape))
+                continue
+            largest = max(largest, item.in_values, item.out_values)
+            if item.name in shapes.WEIGHTED:
+                rows = math.prod(item.out_shape[1:]) if item.name == "conv" else 1
+                fewest_rows = rows if fewest_rows is None else min(fewest_rows, rows)
+        fits = STAGE_VALUES // (largest * self.batch)
+        products = 1 if fewest_rows is None else -(-GEMM_ROWS // (fewest_rows * self.batch))
+        return max(1, min(self._memory_chunk(), max(fits, products)))
+
     def block_draws(self) -> int:
-        """Draws per block: a whole number of chunks, about ``BLOCK_VALUES`` values in all (the engine caps it at
-        its own block of random numbers)."""
-        chunk = self.chunk_draws()
+        """Draws per block: a whole number of :meth:`_memory_chunk`, about ``BLOCK_VALUES`` values in all (the
+        engine caps it at its own block of random numbers)."""
+        chunk = self._memory_chunk()
         return chunk * max(1, BLOCK_VALUES // (chunk * max(1, self.values_per_draw)))
 
 

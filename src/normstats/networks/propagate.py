@@ -17,6 +17,8 @@ Weights are drawn once per run from the seed (``init = 0``: the network the user
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -27,6 +29,7 @@ from normstats.engine.moments import DrawSums, PowerSums, Tally
 from normstats.errors import NormstatsError
 from normstats.networks import shapes
 from normstats.networks.build import Block, Item, Network, Stage
+from normstats.networks.kernels import network_passes
 
 #: What is tallied of an item, by kind of record.
 FP, BP, BRANCH, CHANNEL_MEAN_SQ, CHANNEL_VAR = "fp", "bp", "branch", "channel_mean_sq", "channel_var"
@@ -80,8 +83,9 @@ class NetworkSampler:
     def __init__(self, net: Network, rng: np.random.Generator | None = None,
                  passes: dict[str, Any] | None = None) -> None:
         """The layers' passes are built from ``rng`` (weights drawn in layer order), or given as ``passes``
-        (by label: those of a larger network, for :meth:`prefix`)."""
+        (by label: those of a larger network, for :meth:`prefix`, or those the threads of a run share)."""
         self.net = net
+        self.shared = passes  # held: a run's shared passes live as long as a sampler uses them
         self.records = records(net)
         self.index = {(r.label, r.what): i for i, r in enumerate(self.records)}
         self.passes: dict[str, Any] = {}
@@ -89,7 +93,7 @@ class NetworkSampler:
         offset = 0
         for item in net.walk():
             if isinstance(item, Stage):
-                self.passes[item.label] = passes[item.label] if passes is not None else item.layer.passes(rng)
+                self.passes[item.label] = passes[item.label] if passes is not None else network_passes(item.layer, rng)
                 self.uniform_at[item.label] = offset
                 offset += item.n_uniform
 
@@ -206,9 +210,16 @@ class NetworkSampler:
 
     def _channel_figures(self, label: str, y: np.ndarray, shape: tuple[int, ...], out: Sink, draws: int) -> None:
         maps = y.reshape(len(y), shape[0], -1)
-        means = maps.mean(axis=2)
-        out(self.index[(label, CHANNEL_MEAN_SQ)], np.mean(means * means, axis=1).reshape(draws, -1))
-        out(self.index[(label, CHANNEL_VAR)], maps.var(axis=2).mean(axis=1).reshape(draws, -1))
+        # maps.mean(axis=2) and maps.var(axis=2) with the same operations (bit for bit), the mean made once
+        count = maps.shape[2]
+        means = np.add.reduce(maps, axis=2, keepdims=True)
+        means /= count
+        out(self.index[(label, CHANNEL_MEAN_SQ)], np.mean(means[..., 0] ** 2, axis=1).reshape(draws, -1))
+        dev = maps - means
+        np.multiply(dev, dev, out=dev)
+        var = np.add.reduce(dev, axis=2)
+        var /= count
+        out(self.index[(label, CHANNEL_VAR)], var.mean(axis=1).reshape(draws, -1))
 
 
 @dataclass(frozen=True)
@@ -293,13 +304,39 @@ class NetworkModel:
         return self.net.block_draws()
 
     def make_sampler(self, seed: int, estimator: str) -> NetworkSampler:
+        """A sampler for one thread, on the layers' passes (the weights) that every thread of this process shares
+        for this model: drawn once, not once per worker, and half the memory traffic of a copy per thread."""
         if estimator != "sampled":
             raise NormstatsError("a network's bp statistics come from the sampled estimator (dy drawn at the "
                                  f"output and run back); got --estimator {estimator}")
-        return NetworkSampler(self.net, weight_rng(self.weight_seed, self.init))
+        return NetworkSampler(self.net, passes=_shared_passes(self))
 
     def chunk_sums(self, capacity: int, estimator: str) -> _NetworkSums:
         return _NetworkSums(records(self.net), capacity)
 
     def empty(self, estimator: str) -> NetworkTallies:
         return NetworkTallies.empty(records(self.net))
+
+
+class _Passes(dict):  # type: ignore[type-arg]
+    """A network's passes by label (a dict that a weak reference can point to)."""
+
+
+_PASSES: weakref.WeakValueDictionary[NetworkModel, _Passes] = weakref.WeakValueDictionary()
+_PASSES_LOCK = threading.Lock()
+
+
+def _shared_passes(model: NetworkModel) -> _Passes:
+    """The passes of ``model``'s layers, built from its weight generator by the first thread that asks and shared
+    with the others: the passes hold weights and parameters, never buffers, so threads may run them at once. The
+    samplers that use them keep them alive; when the last is gone (the run's threads have ended) so are they."""
+    with _PASSES_LOCK:
+        passes = _PASSES.get(model)
+        if passes is None:
+            rng = weight_rng(model.weight_seed, model.init)
+            passes = _Passes()
+            for item in model.net.walk():
+                if isinstance(item, Stage):
+                    passes[item.label] = network_passes(item.layer, rng)
+            _PASSES[model] = passes
+        return passes
