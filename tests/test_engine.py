@@ -210,3 +210,34 @@ def test_the_sobol_engine_gives_the_points_of_scipys(dims: int) -> None:
                 warnings.simplefilter("ignore", UserWarning)  # scipy on balance, for sizes not powers of two
                 for n in sizes:
                     assert np.array_equal(ours.random(n), theirs.random(n))
+
+
+def test_blocks_still_running_when_a_run_stops_keep_one_blas_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A target se met, the run returns only after the blocks its worker threads had begun, so the BLAS
+    threads it restores never run under them (multithreaded dot products made such a block 10x slower)."""
+    import time
+
+    from threadpoolctl import threadpool_info
+
+    from normstats.engine.executors import ThreadExecutor
+    from normstats.engine.stopping import StopRule
+
+    monkeypatch.setattr(engine, "BLOCK_SCALARS", 1 << 12)
+    original, seen = engine.run_block, []
+
+    def run_block(job: engine.Job, block: engine.Block) -> object:
+        result = original(job, block)
+        time.sleep(0.05)  # still at work when the first block has met the target
+        seen.append(max((i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"), default=1))
+        return result
+
+    monkeypatch.setattr(engine, "run_block", run_block)
+    executor = ThreadExecutor(2)
+    try:
+        result = engine.execute(normstats.make_layer("sigmoid"), 10**6, 0, stop=StopRule(target_se=1.0),
+                                executor=executor, parallel_min_scalars=0)
+        ended = len(seen)
+    finally:
+        executor.shutdown()
+    assert result.stop == "target-se"
+    assert ended == len(seen) >= 2 and set(seen) == {1}
