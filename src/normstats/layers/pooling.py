@@ -234,8 +234,9 @@ class _MaxPoolConditional(_MaxPoolForward):
 
 
 class _MaxPoolSampler(_MaxPoolForward):
-    """The hot loop's sampler of max pooling (the ``sampled`` estimator), :meth:`MaxPool.forward_backward` bit
-    for bit: the maxima of :class:`_MaxPoolForward`; ``hit``, where an input equals its window's maximum (one
+    """The hot loop's sampler of max pooling (the ``sampled`` estimator), with the values of
+    :meth:`MaxPool.forward_backward` (its zeros may carry the other sign, which no sum sees): the maxima of
+    :class:`_MaxPoolForward`; ``hit``, where an input equals its window's maximum (one
     ``np.equal`` a kernel offset, or one for the whole draw when it is one window); where every window has
     exactly one hit (always, but for exact ties among its inputs) the argmax's offset is ``hit @ (0, 1, ...,
     n - 1)`` (exact small integers, a BLAS gemv), and ``dy`` goes there: into a zeroed buffer for a draw that
@@ -248,7 +249,7 @@ class _MaxPoolSampler(_MaxPoolForward):
         self.layer = layer
         self._offsets = np.arange(layer.window, dtype=float)
         self._hit = np.empty((0, layer.window), dtype=bool)
-        self._ones = np.empty((0, layer.window))
+        self._onehot = np.empty((0, layer.window))
         self._dx = np.empty((0, layer.in_dim))
         self._first = np.empty(0, dtype=np.intp)  # the flat index of each draw's first input (one window)
 
@@ -258,7 +259,7 @@ class _MaxPoolSampler(_MaxPoolForward):
         y, patches = self.maxima(x)
         if len(self._dx) < m:
             self._hit = np.empty((m * windows, n), dtype=bool)
-            self._ones = np.empty((m * windows, n))
+            self._onehot = np.empty((m * windows, n))
             self._dx = np.empty((m, x.shape[1]))
             self._first = np.arange(m) * x.shape[1]
         hit = self._hit[: m * windows]
@@ -271,9 +272,9 @@ class _MaxPoolSampler(_MaxPoolForward):
                 np.equal(patches[..., offset // kw, offset % kw], y, out=cells[..., offset])
         if np.count_nonzero(hit) != y.size:  # a tie: the first maximum, as np.argmax finds it
             return self.layer.forward_backward(x, dy, u)
-        ones = self._ones[: m * windows]
-        np.copyto(ones, hit)
-        arg = (ones @ self._offsets).astype(np.intp)
+        onehot = self._onehot[: m * windows]
+        np.copyto(onehot, hit)
+        arg = (onehot @ self._offsets).astype(np.intp)
         if g.is_one_window:
             dx = self._dx[:m]
             dx.fill(0.0)
