@@ -185,3 +185,59 @@ def test_a_qmc_row_reports_its_interval_with_the_t_quantile() -> None:
     assert (hi - lo) / 2 == pytest.approx(engine.QMC_T95 * row.fp_std.se, rel=1e-12)
     mc = normstats.simulate("sigmoid", samples=4096, seed=3)
     assert (mc.fp_std.ci95[1] - mc.fp_std.ci95[0]) / 2 == pytest.approx(Z95 * mc.fp_std.se, rel=1e-12)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 11])
+def test_the_sobol_engine_gives_the_points_of_scipys(dims: int) -> None:
+    """The qmc source's engine, on scipy's compiled core without scipy.stats, against ``qmc.Sobol`` itself:
+    the same seed gives the same points, from the start and after a fast-forward, over several calls."""
+    import warnings
+
+    from scipy.stats import qmc
+
+    from normstats.engine import sources
+
+    assert sources._sobol_core() is not None  # this scipy is laid out as the engine expects
+    for replicate in range(3):
+        for start, sizes in ((0, (1, 63, 64)), (0, (128,)), (4096, (4096, 5)), (37, (3,))):
+            ours = sources.scrambled_sobol(dims, sources._generator(9, 2, replicate))
+            assert isinstance(ours, sources.ScrambledSobol)
+            theirs = qmc.Sobol(dims, scramble=True, seed=sources._generator(9, 2, replicate), bits=sources.SOBOL_BITS)
+            if start:
+                ours.fast_forward(start)
+                theirs.fast_forward(start)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # scipy on balance, for sizes not powers of two
+                for n in sizes:
+                    assert np.array_equal(ours.random(n), theirs.random(n))
+
+
+def test_blocks_still_running_when_a_run_stops_keep_one_blas_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A target se met, the run returns only after the blocks its worker threads had begun, so the BLAS
+    threads it restores never run under them (multithreaded dot products made such a block 10x slower)."""
+    import time
+
+    from threadpoolctl import threadpool_info
+
+    from normstats.engine.executors import ThreadExecutor
+    from normstats.engine.stopping import StopRule
+
+    monkeypatch.setattr(engine, "BLOCK_SCALARS", 1 << 12)
+    original, seen = engine.run_block, []
+
+    def run_block(job: engine.Job, block: engine.Block) -> object:
+        result = original(job, block)
+        time.sleep(0.05)  # still at work when the first block has met the target
+        seen.append(max((i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"), default=1))
+        return result
+
+    monkeypatch.setattr(engine, "run_block", run_block)
+    executor = ThreadExecutor(2)
+    try:
+        result = engine.execute(normstats.make_layer("sigmoid"), 10**6, 0, stop=StopRule(target_se=1.0),
+                                executor=executor, parallel_min_scalars=0)
+        ended = len(seen)
+    finally:
+        executor.shutdown()
+    assert result.stop == "target-se"
+    assert ended == len(seen) >= 2 and set(seen) == {1}

@@ -13,6 +13,7 @@ import pytest
 import normstats
 from normstats.engine import blocks as engine
 from normstats.errors import ParameterError
+from normstats.layers.base import ProbeSampler
 from normstats.layers.conv import ConvSampler
 from normstats.published.figures import published_figures
 from tests import loops
@@ -70,6 +71,58 @@ def test_vectorized_pooling_equals_the_loop_exactly(mode: str, geometry: tuple, 
         y_loop, dx_loop = _loop_draw(layer, x[d], dy[d], mode)
         assert np.array_equal(y[d], y_loop)
         assert np.array_equal(dx[d], dx_loop)
+
+
+#: The maxpool geometries of the hot-loop tests: every GEOMETRIES entry, and draws that are one window.
+HOT_LOOP = [*GEOMETRIES, (3, 3, None, 0, None), (2, 2, None, 0, "2x2"), (1, 1, None, 0, None)]
+
+
+@pytest.mark.parametrize("geometry", HOT_LOOP, ids=str)
+@pytest.mark.parametrize("values", ["normal", "ties"])
+def test_max_pool_hot_loop_samplers_equal_its_passes_bit_for_bit(geometry: tuple, values: str) -> None:
+    """The engine's samplers of max pooling against :meth:`MaxPool.forward_backward` (checked against the
+    loop above): the sampled one gives the same outputs and gradients, ties included (its np.argmax
+    fallback); the conditional one the same outputs, and one column holding the row mean of ``g`` as
+    :class:`ConditionalSums` would form it from the probes' full ``g`` (an exact integer sum times
+    ``1 / width``)."""
+    layer = _layer("maxpool", *geometry)
+    rng = np.random.default_rng(11)
+    draws = 64
+    if values == "ties":
+        x = rng.integers(0, 3, (draws, layer.in_dim)).astype(float)
+    else:
+        x = rng.standard_normal((draws, layer.in_dim))
+    dy, u = rng.standard_normal((draws, layer.out_dim)), np.empty((draws, 0))
+    y, dx = layer.forward_backward(x, dy, u)
+    sampler = layer.streaming_sampler(engine.setup_rng(0))
+    for m in (draws, 5):  # a shorter chunk reuses the buffers
+        y_hot, dx_hot = sampler(x[:m], dy[:m], u[:m])
+        assert np.array_equal(y_hot, y[:m]) and np.array_equal(dx_hot, dx[:m])
+    _, g = ProbeSampler(layer.sampler(engine.setup_rng(0)), layer.out_dim)(x, u)
+    y_cond, row_mean = layer.streaming_conditional_sampler(engine.setup_rng(0))(x, u)
+    assert np.array_equal(y_cond, y)
+    assert row_mean.shape == (draws, 1)
+    assert np.array_equal(row_mean[:, 0], np.add.reduce(g, axis=1) * (1.0 / g.shape[1]))
+
+
+@pytest.mark.parametrize("geometry", [GEOMETRIES[0], GEOMETRIES[5], (3, 3, None, 0, None)], ids=str)
+@pytest.mark.parametrize("estimator", ["conditional", "sampled"])
+def test_max_pool_hot_loop_gives_the_runs_of_its_generic_samplers(
+    geometry: tuple, estimator: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run through the hot-loop samplers and one through the generic ones (forward_backward, and the
+    backward pass on dy = 1) give the same estimates and standard errors, bit for bit."""
+    layer = _layer("maxpool", *geometry)
+    fast = engine.run(layer, 3000, seed=5, chunk_draws=700, estimator=estimator).estimates()
+    cls = type(layer)
+    monkeypatch.setattr(cls, "streaming_sampler", lambda self, rng: self.sampler(rng))
+    monkeypatch.setattr(cls, "streaming_conditional_sampler", lambda self, rng: self.conditional_sampler(rng))
+    engine._LOCAL.__dict__.clear()  # the per-thread sampler cache
+    try:
+        generic = engine.run(layer, 3000, seed=5, chunk_draws=700, estimator=estimator).estimates()
+    finally:
+        engine._LOCAL.__dict__.clear()
+    assert fast == generic
 
 
 def _torus_side(k: int, s: int) -> int:

@@ -141,6 +141,16 @@ class MaxPool(_Pool):
         common = math.gcd(windows, positions)
         return MaxOfNormals(n=self.window, windows=windows // common, positions=positions // common)
 
+    def streaming_sampler(self, rng: np.random.Generator) -> _MaxPoolSampler:
+        return _MaxPoolSampler(self)
+
+    def streaming_conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
+        """The hot loop's conditional sampler: the forward pass alone (:class:`_MaxPoolConditional`) where
+        every input counts, as on every grid of max pooling; the full ``g`` otherwise."""
+        if self.grid.counted == self.in_dim:
+            return _MaxPoolConditional(self)
+        return self.conditional_sampler(rng)
+
     def forward_backward(self, x, dy, u):  # type: ignore[no-untyped-def]
         g = self.grid
         windows = g.gather(x.reshape(-1, *g.shape), self.fill)
@@ -164,6 +174,115 @@ class MaxPool(_Pool):
         mean = float(weights @ moments[:, 0])
         second = float(weights @ (moments[:, 1] ** 2 + (moments[:, 0] - mean) ** 2))
         return {"fp_mean": mean, "fp_std": math.sqrt(second)}
+
+
+class _MaxPoolForward:
+    """Max pooling's forward pass in the hot loop: the window maxima as a chain of ``np.maximum`` over the
+    ``kh kw`` kernel offsets (each a strided view of the windows) into a buffer kept between calls. The maximum
+    is one of the inputs, so the outputs are those of ``argmax`` and ``take_along_axis`` bit for bit, at a
+    tenth of the cost (3x3 windows: 5 ns a draw against 50 ns for the argmax alone, whose reduction along a
+    row of 9 is slow). The arrays returned are valid until the next call."""
+
+    def __init__(self, layer: MaxPool) -> None:
+        self.grid = layer.grid
+        self.fill = layer.fill
+        self._y = np.empty((0, self.grid.h.windows, self.grid.w.windows))
+
+    def maxima(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(y, windows)``: the maxima ``(draws, Ho, Wo)`` and the windows ``(draws, Ho, Wo, kh, kw)``."""
+        g = self.grid
+        if g.is_one_window:  # the draw is its window (gather's view, without its 90 us a call)
+            windows = x.reshape(len(x), 1, 1, g.h.kernel, g.w.kernel)
+        else:
+            windows = g.gather(x.reshape(-1, *g.shape), self.fill)
+        if len(self._y) < len(x):
+            self._y = np.empty((len(x), g.h.windows, g.w.windows))
+        y = self._y[: len(x)]
+        kh, kw = windows.shape[-2:]
+        offsets = [(i, j) for i in range(kh) for j in range(kw)]
+        if len(offsets) == 1:
+            np.copyto(y, windows[..., 0, 0])
+        else:
+            np.maximum(windows[..., 0, 0], windows[..., 0, 1] if kw > 1 else windows[..., 1, 0], out=y)
+            for i, j in offsets[2:]:
+                np.maximum(y, windows[..., i, j], out=y)
+        return y, windows
+
+
+class _MaxPoolConditional(_MaxPoolForward):
+    """The hot loop's conditional sampler of max pooling where every input counts: ``g = E[dx^2 | x]`` is the
+    routing of :class:`~normstats.layers.base.EqualEntriesSampler` (each window sends 1 to its argmax), and
+    the tally reads only its row mean (:class:`~normstats.engine.moments.ConditionalSums`). Every window's
+    argmax is a real input (a window holds at least one, and the -inf padding never wins), so the row sums
+    to the number of windows whatever ``x``, and the row mean is ``windows / counted`` for every draw: it is
+    passed as one constant column (as ``_OneOverN`` does), and the backward pass (argmax and scatter) is
+    skipped. The constant is rounded as :class:`ConditionalSums` rounds the full row (an exact integer
+    sum times ``1 / width``), so the tally is the same."""
+
+    def __init__(self, layer: MaxPool) -> None:
+        super().__init__(layer)
+        if layer.grid.counted != layer.in_dim:
+            raise ValueError("the row mean of max pooling's g is constant only where every input counts")
+        self.row_mean = layer.grid.windows * (1.0 / layer.grid.counted)
+        self._g = np.empty((0, 1))
+
+    def __call__(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        y, _ = self.maxima(x)
+        if len(self._g) < len(x):
+            self._g = np.full((len(x), 1), self.row_mean)
+        return y.reshape(len(x), -1), self._g[: len(x)]
+
+
+class _MaxPoolSampler(_MaxPoolForward):
+    """The hot loop's sampler of max pooling (the ``sampled`` estimator), with the values of
+    :meth:`MaxPool.forward_backward` (its zeros may carry the other sign, which no sum sees): the maxima of
+    :class:`_MaxPoolForward`; ``hit``, where an input equals its window's maximum (one
+    ``np.equal`` a kernel offset, or one for the whole draw when it is one window); where every window has
+    exactly one hit (always, but for exact ties among its inputs) the argmax's offset is ``hit @ (0, 1, ...,
+    n - 1)`` (exact small integers, a BLAS gemv), and ``dy`` goes there: into a zeroed buffer for a draw that
+    is one window, through :meth:`~normstats.layers.geometry.Grid.route` otherwise. A chunk with a tie falls
+    back on ``np.argmax``, whose first maximum wins. ``np.argmax`` along a row of 9 costs 40 ns a draw; this
+    about 15. The arrays returned are valid until the next call."""
+
+    def __init__(self, layer: MaxPool) -> None:
+        super().__init__(layer)
+        self.layer = layer
+        self._offsets = np.arange(layer.window, dtype=float)
+        self._hit = np.empty((0, layer.window), dtype=bool)
+        self._onehot = np.empty((0, layer.window))
+        self._dx = np.empty((0, layer.in_dim))
+        self._first = np.empty(0, dtype=np.intp)  # the flat index of each draw's first input (one window)
+
+    def __call__(self, x: np.ndarray, dy: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        g, m = self.grid, len(x)
+        n, windows = self.layer.window, g.windows
+        y, patches = self.maxima(x)
+        if len(self._dx) < m:
+            self._hit = np.empty((m * windows, n), dtype=bool)
+            self._onehot = np.empty((m * windows, n))
+            self._dx = np.empty((m, x.shape[1]))
+            self._first = np.arange(m) * x.shape[1]
+        hit = self._hit[: m * windows]
+        if g.is_one_window:  # the draw is the window: one comparison with its maximum
+            np.equal(x, y.reshape(m, 1), out=hit)
+        else:
+            kw = patches.shape[-1]
+            cells = hit.reshape(*y.shape, n)
+            for offset in range(n):
+                np.equal(patches[..., offset // kw, offset % kw], y, out=cells[..., offset])
+        if np.count_nonzero(hit) != y.size:  # a tie: the first maximum, as np.argmax finds it
+            return self.layer.forward_backward(x, dy, u)
+        onehot = self._onehot[: m * windows]
+        np.copyto(onehot, hit)
+        arg = (onehot @ self._offsets).astype(np.intp)
+        if g.is_one_window:
+            dx = self._dx[:m]
+            dx.fill(0.0)
+            arg += self._first[:m]
+            dx.ravel()[arg] = dy.ravel()
+            return y.reshape(m, -1), dx
+        arg = arg.reshape(y.shape)
+        return y.reshape(m, -1), g.counted_values(g.route(arg, dy.reshape(arg.shape)))
 
 
 def max_of_normals_quantile(u: np.ndarray, n: int) -> np.ndarray:
