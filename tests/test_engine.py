@@ -212,6 +212,19 @@ def test_the_sobol_engine_gives_the_points_of_scipys(dims: int) -> None:
                     assert np.array_equal(ours.random(n), theirs.random(n))
 
 
+def test_without_scipys_core_the_source_falls_back_on_qmc_sobol_with_the_same_numbers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where scipy's Sobol core cannot be loaded alone (another scipy layout), ``qmc.Sobol`` draws the points:
+    a qmc run gives the same numbers either way."""
+    from normstats.engine import sources
+
+    with_core = normstats.simulate("sigmoid", samples=1 << 14, seed=5, method="qmc")
+    monkeypatch.setattr(sources, "_CORE", [None])
+    assert not isinstance(sources.scrambled_sobol(2, sources._generator(5, 2, 0)), sources.ScrambledSobol)
+    assert normstats.simulate("sigmoid", samples=1 << 14, seed=5, method="qmc") == with_core
+
+
 def test_blocks_still_running_when_a_run_stops_keep_one_blas_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     """A target se met, the run returns only after the blocks its worker threads had begun, so the BLAS
     threads it restores never run under them (multithreaded dot products made such a block 10x slower)."""

@@ -118,6 +118,13 @@ def _load_sobol_core() -> ModuleType | None:
         core._draw(n=3, num_gen=0, dim=3, scale=2.0**-SOBOL_BITS, sv=sv, quasi=quasi, sample=points)
         if points.tolist() != [[0.5, 0.5, 0.5], [0.75, 0.25, 0.25], [0.25, 0.75, 0.75]]:
             raise ValueError("scipy's Sobol core gave other points")
+        # Every other function ScrambledSobol calls, once, with the keywords it uses: a scipy whose core
+        # changed them falls back here, at load, rather than failing in a run.
+        engine = ScrambledSobol(core, 2, np.random.default_rng(0))
+        engine.random(2)
+        engine.fast_forward(2)
+        if not np.all((engine.random(4) >= 0.0) & (engine.random(4) < 1.0)):
+            raise ValueError("scipy's Sobol core gave points outside [0, 1)")
         return core
     except Exception:  # another scipy layout: qmc.Sobol, through scipy.stats
         if loaded_here:
