@@ -30,7 +30,7 @@ CONSTANTS = {
     'layernorm:features=64;eps=1e-05': {'fp_shift': 0.0, 'fp_scale': 1.0000052458860194, 'bp_scale': 0.9919080805369943, 'nfnet_gamma': 1.0000052458860194, 'gain': 1.0000052458860194},
     'layernorm:features=768;eps=1e-05': {'fp_shift': 0.0, 'fp_scale': 1.0000050195949977, 'bp_scale': 0.9993520747769878, 'nfnet_gamma': 1.0000050195949977, 'gain': 1.0000050195949977},
     'rmsnorm:features=768;eps=1.1920928955078125e-07': {'fp_shift': 0.0, 'fp_scale': 1.0000000597602643, 'bp_scale': 0.9993479567760061, 'nfnet_gamma': 1.0000000597602643, 'gain': 1.0000000597602643},
-    'softmax:n=16;temperature=1.0': {'fp_shift': 0.0625, 'fp_scale': 15.123741618837302, 'bp_scale': 13.08083656623843, 'nfnet_gamma': 15.123741618837302, 'gain': 10.990827076761832},
+    'softmax:n=16;temperature=1.0': {'fp_shift': 0.0625, 'fp_scale': 15.123741618837302, 'bp_scale': 13.080836566238432, 'nfnet_gamma': 15.123741618837302, 'gain': 10.990827076761832},
 }
 
 SOURCES = {
