@@ -254,3 +254,34 @@ def test_blocks_still_running_when_a_run_stops_keep_one_blas_thread(monkeypatch:
         executor.shutdown()
     assert result.stop == "target-se"
     assert ended == len(seen) >= 2 and set(seen) == {1}
+
+
+class _CountingPool:
+    """An executor that runs a block when it is submitted and counts the blocks it was given."""
+
+    depth = 2
+
+    def __init__(self) -> None:
+        self.blocks = 0
+
+    def submit(self, fn, *args):  # type: ignore[no-untyped-def]
+        self.blocks += 1
+        return engine.IN_PROCESS.submit(fn, *args)
+
+
+def test_a_runs_first_small_blocks_stay_here_and_large_ones_go_to_the_pool() -> None:
+    """A qmc run that meets its target at its first checkpoint (16,384 sigmoid draws, well under HERE_SCALARS
+    random numbers) never hands a block to the pool; an mc block (2^21 sigmoid draws, as many random numbers
+    under the conditional estimator) goes there from the first; and where the blocks ran changes no number."""
+    from normstats.engine.stopping import StopRule
+
+    layer = normstats.make_layer("sigmoid")
+    pool = _CountingPool()
+    run = engine.execute(layer, 10**12, 0, method="qmc", stop=StopRule(1e-4), executor=pool)
+    assert (run.stop, run.draws, pool.blocks) == ("target-se", 16_384, 0)
+    samples = 10 * engine.block_draws(layer)  # 2^21 draws a block: 21M random numbers, past PARALLEL_MIN_SCALARS
+    assert samples > engine.PARALLEL_MIN_SCALARS
+    pool = _CountingPool()
+    run = engine.execute(layer, samples, 0, executor=pool)
+    assert pool.blocks == 10
+    assert run.estimates == engine.execute(layer, samples, 0).estimates

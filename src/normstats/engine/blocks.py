@@ -67,6 +67,9 @@ ESTIMATORS = ("conditional", "sampled")
 DEFAULT_ESTIMATOR = "conditional"
 #: Runs with fewer random numbers than this stay in this process (starting workers would cost more).
 PARALLEL_MIN_SCALARS = 1 << 24
+#: A larger run's first blocks stay in this process too, while they hold fewer random numbers than this in all
+#: (qmc's first checkpoints: a target met there is met without waiting on a worker; an mc block is larger).
+HERE_SCALARS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -508,8 +511,13 @@ def execute(
     job = Job(model, seed, method, chunk_draws or default_chunk_draws(model), estimator)
     blocks = plan.blocks()
     threshold = PARALLEL_MIN_SCALARS if parallel_min_scalars is None else parallel_min_scalars
-    if executor is None or plan.scalars < threshold:
-        executor = IN_PROCESS
+    pool = IN_PROCESS if executor is None or plan.scalars < threshold else executor
+    # A run's first small blocks (qmc's first checkpoints) run here, one after the other, up to HERE_SCALARS
+    # random numbers: a run that meets its target there never waits on a worker. The first block too large
+    # for that, and every block after it, goes to the pool.
+    here = min(threshold, HERE_SCALARS)
+    width = random_width(model, estimator)
+    executor = IN_PROCESS
     pending: deque[tuple[Block, Any]] = deque()
     estimates, draws, reason = _empty_estimates(), 0, SAMPLES
     progress.start(model.name, samples, stop.target_se)
@@ -521,6 +529,9 @@ def execute(
                 block = next(blocks, None)
                 if block is None:
                     break
+                here -= block.draws * width
+                if here < 0:
+                    executor = pool
                 pending.append((block, executor.submit(run_block, job, block)))
             if not pending:
                 break
