@@ -200,3 +200,18 @@ def test_a_constant_formula_has_std_exactly_0_and_no_scale() -> None:
     assert row.fp_std.reference == 0.0 and row.fp_mean.reference == 2.0
     constants = row.constants()
     assert constants["fp_scale"] is None and constants["bp_scale"] is None
+
+
+@pytest.mark.parametrize("name,params", [("layernorm", {"features": 1}),
+                                         ("groupnorm", {"groups": 4, "channels": 4, "positions": 1})])
+def test_a_centred_group_of_one_value_has_zero_output_and_gradient(name: str, params: dict) -> None:
+    """A centred group of one value (eps > 0) is 0 whatever x, and so is its gradient: the references are
+    closed forms 0 (the chi-square of 0 degrees of freedom has nothing to integrate; it used to raise
+    ZeroDivisionError), and a run agrees exactly."""
+    from normstats.exact.references import reference_moments
+
+    layer = normstats.make_layer(name, **params)
+    refs = reference_moments(layer)
+    assert {s: (refs[s].value, refs[s].kind) for s in refs} == {s: (0.0, "closed_form") for s in refs}
+    row = normstats.simulate(name, samples=1000, **params)
+    assert all(stat.estimate == 0.0 and stat.z == 0.0 for stat in row.stats().values())

@@ -189,7 +189,9 @@ class Normalization(Layer):
 
     def formula(self) -> dict[str, float]:
         out = {"fp_mean": 0.0, "bp_mean": 0.0}
-        if self.values["eps"] == 0.0:
+        if self.dof == 0:  # a centred group of one value (eps > 0): y = 0 and J = 0 whatever x
+            out.update(fp_std=0.0, bp_std=0.0)
+        elif self.values["eps"] == 0.0:
             n, k = self.group_size, self.dof
             rank = n - 2 if self.centred else n - 1  # E[rank / S]: see the module docstring
             out["fp_std"] = 1.0
@@ -200,6 +202,8 @@ class Normalization(Layer):
         from normstats.exact.quadrature import chi2_expectation
 
         n, k, eps = self.group_size, self.dof, self.values["eps"]
+        if k == 0:  # no chi-square law to integrate over: the formula has it
+            return {}
         lost = 1.0 if self.centred else 0.0
         out = {"fp_std": math.sqrt(chi2_expectation(lambda s: s / (s + n * eps), k))}
         if eps > 0.0 or k > 2:
