@@ -76,6 +76,22 @@ class ProbeSampler:
         return np.concatenate(ys), np.concatenate(gs)
 
 
+class ConstantRowMean:
+    """The ``g`` of a conditional sampler whose row mean is the same for every draw (the squared Jacobian
+    entries of a draw sum to a constant: a linear layer's, max pooling's routing): that constant as one column,
+    all the tally reads (:class:`~normstats.engine.moments.ConditionalSums` takes row means), from a buffer
+    kept between calls instead of a row of ``bp_width`` values a draw."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+        self._column = np.empty((0, 1))
+
+    def __call__(self, draws: int) -> np.ndarray:
+        if len(self._column) < draws:
+            self._column = np.full((draws, 1), self.value)
+        return self._column[:draws]
+
+
 class _BackwardOfOnes:
     """Base of the conditional samplers that need one backward pass, on ``dy = 1`` (a buffer kept between
     calls), where the Jacobian's shape makes ``g`` a simple function of it (picklable, unlike a closure)."""

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from normstats.errors import ParameterError
-from normstats.layers.base import ConditionalSampler, Layer, Passes, Sampler
+from normstats.layers.base import ConditionalSampler, ConstantRowMean, Layer, Passes, Sampler
 from normstats.layers.weights import (
     draw_weight,
     resolve_weight_params,
@@ -167,13 +167,10 @@ class _SpectralConditional:
 
     def __init__(self, fp: _RowSummary, g_mean: float) -> None:
         self.fp = fp
-        self.g_mean = g_mean
-        self._g = np.empty((0, 1))
+        self.g = ConstantRowMean(g_mean)
 
     def __call__(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if len(self._g) < len(x):
-            self._g = np.full((len(x), 1), self.g_mean)
-        return self.fp(x), self._g[: len(x)]
+        return self.fp(x), self.g(len(x))
 
 
 class SpectralLinear(Layer):

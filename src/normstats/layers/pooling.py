@@ -42,7 +42,7 @@ import numpy as np
 
 from normstats.errors import ParameterError
 from normstats.exact.order_statistics import max_normal_moments
-from normstats.layers.base import ConditionalSampler, EqualEntriesSampler, Layer
+from normstats.layers.base import ConditionalSampler, ConstantRowMean, EqualEntriesSampler, Layer
 from normstats.layers.geometry import Grid, make_grid, size_param
 from normstats.lazy import special
 from normstats.params import Param
@@ -223,14 +223,11 @@ class _MaxPoolConditional(_MaxPoolForward):
         super().__init__(layer)
         if layer.grid.counted != layer.in_dim:
             raise ValueError("the row mean of max pooling's g is constant only where every input counts")
-        self.row_mean = layer.grid.windows * (1.0 / layer.grid.counted)
-        self._g = np.empty((0, 1))
+        self.g = ConstantRowMean(layer.grid.windows * (1.0 / layer.grid.counted))
 
     def __call__(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         y, _ = self.maxima(x)
-        if len(self._g) < len(x):
-            self._g = np.full((len(x), 1), self.row_mean)
-        return y.reshape(len(x), -1), self._g[: len(x)]
+        return y.reshape(len(x), -1), self.g(len(x))
 
 
 class _MaxPoolSampler(_MaxPoolForward):
@@ -384,13 +381,10 @@ class _RoutedDensity:
 
     def __init__(self, n: int, density: float) -> None:
         self.n = n
-        self.density = density
-        self._g = np.empty((0, 1))
+        self.g = ConstantRowMean(density)
 
     def __call__(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if len(self._g) < len(u):
-            self._g = np.full((len(u), 1), self.density)
-        return max_of_normals_quantile(u, self.n), self._g[: len(u)]
+        return max_of_normals_quantile(u, self.n), self.g(len(u))
 
 
 @register_layer("avgpool", aliases=("avg_pool", "avgpool2d"))
