@@ -181,7 +181,8 @@ def run_options(f: Callable[..., Any], estimator: bool = True) -> Callable[..., 
     options = [
         click.option("--method", type=click.Choice(api.METHODS), default=api.AUTO_METHOD, show_default=True,
                      help="Sampling: plain Monte Carlo, 16 randomized scrambled-Sobol replicates, or auto: "
-                     "with --target-se, qmc on each layer's exact shortcut (--sampler auto), else mc."),
+                     "with --target-se, qmc on each layer's exact shortcut (--sampler auto), else mc (a "
+                     "network: mc)."),
         *([click.option("--estimator", type=click.Choice(ESTIMATORS), default=DEFAULT_ESTIMATOR, show_default=True,
                         help="bp statistics: integrate dy out exactly (E[dx^2|x] per draw; bp mean is then "
                         "exactly 0), or draw dy and run the backward pass on it.")] if estimator else []),
