@@ -166,24 +166,42 @@ def test_inits_average_independent_networks() -> None:
     ("conv", {"in_channels": 2, "out_channels": 3, "k": 5, "stride": 2, "padding": 2, "size": "9x6"}),
     ("conv", {"in_channels": 2, "out_channels": 3, "k": 2, "stride": 3, "padding": 1, "size": "8x8"}),
 ])
-def test_the_networks_own_passes_are_the_layers_bit_for_bit(name: str, params: dict) -> None:
-    """:func:`~normstats.networks.kernels.network_passes` swaps in cheaper passes for some layers (keeping a mask
-    or an argmax instead of the input, summing a convolution's gradients channels-last): outputs, gradients and
-    scaled gradients equal the layer's own passes bit for bit, zeros' signs included."""
-    from normstats.networks.kernels import network_passes
+def test_the_cheaper_passes_give_the_generic_ones_bit_for_bit(name: str, params: dict) -> None:
+    """Some layers run cheaper passes than the generic ones (ReLU keeps a mask instead of its input, max pooling
+    its argmax instead of running its sampler twice, a convolution on a finite map sums its gradients
+    channels-last instead of through ``Grid.scatter``): outputs, gradients and scaled gradients equal the
+    generic path's bit for bit, zeros' signs included."""
+    from normstats.layers.base import Passes, _ElementwisePasses
+    from normstats.layers.conv import _ConvPasses
     from normstats.registry import make_layer
 
     layer = make_layer(name, **params)
-    own, swapped = layer.passes(np.random.default_rng(0)), network_passes(layer, np.random.default_rng(0))  # same W
-    assert type(swapped) is not type(own)
+    cheap = layer.passes(np.random.default_rng(0))
+    if name == "relu":
+        generic = _ElementwisePasses(layer)
+    elif name == "maxpool":
+        generic = Passes(layer.forward_backward, layer.out_dim)
+    else:  # the same weight (the same generator), its gradients summed by Grid.scatter
+        conv = layer.sampler(np.random.default_rng(0))
+        out_ch, in_ch, kh, kw = conv.weight.shape
+
+        class _Scattered(_ConvPasses):
+            def backward(self, state: None, dy: np.ndarray) -> np.ndarray:
+                g = conv.grid
+                dys = dy.reshape(len(dy), out_ch, g.h.windows, g.w.windows).transpose(0, 2, 3, 1).reshape(-1, out_ch)
+                dcols = (dys @ conv.matrix).reshape(len(dy), g.h.windows, g.w.windows, in_ch, kh, kw)
+                return g.counted_values(g.scatter(dcols.transpose(0, 3, 1, 2, 4, 5)))
+
+        generic = _Scattered(conv)
+    assert type(cheap) is not type(generic)
     rng = np.random.default_rng(1)
     width = 1 if name == "relu" else layer.in_dim
     x = rng.standard_normal((23, 8 * width if name == "relu" else width))
     x[0, :3] = 0.0  # ReLU's kink: gradient 0
     dy = rng.standard_normal((23, x.shape[1] if name == "relu" else layer.out_dim))
     u = np.empty((23, 0))
-    (y0, s0), (y1, s1) = own.forward(x, u), swapped.forward(x, u)
+    (y0, s0), (y1, s1) = generic.forward(x, u), cheap.forward(x, u)
     assert np.array_equal(y0, y1)
-    for a, b in ((own.backward(s0, dy), swapped.backward(s1, dy)),
-                 (own.backward_scaled(s0, dy, 1.7), swapped.backward_scaled(s1, dy, 1.7))):
+    for a, b in ((generic.backward(s0, dy), cheap.backward(s1, dy)),
+                 (generic.backward_scaled(s0, dy, 1.7), cheap.backward_scaled(s1, dy, 1.7))):
         assert np.array_equal(a, b) and np.array_equal(np.signbit(a), np.signbit(b))

@@ -23,7 +23,7 @@ from normstats.exact.gaussian import (
     piecewise_moment,
     piecewise_moment_bound,
 )
-from normstats.layers.base import Elementwise
+from normstats.layers.base import Elementwise, Passes
 from normstats.lazy import special
 from normstats.params import SCALE_BOUND, Param
 from normstats.registry import register_layer
@@ -136,6 +136,32 @@ class _ReLUSampler(_Streaming):
         np.multiply(x, grad, out=y)
 
 
+class _ReLUPasses(Passes):
+    """ReLU as a network runs it: ``y = max(x, 0)`` and ``dx = dy * (x > 0)``, with the mask ``x > 0`` (1 byte a
+    value, made while ``x`` is in cache) as the state, where the generic elementwise passes keep ``x`` (8 bytes)
+    and rebuild ``df(x)`` from it in the backward pass (a comparison, a cast, a product: long after ``x`` left
+    the cache). ``dy * mask`` casts the mask to ``1.0``/``0.0``, so every product (and its sign at 0) is that of
+    ``df(x) * dy``. Measured on ``20*(linear relu)`` at width 512, 204 draws a chunk, one BLAS thread: the
+    network's CPU time over that of its matrix products alone fell from 1.44x to 1.16-1.21x."""
+
+    fresh_output = True
+
+    def __init__(self) -> None:  # nothing of the layer's is needed (no parameters, no weights)
+        pass
+
+    def forward(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        on = np.greater(x, 0.0)
+        return np.maximum(x, 0.0), on
+
+    def backward(self, state: np.ndarray, dy: np.ndarray) -> np.ndarray:
+        return np.multiply(dy, state)
+
+    def backward_scaled(self, state: np.ndarray, dy: np.ndarray, scale: float) -> np.ndarray:
+        dx = np.multiply(dy, state)  # a new array: scaled in place
+        dx *= scale
+        return dx
+
+
 @register_layer("relu")
 class ReLU(PiecewisePolynomial):
     """max(x, 0); the gradient at 0 is 0, as in PyTorch and JAX."""
@@ -155,6 +181,9 @@ class ReLU(PiecewisePolynomial):
 
     def streaming_sampler(self, rng: np.random.Generator) -> _ReLUSampler:
         return _ReLUSampler()
+
+    def passes(self, rng: np.random.Generator) -> Passes:
+        return _ReLUPasses()
 
     def streaming_conditional_sampler(self, rng: np.random.Generator) -> _ReLUSampler:
         return _ReLUSampler()

@@ -42,7 +42,7 @@ import numpy as np
 
 from normstats.errors import ParameterError
 from normstats.exact.order_statistics import max_normal_moments
-from normstats.layers.base import ConditionalSampler, ConstantRowMean, EqualEntriesSampler, Layer
+from normstats.layers.base import ConditionalSampler, ConstantRowMean, EqualEntriesSampler, Layer, Passes
 from normstats.layers.geometry import Grid, make_grid, size_param
 from normstats.lazy import special
 from normstats.params import Param
@@ -144,6 +144,9 @@ class MaxPool(_Pool):
     def streaming_sampler(self, rng: np.random.Generator) -> _MaxPoolSampler:
         return _MaxPoolSampler(self)
 
+    def passes(self, rng: np.random.Generator) -> Passes:
+        return _MaxPoolPasses(self)
+
     def streaming_conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
         """The hot loop's conditional sampler: the forward pass alone (:class:`_MaxPoolConditional`) where
         every input counts, as on every grid of max pooling; the full ``g`` otherwise."""
@@ -174,6 +177,38 @@ class MaxPool(_Pool):
         mean = float(weights @ moments[:, 0])
         second = float(weights @ (moments[:, 1] ** 2 + (moments[:, 0] - mean) ** 2))
         return {"fp_mean": mean, "fp_std": math.sqrt(second)}
+
+
+class _MaxPoolPasses(Passes):
+    """Max pooling as a network runs it, with the windows' argmax as the state. The generic passes run the
+    whole sampler twice: in the forward pass on ``dy = 0`` (the argmax, and a routing of zeros) and again in the
+    backward pass (the argmax again, and the routing of ``dy``). Here the forward pass finds the argmax once
+    and the backward pass routes ``dy`` with it: the operations of :meth:`MaxPool.forward_backward`, each
+    once, so the same numbers bit for bit."""
+
+    fresh_output = True  # y is taken out of the windows (a new array), never a view of x
+
+    def __init__(self, layer: MaxPool) -> None:
+        self.grid = layer.grid
+        self.fill = layer.fill
+
+    def forward(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        g = self.grid
+        windows = g.gather(x.reshape(-1, *g.shape), self.fill)
+        flat = windows.reshape(*windows.shape[:-2], -1)
+        arg = np.argmax(flat, axis=-1)
+        y = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
+        return y.reshape(len(x), -1), arg
+
+    def backward(self, state: np.ndarray, dy: np.ndarray) -> np.ndarray:
+        g, arg = self.grid, state
+        dy = dy.reshape(arg.shape)
+        if g.is_one_window:  # the window's one-hot gradient is the map's: nothing to add up
+            size = g.h.kernel * g.w.kernel
+            maps = ((np.arange(size) == arg[..., None]) * dy[..., None]).reshape(len(arg), *g.shape)
+        else:  # every window holds a real input, so its maximum is never the -inf padding
+            maps = g.route(arg, dy)
+        return g.counted_values(maps)
 
 
 class _MaxPoolForward:

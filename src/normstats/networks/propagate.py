@@ -29,7 +29,6 @@ from normstats.engine.moments import DrawSums, PowerSums, Tally
 from normstats.errors import NormstatsError
 from normstats.networks import shapes
 from normstats.networks.build import Block, Item, Network, Stage
-from normstats.networks.kernels import network_passes
 
 #: What is tallied of an item, by kind of record.
 FP, BP, BRANCH, CHANNEL_MEAN_SQ, CHANNEL_VAR = "fp", "bp", "branch", "channel_mean_sq", "channel_var"
@@ -93,7 +92,7 @@ class NetworkSampler:
         offset = 0
         for item in net.walk():
             if isinstance(item, Stage):
-                self.passes[item.label] = passes[item.label] if passes is not None else network_passes(item.layer, rng)
+                self.passes[item.label] = passes[item.label] if passes is not None else item.layer.passes(rng)
                 self.uniform_at[item.label] = offset
                 offset += item.n_uniform
 
@@ -337,6 +336,6 @@ def _shared_passes(model: NetworkModel) -> _Passes:
             passes = _Passes()
             for item in model.net.walk():
                 if isinstance(item, Stage):
-                    passes[item.label] = network_passes(item.layer, rng)
+                    passes[item.label] = item.layer.passes(rng)
             _PASSES[model] = passes
         return passes
