@@ -465,17 +465,11 @@ class ChiSquareGroup(Layer):
         return 1
 
     # -- the group's scalars ---------------------------------------------------------------------------------
-    def scalars(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-        """``(t, R, S)`` of each draw: ``t`` is ``None`` and ``R = S ~ chi^2_{n-1}`` when centred (``R`` at
-        ``smoothing=none``; see :meth:`weighted_scalars`)."""
-        t, r, s, _ = self.weighted_scalars(x, u)
-        return t, r, s
-
     def weighted_scalars(
         self, x: np.ndarray, u: np.ndarray
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
-        """``(t, R, S, weight)``: ``R`` drawn at the smoothed quantile with its weight
-        (:func:`chi_square_smoothed`)."""
+        """``(t, R, S, weight)`` of each draw: ``t`` is ``None`` and ``R = S ~ chi^2_{n-1}`` when centred; ``R``
+        drawn at the smoothed quantile with its weight (:func:`chi_square_smoothed`)."""
         n = self.values["n"]
         r, weight = chi_square_smoothed(u[:, 0], n - 1, self.values["smoothing"])
         if self.centred:

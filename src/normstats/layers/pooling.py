@@ -250,7 +250,7 @@ class _MaxPoolConditional(_MaxPoolForward):
     the tally reads only its row mean (:class:`~normstats.engine.moments.ConditionalSums`). Every window's
     argmax is a real input (a window holds at least one, and the -inf padding never wins), so the row sums
     to the number of windows whatever ``x``, and the row mean is ``windows / counted`` for every draw: it is
-    passed as one constant column (as ``_OneOverN`` does), and the backward pass (argmax and scatter) is
+    passed as one constant column (:class:`~normstats.layers.base.ConstantRowMean`), and the backward pass (argmax and scatter) is
     skipped. The constant is rounded as :class:`ConditionalSums` rounds the full row (an exact integer
     sum times ``1 / width``), so the tally is the same."""
 
