@@ -202,6 +202,57 @@ def test_the_cheaper_passes_give_the_generic_ones_bit_for_bit(name: str, params:
     u = np.empty((23, 0))
     (y0, s0), (y1, s1) = generic.forward(x, u), cheap.forward(x, u)
     assert np.array_equal(y0, y1)
-    for a, b in ((generic.backward(s0, dy), cheap.backward(s1, dy)),
-                 (generic.backward_scaled(s0, dy, 1.7), cheap.backward_scaled(s1, dy, 1.7))):
-        assert np.array_equal(a, b) and np.array_equal(np.signbit(a), np.signbit(b))
+    x_over = x.copy()
+    y2, s2 = cheap.forward_inplace(x_over, u)  # free to write over its input: the same numbers
+    assert np.array_equal(y2, y0) and np.array_equal(np.signbit(y2), np.signbit(y0))
+    assert cheap.writes_over_input == np.shares_memory(y2, x_over)
+    for a, b, c in ((generic.backward(s0, dy), cheap.backward(s1, dy), cheap.backward_inplace(s2, dy.copy(), 1.0)),
+                    (generic.backward_scaled(s0, dy, 1.7), cheap.backward_scaled(s1, dy, 1.7),
+                     cheap.backward_inplace(s2, dy.copy(), 1.7))):
+        for got in (b, c):
+            assert np.array_equal(a, got) and np.array_equal(np.signbit(a), np.signbit(got))
+
+
+@pytest.mark.parametrize("spec, shape", NETWORKS, ids=[n[0][:40] for n in NETWORKS])
+def test_passes_that_write_over_their_input_change_no_record_and_no_input(spec: str, shape: tuple[int, ...]) -> None:
+    """With ``reuse`` (what the engine's tallies run) a layer may write its output over an input no one needs
+    any more (ReLU does, in both passes): every record handed to the sink is the one a run without reuse
+    computes, bit for bit, and the caller's ``x`` and ``dy`` (the engine's buffers) are left as they were, over
+    residual blocks (whose input the sum needs), convolutions, pooling and normalization layers."""
+    net = build_network(spec, shape, normprop="fp")
+    sampler = NetworkSampler(net, weight_rng(4, 0))
+    x, dy, u = _inputs(net, 9, 5)
+    kept = [x.copy(), dy.copy(), u.copy()]
+    expected = sampler(x, dy, u)
+    got: dict[int, np.ndarray] = {}
+
+    def copy(index: int, values: np.ndarray) -> None:
+        got[index] = values.copy()  # read before the sink returns, as the engine's tallies do
+
+    sampler.run(x, dy, u, copy, reuse=True)
+    assert sorted(got) == list(range(len(expected)))
+    for index, values in got.items():
+        assert np.array_equal(values, expected[index]), sampler.records[index]
+    for before, after in zip(kept, (x, dy, u)):
+        assert np.array_equal(before, after)
+
+
+def test_a_relu_network_writes_over_its_own_arrays() -> None:
+    """The reuse is real: in ``linear relu linear relu`` under the engine, each ReLU's output is its linear
+    layer's output array (no new array), and each ReLU's input gradient the array the gradient came in."""
+    net = build_network("2*(linear relu)", (6,), normprop="fp")
+    sampler = NetworkSampler(net, weight_rng(4, 0))
+    x, dy, u = _inputs(net, 5, 6)
+    seen: dict[str, int] = {}
+
+    def where(index: int, values: np.ndarray) -> None:
+        rec = sampler.records[index]
+        seen[f"{rec.label}|{rec.what}"] = values.__array_interface__["data"][0]
+
+    sampler.run(x, dy, u, where, reuse=True)
+    labels = [r.label for r in sampler.records if r.what == "fp"]
+    lin0, relu0, lin1, relu1 = labels
+    assert seen[f"{relu0}|fp"] == seen[f"{lin0}|fp"] and seen[f"{relu1}|fp"] == seen[f"{lin1}|fp"]
+    assert seen[f"{relu0}|bp"] == seen[f"{lin1}|bp"]  # the gradient linear 1 handed back, masked in place
+    sampler.run(x, dy, u, where, reuse=False)
+    assert seen[f"{relu0}|fp"] != seen[f"{lin0}|fp"]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import click
 
 from normstats import api
+from normstats.engine.allocator import keep_freed_memory
 from normstats.engine.blocks import DEFAULT_ESTIMATOR, ESTIMATORS
 from normstats.engine.executors import check_workers, default_workers
 from normstats.engine.progress import make_progress
@@ -64,6 +65,7 @@ class _Main(click.Group):
     130 or 143."""
 
     def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:  # type: ignore[override]
+        keep_freed_memory()  # this process exists to run normstats (see normstats.engine.allocator)
         _INTERRUPT["signal"] = int(signal.SIGINT)
         _PIPE["closed"] = False
         previous = _install(signal.SIGTERM, _on_sigterm)

@@ -25,6 +25,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
+from normstats.engine.allocator import keep_freed_memory
 from normstats.errors import NormstatsError
 
 MAX_WORKERS = 1024
@@ -63,6 +64,7 @@ def _limit_threads() -> None:
 def _init_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _limit_threads()
+    keep_freed_memory()  # the worker exists to run normstats' blocks (see normstats.engine.allocator)
 
 
 def _context() -> multiprocessing.context.BaseContext:

@@ -31,6 +31,18 @@ import numpy as np
 Z95 = 1.959963984540054
 
 
+def row_squares(batch: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """The sum of squares of each row of ``batch`` (``(draws, width)``, any layout), into ``out``: ``np.vecdot``
+    where numpy has it (2.0 on), otherwise ``einsum``. At width 512, 408 rows: 40 us against einsum's 63-70 us
+    (one core); the two differ by float rounding (a few ulps of the sum)."""
+    if _VECDOT is not None:
+        return _VECDOT(batch, batch, out=out)
+    return np.einsum("ij,ij->i", batch, batch, out=out)
+
+
+_VECDOT = getattr(np, "vecdot", None)
+
+
 @dataclass(frozen=True)
 class Moments:
     """Count, mean and sums of powers of deviations ``sum (v - mean)^p`` for p = 2, 3, 4."""
@@ -165,7 +177,7 @@ class Tally:
         width = batch.shape[1]
         units = None
         if width > 1:
-            units = CoMoments.of(batch.mean(axis=1), np.einsum("ij,ij->i", batch, batch) / width)
+            units = CoMoments.of(batch.mean(axis=1), row_squares(batch) / width)
         return cls(width, Moments.of(batch), units)
 
     def merge(self, other: Tally) -> Tally:
@@ -301,7 +313,7 @@ class PowerSums:
     def _add_units(self, batch: np.ndarray, m: int) -> None:
         a, q = self._a[:m], self._q[:m]
         np.dot(batch, self._row_weights, out=a)  # BLAS gemv: ~9x faster than add.reduce along a short row
-        np.einsum("ij,ij->i", batch, batch, out=q)
+        row_squares(batch, out=q)
         q *= 1.0 / self.width
         if self.unit_shift is None:
             self.unit_shift = (float(a.mean()), float(q.mean()))
@@ -389,15 +401,23 @@ class ConditionalSums:
 class DrawSums:
     """A lighter :class:`PowerSums` for quantities of many values per draw (a network's layers): only the
     per-draw summaries ``a`` (mean) and ``q`` (mean square) are formed, two passes over the values (a BLAS
-    gemv and an einsum) instead of eight, and everything else follows from them.
+    gemv and :func:`row_squares`) instead of eight, and everything else follows from them.
 
     The pooled moments come from the draws' summaries: with ``w`` values a draw and ``mu`` the pooled mean,
     ``sum_ij (v_ij - mu)^2 = w sum_i (q_i - a_i^2) + w sum_i (a_i - mu)^2`` (within draws, then between them),
     so ``n``, the mean and ``m2`` are those of :class:`PowerSums` up to float rounding (the within-draw term
     cancels only at the scale of one draw's mean against its spread). The 3rd and 4th powers are not kept
     (``m3 = m4 = nan``): with ``width > 1`` no standard error uses them (:class:`Tally` takes them from the
-    per-draw covariance of ``(a, q)``), and the per-draw sums are those of :class:`PowerSums` bit for bit.
+    per-draw covariance of ``(a, q)``).
+
+    The summaries wait in buffers of :attr:`PENDING` draws (or the chunk, if larger), and the arithmetic on them
+    (a dozen numpy calls on short vectors, about 60 us a chunk and record) runs once a buffer: on
+    ``20*(linear relu)`` at 408 draws a chunk that is 80 records x 60 us a chunk, 2-3% of the run. The sums about
+    the first buffer's means are those of :class:`PowerSums` up to float rounding.
     """
+
+    #: Draws whose summaries are buffered before they are summed.
+    PENDING = 2048
 
     def __init__(self, width: int, capacity: int) -> None:
         if width < 2:
@@ -408,19 +428,31 @@ class DrawSums:
         self.unit_shift: tuple[float, float] | None = None
         self.unit_sums = [0.0, 0.0, 0.0, 0.0, 0.0]  # sum da, dq, da^2, dq^2, da dq
         self.within = 0.0  # sum_i (q_i - a_i^2)
-        self._a = np.empty(capacity)
-        self._q = np.empty(capacity)
-        self._t = np.empty(capacity)
-        self._ones = np.ones(capacity)
+        size = max(capacity, self.PENDING)
+        self._a = np.empty(size)
+        self._q = np.empty(size)
+        self._t = np.empty(size)
+        self._ones = np.ones(size)
+        self._pending = 0
 
     def add(self, batch: np.ndarray) -> None:
-        """Add a batch of shape ``(draws, width)`` (any memory layout)."""
+        """Add a batch of shape ``(draws, width)`` (any memory layout; it is read before this returns)."""
         m = batch.shape[0]
         if m == 0:
             return
+        if self._pending + m > len(self._a):
+            self._flush()
+        k = self._pending
+        np.dot(batch, self._row_weights, out=self._a[k : k + m])  # the same operations as PowerSums._add_units
+        row_squares(batch, out=self._q[k : k + m])
+        self._pending = k + m
+
+    def _flush(self) -> None:
+        """Sum the buffered summaries."""
+        m = self._pending
+        if m == 0:
+            return
         a, q, t, ones = self._a[:m], self._q[:m], self._t[:m], self._ones[:m]
-        np.dot(batch, self._row_weights, out=a)  # the same operations as PowerSums._add_units: the same bits
-        np.einsum("ij,ij->i", batch, batch, out=q)
         q *= 1.0 / self.width
         np.multiply(a, a, out=t)
         np.subtract(q, t, out=t)
@@ -436,8 +468,10 @@ class DrawSums:
         u[3] += float(np.dot(q, q))
         u[4] += float(np.dot(a, q))
         self.draws += m
+        self._pending = 0
 
     def tally(self) -> Tally:
+        self._flush()
         if self.draws == 0:
             return Tally.empty(self.width)
         draws, w = self.draws, self.width

@@ -143,6 +143,12 @@ class Passes:
     #: Whether the output of :meth:`forward` is a new array that the state does not hold, so the caller may
     #: overwrite it (a network's NormProp shift and scale, in place), unless it shares memory with ``x``.
     fresh_output = False
+    #: Whether the gradient :meth:`backward` returns is a new array that nothing else holds (the caller may
+    #: overwrite it: the next layer back, in place), unless it shares memory with ``dy``.
+    fresh_grad = False
+    #: Whether :meth:`forward_inplace` and :meth:`backward_inplace` write their result over their input (which
+    #: the state then never holds); otherwise they are :meth:`forward` and :meth:`backward` themselves.
+    writes_over_input = False
 
     def __init__(self, sampler: Sampler, out_dim: int) -> None:
         self.sampler = sampler
@@ -161,6 +167,15 @@ class Passes:
         passes."""
         return self.backward(state, dy * scale)
 
+    def forward_inplace(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, Any]:
+        """:meth:`forward`, free to overwrite ``x`` (the caller is done with it): a layer may write its output
+        there instead of into a new array, with the same numbers. By default it does not."""
+        return self.forward(x, u)
+
+    def backward_inplace(self, state: Any, dy: np.ndarray, scale: float) -> np.ndarray:
+        """:meth:`backward_scaled`, free to overwrite ``dy``, with the same numbers. By default it does not."""
+        return self.backward(state, dy) if scale == 1.0 else self.backward_scaled(state, dy, scale)
+
 
 class _ElementwisePasses(Passes):
     """``y = f(x)``, and ``dx = f'(x) dy`` from the kept ``x``.
@@ -170,6 +185,7 @@ class _ElementwisePasses(Passes):
     less than scaling ``dy`` first (a network's NormProp gradient scale)."""
 
     fresh_output = True
+    fresh_grad = True
 
     def __init__(self, layer: Elementwise) -> None:
         self.layer = layer

@@ -105,7 +105,11 @@ class ConvSampler:
 
 
 class _ConvPasses(Passes):
-    """The convolution's forward and backward pass apart (the backward pass needs no state)."""
+    """The convolution's forward and backward pass apart (the backward pass needs no state). Both return new
+    arrays (the product's, or a copy out of it)."""
+
+    fresh_output = True
+    fresh_grad = True
 
     def __init__(self, conv: ConvSampler) -> None:
         self.conv = conv

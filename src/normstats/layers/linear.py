@@ -36,6 +36,9 @@ class _LinearSampler:
 class _LinearPasses(Passes):
     """``y = x W^T``; ``dx = dy W`` (the backward pass needs no state)."""
 
+    fresh_output = True
+    fresh_grad = True
+
     def __init__(self, weight: np.ndarray) -> None:
         self.weight = weight
 

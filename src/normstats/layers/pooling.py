@@ -187,6 +187,7 @@ class _MaxPoolPasses(Passes):
     once, so the same numbers bit for bit."""
 
     fresh_output = True  # y is taken out of the windows (a new array), never a view of x
+    fresh_grad = True  # the routed gradients land on a new map
 
     def __init__(self, layer: MaxPool) -> None:
         self.grid = layer.grid
