@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from importlib import metadata
 from typing import Any, Callable, Iterable
+
+from normstats._version import __version__
 
 from normstats.engine import blocks as engine
 from normstats.engine.executors import open_executor
@@ -46,10 +47,7 @@ METHODS = (AUTO_METHOD, *SAMPLING_METHODS)
 
 
 def version() -> str:
-    try:
-        return metadata.version("normstats")
-    except metadata.PackageNotFoundError:  # running from a source tree that was never installed
-        return "0+unknown"
+    return __version__
 
 
 def run_metadata(

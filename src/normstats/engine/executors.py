@@ -17,11 +17,10 @@ workers use ``N`` cores. The pool starts on the first block submitted, so short 
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import re
 import signal
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -67,7 +66,10 @@ def _init_worker() -> None:
     keep_freed_memory()  # the worker exists to run normstats' blocks (see normstats.engine.allocator)
 
 
-def _context() -> multiprocessing.context.BaseContext:
+def _context() -> Any:
+    """The start method of worker processes (``multiprocessing`` loads only for them: 12 ms of every start)."""
+    import multiprocessing
+
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     return multiprocessing.get_context(method)
 
@@ -106,6 +108,8 @@ class ProcessExecutor(_LocalPool):
         self.depth = DEPTH_PER_WORKER * workers + 2
 
     def _start(self) -> Executor:
+        from concurrent.futures import ProcessPoolExecutor
+
         context = _context()
         if context.get_start_method() == "forkserver":
             context.set_forkserver_preload(["normstats.engine.blocks"])  # import numpy and scipy once
