@@ -70,11 +70,13 @@ def test_draw_sums_match_the_two_pass_moments_and_the_power_sums() -> None:
     data = 3.0 + rng.standard_normal((4000, 6)) ** 3 * np.linspace(0.5, 2.0, 6)
     exact = Tally.of(data)
     for chunk in (1, 7, 4000):
-        light, full = DrawSums(6, chunk), PowerSums(6, chunk)
+        light, full = DrawSums([6], chunk), PowerSums(6, chunk)
         for start in range(0, len(data), chunk):
-            light.add(data[start : start + chunk])
+            light.begin(len(data[start : start + chunk]))
+            light.add(0, data[start : start + chunk])
+            light.end()
             full.add(data[start : start + chunk])
-        got = light.tally()
+        (got,) = light.tallies()
         units, full_units = got.units, full.tally().units
         assert units.n == full_units.n
         for name in ("mean_a", "mean_q", "caa", "cqq", "caq"):
@@ -85,7 +87,35 @@ def test_draw_sums_match_the_two_pass_moments_and_the_power_sums() -> None:
         assert got.std == pytest.approx(exact.std, rel=1e-12)
         assert got.se_std() == pytest.approx(exact.se_std(), rel=1e-9)
         assert got.se_mean() == pytest.approx(exact.se_mean(), rel=1e-9)
-    assert DrawSums(6, 4).tally() == Tally.empty(6)
+    assert DrawSums([6, 3], 4).tallies() == [Tally.empty(6), Tally.empty(3)]
+
+
+def test_draw_sums_of_several_records_are_each_records_own() -> None:
+    """One DrawSums holds every record of a network: each record's tally is the one it gets alone, whatever
+    the order the records come in within a chunk and across buffer flushes (5000 draws, 2048 a buffer)."""
+    rng = np.random.default_rng(2)
+    widths = [6, 3, 11]
+    data = [rng.standard_normal((5000, w)) * (1 + k) + k for k, w in enumerate(widths)]
+    together = DrawSums(widths, 700)
+    alone = [DrawSums([w], 700) for w in widths]
+    for start in range(0, 5000, 700):
+        together.begin(min(700, 5000 - start))
+        for k in (2, 0, 1):
+            together.add(k, data[k][start : start + 700])
+        together.end()
+        for k, sums in enumerate(alone):
+            sums.begin(min(700, 5000 - start))
+            sums.add(0, data[k][start : start + 700])
+            sums.end()
+    for got, sums, values in zip(together.tallies(), alone, data):
+        (own,) = sums.tallies()
+        assert got == own
+        assert got.mean == pytest.approx(Tally.of(values).mean, rel=1e-12)
+        assert got.std == pytest.approx(Tally.of(values).std, rel=1e-12)
+    with pytest.raises(ValueError, match="got 5 draws in a chunk of 4"):
+        sums = DrawSums([3], 8)
+        sums.begin(4)
+        sums.add(0, np.ones((5, 3)))
 
 
 def test_power_sums_of_nothing_is_empty() -> None:

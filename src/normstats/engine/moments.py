@@ -399,9 +399,9 @@ class ConditionalSums:
 
 
 class DrawSums:
-    """A lighter :class:`PowerSums` for quantities of many values per draw (a network's layers): only the
-    per-draw summaries ``a`` (mean) and ``q`` (mean square) are formed, two passes over the values (a BLAS
-    gemv and :func:`row_squares`) instead of eight, and everything else follows from them.
+    """A lighter :class:`PowerSums` for quantities of many values per draw (a network's records, all of them at
+    once): only each draw's summaries ``a`` (mean) and ``q`` (mean square) are formed, two passes over the
+    values (a BLAS gemv and :func:`row_squares`) instead of eight, and everything else follows from them.
 
     The pooled moments come from the draws' summaries: with ``w`` values a draw and ``mu`` the pooled mean,
     ``sum_ij (v_ij - mu)^2 = w sum_i (q_i - a_i^2) + w sum_i (a_i - mu)^2`` (within draws, then between them),
@@ -410,75 +410,93 @@ class DrawSums:
     (``m3 = m4 = nan``): with ``width > 1`` no standard error uses them (:class:`Tally` takes them from the
     per-draw covariance of ``(a, q)``).
 
-    The summaries wait in buffers of :attr:`PENDING` draws (or the chunk, if larger), and the arithmetic on them
-    (a dozen numpy calls on short vectors, about 60 us a chunk and record) runs once a buffer: on
-    ``20*(linear relu)`` at 408 draws a chunk that is 80 records x 60 us a chunk, 2-3% of the run. The sums about
-    the first buffer's means are those of :class:`PowerSums` up to float rounding.
+    The summaries of every record wait in one ``(records, draws)`` buffer of :attr:`PENDING` draws (or the
+    chunk, if larger), and the arithmetic on them runs once a buffer, for all records together: a dozen numpy
+    calls, where one record at a time took a dozen per record and chunk (on ``20*(linear relu)`` at width 512,
+    80 records: about 2% of the run). The sums about the first buffer's means are those of :class:`PowerSums`
+    up to float rounding. A chunk is framed by :meth:`begin` and :meth:`end`, and every record gets its values
+    once in between (:meth:`add`, in any order).
     """
 
     #: Draws whose summaries are buffered before they are summed.
     PENDING = 2048
 
-    def __init__(self, width: int, capacity: int) -> None:
-        if width < 2:
+    def __init__(self, widths: list[int] | tuple[int, ...], capacity: int) -> None:
+        if any(w < 2 for w in widths):
             raise ValueError("DrawSums tallies quantities of at least 2 values a draw; use PowerSums")
-        self.width = width
-        self.draws = 0
-        self._row_weights = np.full(width, 1.0 / width)
-        self.unit_shift: tuple[float, float] | None = None
-        self.unit_sums = [0.0, 0.0, 0.0, 0.0, 0.0]  # sum da, dq, da^2, dq^2, da dq
-        self.within = 0.0  # sum_i (q_i - a_i^2)
+        self.widths = tuple(widths)
+        count = len(self.widths)
         size = max(capacity, self.PENDING)
-        self._a = np.empty(size)
-        self._q = np.empty(size)
-        self._t = np.empty(size)
-        self._ones = np.ones(size)
+        self.draws = 0
+        self._inv_width = 1.0 / np.array(self.widths, dtype=np.float64)[:, None]
+        self._row_weights = {w: np.full(w, 1.0 / w) for w in set(self.widths)}
+        self.unit_shift: tuple[np.ndarray, np.ndarray] | None = None
+        self.unit_sums = np.zeros((5, count))  # sum da, dq, da^2, dq^2, da dq by record
+        self.within = np.zeros(count)  # sum_i (q_i - a_i^2) by record
+        self._a = np.empty((count, size))
+        self._q = np.empty((count, size))
+        self._t = np.empty((count, size))
         self._pending = 0
+        self._chunk = 0
 
-    def add(self, batch: np.ndarray) -> None:
-        """Add a batch of shape ``(draws, width)`` (any memory layout; it is read before this returns)."""
-        m = batch.shape[0]
-        if m == 0:
-            return
-        if self._pending + m > len(self._a):
+    def begin(self, draws: int) -> None:
+        """Open a chunk of ``draws`` draws (summing what is buffered first, if they would not fit)."""
+        if self._pending + draws > self._a.shape[1]:
             self._flush()
-        k = self._pending
-        np.dot(batch, self._row_weights, out=self._a[k : k + m])  # the same operations as PowerSums._add_units
-        row_squares(batch, out=self._q[k : k + m])
-        self._pending = k + m
+        self._chunk = draws
+
+    def add(self, record: int, batch: np.ndarray) -> None:
+        """Record ``record``'s values over the open chunk, ``(draws, width)`` in any memory layout (read before
+        this returns)."""
+        k, m = self._pending, self._chunk
+        if batch.shape[0] != m:
+            raise ValueError(f"record {record} got {batch.shape[0]} draws in a chunk of {m}")
+        np.dot(batch, self._row_weights[self.widths[record]], out=self._a[record, k : k + m])
+        row_squares(batch, out=self._q[record, k : k + m])
+
+    def end(self) -> None:
+        """Close the chunk: every record has had its values."""
+        self._pending += self._chunk
+        self._chunk = 0
 
     def _flush(self) -> None:
-        """Sum the buffered summaries."""
+        """Sum the buffered summaries of every record."""
         m = self._pending
         if m == 0:
             return
-        a, q, t, ones = self._a[:m], self._q[:m], self._t[:m], self._ones[:m]
-        q *= 1.0 / self.width
+        a, q, t = self._a[:, :m], self._q[:, :m], self._t[:, :m]
+        q *= self._inv_width
         np.multiply(a, a, out=t)
         np.subtract(q, t, out=t)
-        self.within += float(np.dot(t, ones))
+        self.within += t.sum(axis=1)
         if self.unit_shift is None:
-            self.unit_shift = (float(a.mean()), float(q.mean()))
-        a -= self.unit_shift[0]
-        q -= self.unit_shift[1]
+            self.unit_shift = (a.mean(axis=1), q.mean(axis=1))
+        a -= self.unit_shift[0][:, None]
+        q -= self.unit_shift[1][:, None]
         u = self.unit_sums
-        u[0] += float(np.dot(a, ones))
-        u[1] += float(np.dot(q, ones))
-        u[2] += float(np.dot(a, a))
-        u[3] += float(np.dot(q, q))
-        u[4] += float(np.dot(a, q))
+        u[0] += a.sum(axis=1)
+        u[1] += q.sum(axis=1)
+        for row, (left, right) in enumerate(((a, a), (q, q), (a, q)), start=2):
+            np.multiply(left, right, out=t)
+            u[row] += t.sum(axis=1)
         self.draws += m
         self._pending = 0
 
-    def tally(self) -> Tally:
+    def tallies(self) -> list[Tally]:
+        """Every record's :class:`Tally`."""
         self._flush()
         if self.draws == 0:
-            return Tally.empty(self.width)
-        draws, w = self.draws, self.width
-        sa, sq, saa, sqq, saq = self.unit_sums
-        ma, mq = sa / draws, sq / draws
-        shift_a, shift_q = self.unit_shift  # type: ignore[misc]
-        caa = saa - draws * ma * ma
-        units = CoMoments(draws, shift_a + ma, shift_q + mq, caa, sqq - draws * mq * mq, saq - draws * ma * mq)
-        values = Moments(draws * w, shift_a + ma, w * (self.within + caa), math.nan, math.nan)
-        return Tally(w, values, units)
+            return [Tally.empty(w) for w in self.widths]
+        draws = self.draws
+        sa, sq, saa, sqq, saq = (row.tolist() for row in self.unit_sums)
+        shift_a, shift_q = (v.tolist() for v in self.unit_shift)  # type: ignore[union-attr]
+        within = self.within.tolist()
+        out = []
+        for r, w in enumerate(self.widths):
+            ma, mq = sa[r] / draws, sq[r] / draws
+            caa = saa[r] - draws * ma * ma
+            units = CoMoments(draws, shift_a[r] + ma, shift_q[r] + mq, caa, sqq[r] - draws * mq * mq,
+                              saq[r] - draws * ma * mq)
+            values = Moments(draws * w, shift_a[r] + ma, w * (within[r] + caa), math.nan, math.nan)
+            out.append(Tally(w, values, units))
+        return out

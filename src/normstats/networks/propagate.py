@@ -284,26 +284,39 @@ class NetworkTallies:
 
 
 class _NetworkSums:
-    """One block's tallies of every record: :class:`~normstats.engine.moments.DrawSums` for records of several
-    values a draw, :class:`~normstats.engine.moments.PowerSums` for one."""
+    """One block's tallies of every record: one :class:`~normstats.engine.moments.DrawSums` for the records of
+    several values a draw, a :class:`~normstats.engine.moments.PowerSums` for each record of one."""
 
     def __init__(self, recs: tuple[Record, ...], capacity: int) -> None:
         self.records = recs
-        self.sums = [DrawSums(r.width, capacity) if r.width > 1 else PowerSums(r.width, capacity) for r in recs]
+        wide = [i for i, r in enumerate(recs) if r.width > 1]
+        self.draw_sums = DrawSums([recs[i].width for i in wide], capacity)
+        self.slot = {index: slot for slot, index in enumerate(wide)}  # record -> its row in draw_sums
+        self.power_sums = {i: PowerSums(r.width, capacity) for i, r in enumerate(recs) if r.width == 1}
 
     def add(self, outputs: list[np.ndarray]) -> None:
-        for sums, values in zip(self.sums, outputs):
-            sums.add(values)
+        self.draw_sums.begin(len(outputs[0]))
+        for index, values in enumerate(outputs):
+            self._add_one(index, values)
+        self.draw_sums.end()
 
     def feed(self, sampler: NetworkSampler, x: np.ndarray, dy: np.ndarray, u: np.ndarray) -> None:
         """Run the chunk through ``sampler``, tallying each record as it comes (what the engine calls)."""
+        self.draw_sums.begin(len(x))
         sampler.run(x, dy, u, self._add_one)
+        self.draw_sums.end()
 
     def _add_one(self, index: int, values: np.ndarray) -> None:
-        self.sums[index].add(values)
+        slot = self.slot.get(index)
+        if slot is None:
+            self.power_sums[index].add(values)
+        else:
+            self.draw_sums.add(slot, values)
 
     def result(self) -> NetworkTallies:
-        return NetworkTallies(self.records, tuple(s.tally() for s in self.sums))
+        wide = iter(self.draw_sums.tallies())
+        tallies = [self.power_sums[i].tally() if i in self.power_sums else next(wide) for i in range(len(self.records))]
+        return NetworkTallies(self.records, tuple(tallies))
 
 
 @dataclass(frozen=True)
