@@ -30,7 +30,7 @@ LEVELS: tuple[tuple[str, ...], ...] = (
     ("engine",),
     ("layers",),
     ("exact",),
-    ("registry", "params", "stats", "errors", "lazy"),
+    ("registry", "params", "stats", "errors", "lazy", "_version"),
 )
 RANK = {unit: i for i, units in enumerate(LEVELS) for unit in units}
 
