@@ -323,3 +323,20 @@ def test_progress_is_silent_off_a_terminal_and_a_bar_on_one() -> None:
     row = normstats.simulate("relu", samples=10**6, workers=1, target_se=1e-3, progress=bar)
     assert row.stop == TARGET_SE
     assert "relu" in buf.getvalue() and "target" in buf.getvalue()
+
+
+def test_row_squares_without_vecdot_is_the_same_sum(monkeypatch: pytest.MonkeyPatch) -> None:
+    """numpy before 2.0 has no ``vecdot``: the einsum fallback gives the same sums of squares (to rounding), into
+    ``out`` as well, on a strided batch too."""
+    from normstats.engine import moments
+
+    rng = np.random.default_rng(3)
+    batch = rng.standard_normal((50, 40))[:, ::2]
+    exact = (batch.astype(np.longdouble) ** 2).sum(axis=1)
+    fast = moments.row_squares(batch)
+    monkeypatch.setattr(moments, "_VECDOT", None)
+    out = np.empty(50)
+    slow = moments.row_squares(batch, out=out)
+    assert slow is out
+    for got in (fast, slow):
+        np.testing.assert_allclose(got, exact.astype(float), rtol=1e-14)
