@@ -7,7 +7,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable
 
 from normstats._version import __version__
-
 from normstats.engine import blocks as engine
 from normstats.engine.executors import open_executor
 from normstats.engine.progress import NULL_PROGRESS, Labelled, Progress

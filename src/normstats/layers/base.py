@@ -172,9 +172,13 @@ class Passes:
         there instead of into a new array, with the same numbers. By default it does not."""
         return self.forward(x, u)
 
-    def backward_inplace(self, state: Any, dy: np.ndarray, scale: float) -> np.ndarray:
-        """:meth:`backward_scaled`, free to overwrite ``dy``, with the same numbers. By default it does not."""
+    def backward_at(self, state: Any, dy: np.ndarray, scale: float) -> np.ndarray:
+        """:meth:`backward` at a NormProp gradient scale (:meth:`backward_scaled` unless it is 1)."""
         return self.backward(state, dy) if scale == 1.0 else self.backward_scaled(state, dy, scale)
+
+    def backward_inplace(self, state: Any, dy: np.ndarray, scale: float) -> np.ndarray:
+        """:meth:`backward_at`, free to overwrite ``dy``, with the same numbers. By default it does not."""
+        return self.backward_at(state, dy, scale)
 
 
 class _ElementwisePasses(Passes):

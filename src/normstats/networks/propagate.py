@@ -76,6 +76,14 @@ def draw_seed(seed: int, init: int) -> int:
     return int(np.random.SeedSequence(seed, spawn_key=(2, init)).generate_state(1, np.uint64)[0] >> 1)
 
 
+def _ours(result: np.ndarray, given: np.ndarray, fresh: bool, owned: bool, passes: Any) -> bool:
+    """Whether a pass's ``result`` is a new array that nothing else holds: the pass says its results are new
+    (``fresh``), and ``result`` is not a view of the array it was ``given``, unless that array was ours
+    (``owned``) and the pass writes over its input on purpose (its state never holds it)."""
+    return fresh and result.flags.writeable and (
+        not np.may_share_memory(result, given) or (owned and passes.writes_over_input))
+
+
 class NetworkSampler:
     """``(x, dy, u) -> [array per record]``: the forward pass, then the backward pass from ``dy``."""
 
@@ -185,8 +193,7 @@ class NetworkSampler:
         else:
             y, st = forward(h, us)
         states[stage.label] = st
-        fresh = passes.fresh_output and y.flags.writeable and (
-            not np.may_share_memory(y, h) or (owned and passes.writes_over_input))
+        fresh = _ours(y, h, passes.fresh_output, owned, passes)
         if stage.shift != 0.0 or stage.fwd_scale != 1.0:
             if fresh:
                 np.subtract(y, stage.shift, out=y)  # y is ours: no new arrays
@@ -223,15 +230,9 @@ class NetworkSampler:
             g = g.reshape(rows * stage.in_shape[0], -1)
         elif stage.kind == shapes.BATCH:
             g = g.reshape(rows // self.net.batch, -1)
-        if owned:
-            dx = passes.backward_inplace(st, g, stage.grad_scale)
-        elif stage.grad_scale == 1.0:
-            dx = passes.backward(st, g)
-        else:
-            dx = passes.backward_scaled(st, g, stage.grad_scale)
-        fresh = passes.fresh_grad and dx.flags.writeable and (
-            not np.may_share_memory(dx, g_in) or (owned and passes.writes_over_input))
-        return dx.reshape(rows, -1), fresh
+        backward = passes.backward_inplace if owned else passes.backward_at
+        dx = backward(st, g, stage.grad_scale)
+        return dx.reshape(rows, -1), _ours(dx, g_in, passes.fresh_grad, owned, passes)
 
     # -- records -------------------------------------------------------------------------------------------------
     def _record(self, label: str, what: str, values: np.ndarray, out: Sink, draws: int) -> None:
