@@ -17,7 +17,8 @@ contender in turn (so a change of load falls on all of them); peak memory, the p
 process tree, from one more run sampled every 100 ms, as in bench_engine.py:
 
 * normstats, 2 worker threads (the default) and 1 worker: every layer's fp and bp mean and std with their
-  standard errors, and the channel figures of the maps;
+  standard errors, and the channel figures of the maps; and once more with ReLU's compiled loops turned off
+  (``NORMSTATS_SUMMED_PASSES=0``: its passes, the NormProp shift and scale and the row summaries in numpy);
 * the numpy script: the same layers written out by hand (im2col for the convolutions, a reshape for the 2x2
   pool), batches of ``--batch`` draws, the batch mean and variance of every layer's output and input gradient
   (``y.mean()``, ``y.var()``) combined over batches; numpy's default BLAS threads;
@@ -189,6 +190,7 @@ FLOOR1 = "floor: the matrix products, 1 thread x default BLAS threads"
 SCRIPT = "numpy script, batches, default BLAS threads"
 OURS2 = "normstats, 2 worker threads (the default)"
 OURS1 = "normstats, 1 worker"
+NUMPY_PASSES = "normstats, 2 worker threads, numpy passes (NORMSTATS_SUMMED_PASSES=0)"
 START_FLOOR = "start-up of the floor (N = 0: imports, weights)"
 START_SCRIPT = "start-up of the numpy script (N = 0: imports, weights)"
 START_OURS = "start-up of normstats (the same command at -n 2)"
@@ -270,6 +272,7 @@ def main() -> None:
             ]
         contenders[OURS2] = [*ours, "-n", str(n), "-j", "2"]
         contenders[OURS1] = [*ours, "-n", str(n), "-j", "1"]
+        contenders[NUMPY_PASSES] = ["env", "NORMSTATS_SUMMED_PASSES=0", *ours, "-n", str(n), "-j", "2"]
         contenders[START_FLOOR] = [python, "-c", floor_start, "2"]
         contenders[START_SCRIPT] = [python, "-c", common.replace(f"N, B = {n},", "N, B = 0,")
                                     + textwrap.dedent(body.format(**consts))]

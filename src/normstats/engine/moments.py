@@ -415,7 +415,7 @@ class DrawSums:
     calls, where one record at a time took a dozen per record and chunk (on ``20*(linear relu)`` at width 512,
     80 records: about 2% of the run). The sums about the first buffer's means are those of :class:`PowerSums`
     up to float rounding. A chunk is framed by :meth:`begin` and :meth:`end`, and every record gets its values
-    once in between (:meth:`add`, in any order).
+    once in between (:meth:`add` or :meth:`rows`, in any order).
     """
 
     #: Draws whose summaries are buffered before they are summed.
@@ -453,6 +453,13 @@ class DrawSums:
             raise ValueError(f"record {record} got {batch.shape[0]} draws in a chunk of {m}")
         np.dot(batch, self._row_weights[self.widths[record]], out=self._a[record, k : k + m])
         row_squares(batch, out=self._q[record, k : k + m])
+
+    def rows(self, record: int) -> tuple[np.ndarray, np.ndarray]:
+        """Where the row means and the row sums of squares of ``record``'s values over the open chunk go: a pass
+        that computes them as it writes the values (ReLU's compiled loops) puts them here instead of
+        :meth:`add`."""
+        k, m = self._pending, self._chunk
+        return self._a[record, k : k + m], self._q[record, k : k + m]
 
     def end(self) -> None:
         """Close the chunk: every record has had its values."""

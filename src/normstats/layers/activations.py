@@ -23,7 +23,8 @@ from normstats.exact.gaussian import (
     piecewise_moment,
     piecewise_moment_bound,
 )
-from normstats.layers.base import Elementwise, Passes
+from normstats.layers import relu_kernels
+from normstats.layers.base import Elementwise, Passes, RowSums
 from normstats.lazy import special
 from normstats.params import SCALE_BOUND, Param
 from normstats.registry import register_layer
@@ -171,6 +172,23 @@ class _ReLUPasses(Passes):
     def backward_scaled(self, state: np.ndarray, dy: np.ndarray, scale: float) -> np.ndarray:
         dx = np.multiply(dy, state)  # a new array: scaled in place
         dx *= scale
+        return dx
+
+    # One pass over memory each way where the package was built with its compiled loops (relu_kernels): the
+    # passes above, the NormProp shift and scale, and the row summaries of input and output, the same numbers.
+    summed = relu_kernels.AVAILABLE
+
+    def forward_summed(self, x: np.ndarray, shift: float, scale: float, x_rows: RowSums | None, y_rows: RowSums,
+                       inplace: bool) -> tuple[np.ndarray, np.ndarray]:
+        on = np.empty(x.shape, dtype=bool)
+        y = x if inplace else np.empty_like(x)
+        relu_kernels.forward(x, y, on, shift, scale, x_rows, y_rows)
+        return y, on
+
+    def backward_summed(self, state: np.ndarray, dy: np.ndarray, scale: float, dy_rows: RowSums | None,
+                        dx_rows: RowSums, inplace: bool) -> np.ndarray:
+        dx = dy if inplace else np.empty_like(dy)
+        relu_kernels.backward(dy, state, dx, scale, dy_rows, dx_rows)
         return dx
 
 

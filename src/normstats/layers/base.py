@@ -38,6 +38,8 @@ Sampler = Callable[[np.ndarray, np.ndarray, np.ndarray], "tuple[np.ndarray, np.n
 #: ``(x, u) -> (y, g)`` with ``g = E[dx^2 | x, u]`` (the conditional estimator; see the module docstring). Only
 #: the row means of ``g`` are tallied, so ``g`` may have fewer columns than ``bp_width`` with the same row means.
 ConditionalSampler = Callable[[np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray]"]
+#: Where a summed pass writes the row summaries of an array: (row means, row sums of squares), one value a row.
+RowSums = tuple[np.ndarray, np.ndarray]
 
 #: What ``--sampler`` may name: ``layer`` runs the layer's own forward and backward pass; the others are exact
 #: shortcuts that some layers offer (:meth:`Layer.shortcut`): ``order-statistics`` (max pooling: a window's
@@ -149,6 +151,9 @@ class Passes:
     #: Whether :meth:`forward_inplace` and :meth:`backward_inplace` write their result over their input (which
     #: the state then never holds); otherwise they are :meth:`forward` and :meth:`backward` themselves.
     writes_over_input = False
+    #: Whether :meth:`forward_summed` and :meth:`backward_summed` exist: the pass, its NormProp shift and scale,
+    #: and the row summaries of what it reads and writes, in one pass over memory (ReLU's compiled loops).
+    summed = False
 
     def __init__(self, sampler: Sampler, out_dim: int) -> None:
         self.sampler = sampler
@@ -179,6 +184,21 @@ class Passes:
     def backward_inplace(self, state: Any, dy: np.ndarray, scale: float) -> np.ndarray:
         """:meth:`backward_at`, free to overwrite ``dy``, with the same numbers. By default it does not."""
         return self.backward_at(state, dy, scale)
+
+    def forward_summed(self, x: np.ndarray, shift: float, scale: float, x_rows: RowSums | None, y_rows: RowSums,
+                       inplace: bool) -> tuple[np.ndarray, Any]:
+        """``(f(x) - shift) * scale`` and the state, as :meth:`forward` and a network's NormProp shift and
+        scale give them (the same numbers), with the row summaries of ``x`` (unless ``x_rows`` is ``None``) and
+        of the result written to ``x_rows`` and ``y_rows``: each row's mean and its sum of squares. ``x`` is
+        ``(rows, width)``, float64 and C-contiguous; the result is written over it if ``inplace``. Only where
+        :attr:`summed`."""
+        raise NotImplementedError(f"{type(self).__name__} has no summed passes")
+
+    def backward_summed(self, state: Any, dy: np.ndarray, scale: float, dy_rows: RowSums | None,
+                        dx_rows: RowSums, inplace: bool) -> np.ndarray:
+        """:meth:`backward_at` (the same numbers) with the row summaries of ``dy`` (unless ``None``) and of the
+        result, as :meth:`forward_summed`; the state is reshaped as ``dy`` by the caller."""
+        raise NotImplementedError(f"{type(self).__name__} has no summed passes")
 
 
 class _ElementwisePasses(Passes):

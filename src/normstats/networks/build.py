@@ -62,10 +62,12 @@ BLOCK_VALUES = 1 << 24
 #: down to this bound, but never below GEMM_ROWS rows in any layer's matrix product.
 STAGE_VALUES = 1 << 17
 #: Fewest rows a chunk gives each matrix product (a linear layer: draws x batch; a conv: draws x batch x output
-#: positions), up to a block's draws. Products of fewer rows fall off the BLAS peak (OpenBLAS packs the weight
-#: again for every product). Measured on ``20*(linear relu)`` at width 512, one core, against the same products
-#: on 1000 rows: 1.24x at 204 draws a chunk (what CHUNK_VALUES gives it), 1.18x at 408 (its block), 1.20x at 816.
-GEMM_ROWS = 512
+#: positions). Products of fewer rows fall off the BLAS peak (OpenBLAS packs the weight again for every
+#: product). Where this asks for more draws than :meth:`Network._memory_chunk`, a block holds one chunk, of
+#: whole memory chunks. Measured on ``20*(linear relu)`` at width 512, one core, the loop's CPU time over the
+#: same products on 1000 rows: with ReLU's compiled loops, 1.15x at 200 draws a chunk, 1.09x at 400, 1.07x at
+#: 800 and 1000, 1.11x at 2000 (numpy's passes before them: 1.24x at 204, 1.18x at 408, 1.20x at 816).
+GEMM_ROWS = 800
 
 
 @dataclass(frozen=True)
@@ -186,29 +188,37 @@ class Network:
         """Draws whose values (every layer's input and output) fill CHUNK_VALUES: the unit blocks are made of."""
         return max(1, min(4096, CHUNK_VALUES // max(1, self.values_per_draw)))
 
-    def chunk_draws(self) -> int:
-        """Draws the engine pushes through the network at a time: :meth:`_memory_chunk`, cut down so that one
-        layer's values fit STAGE_VALUES, but enough for GEMM_ROWS rows in every matrix product (up to a whole
-        block, which may exceed :meth:`_memory_chunk`). The chunk changes a result only by float rounding (the
-        blocks, and so the draws, stay those of :meth:`block_draws`)."""
-        largest, fewest_rows = 1, None
+    def _product_draws(self) -> int:
+        """Draws that give every matrix product GEMM_ROWS rows (1 for a network without products)."""
+        fewest_rows = None
         for item in self.walk():
-            if isinstance(item, Block):
-                largest = max(largest, math.prod(item.shape))
-                continue
-            largest = max(largest, item.in_values, item.out_values)
-            if item.name in shapes.WEIGHTED:
+            if isinstance(item, Stage) and item.name in shapes.WEIGHTED:
                 rows = math.prod(item.out_shape[1:]) if item.name == "conv" else 1
                 fewest_rows = rows if fewest_rows is None else min(fewest_rows, rows)
-        fits = STAGE_VALUES // (largest * self.batch)
-        products = 1 if fewest_rows is None else -(-GEMM_ROWS // (fewest_rows * self.batch))
-        return max(1, min(self._memory_chunk(), fits), min(self.block_draws(), products))
+        return 1 if fewest_rows is None else -(-GEMM_ROWS // (fewest_rows * self.batch))
+
+    def chunk_draws(self) -> int:
+        """Draws the engine pushes through the network at a time: :meth:`_memory_chunk`, cut down so that one
+        layer's values fit STAGE_VALUES, but enough for GEMM_ROWS rows in every matrix product (then the whole
+        block, which is sized for it). The chunk changes a result only by float rounding (the blocks, and so
+        the draws, stay those of :meth:`block_draws`)."""
+        largest = 1
+        for item in self.walk():
+            size = math.prod(item.shape) if isinstance(item, Block) else max(item.in_values, item.out_values)
+            largest = max(largest, size)
+        fits = max(1, min(self._memory_chunk(), STAGE_VALUES // (largest * self.batch)))
+        if self._product_draws() <= fits:
+            return fits
+        memory = self._memory_chunk()
+        return min(self.block_draws(), -(-self._product_draws() // memory) * memory)
 
     def block_draws(self) -> int:
-        """Draws per block: a whole number of :meth:`_memory_chunk`, about ``BLOCK_VALUES`` values in all (the
-        engine caps it at its own block of random numbers)."""
+        """Draws per block: a whole number of :meth:`_memory_chunk`, about ``BLOCK_VALUES`` values in all, and
+        at least the draws of one chunk that gives every matrix product GEMM_ROWS rows (the engine caps it at
+        its own block of random numbers)."""
         chunk = self._memory_chunk()
-        return chunk * max(1, BLOCK_VALUES // (chunk * max(1, self.values_per_draw)))
+        return chunk * max(1, BLOCK_VALUES // (chunk * max(1, self.values_per_draw)),
+                           -(-self._product_draws() // chunk))
 
 
 def build_network(spec: str | tuple[Node, ...], input: Shape, *, width: int | None = None,

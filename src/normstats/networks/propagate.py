@@ -17,6 +17,7 @@ Weights are drawn once per run from the seed (``init = 0``: the network the user
 from __future__ import annotations
 
 import math
+import os
 import threading
 import weakref
 from dataclasses import dataclass
@@ -34,6 +35,11 @@ from normstats.networks.build import Block, Item, Network, Stage
 FP, BP, BRANCH, CHANNEL_MEAN_SQ, CHANNEL_VAR = "fp", "bp", "branch", "channel_mean_sq", "channel_var"
 #: Where a pass hands each record: ``sink(record index, values of shape (draws, width))``.
 Sink = Callable[[int, np.ndarray], None]
+#: Where a summed pass writes a record's row summaries (``(row means, row sums of squares)``, one value a draw),
+#: or ``None`` for a record whose values the sink needs (see :meth:`NetworkSampler.run`).
+RowsOf = Callable[[int], "tuple[np.ndarray, np.ndarray] | None"]
+#: ``NORMSTATS_SUMMED_PASSES=0`` turns the summed passes off (the numpy passes run; for comparing the two).
+_SUMMED = os.environ.get("NORMSTATS_SUMMED_PASSES", "1") != "0"
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,24 @@ class NetworkSampler:
                 self.passes[item.label] = passes[item.label] if passes is not None else item.layer.passes(rng)
                 self.uniform_at[item.label] = offset
                 offset += item.n_uniform
+        # the items whose fp record (forward) or bp record (backward) the next stage of their chain sums as it
+        # reads it, when the run hands out rows
+        self.summed_by_next: set[tuple[str, str]] = set()
+        self._plan(net.items)
+
+    def _plan(self, items: tuple[Item, ...]) -> None:
+        for i, item in enumerate(items):
+            if i + 1 < len(items) and self._summing(items[i + 1]):
+                self.summed_by_next.add((item.label, FP))
+            if i > 0 and self._summing(items[i - 1]):
+                self.summed_by_next.add((item.label, BP))
+            if isinstance(item, Block):
+                self._plan(item.branch)
+
+    def _summing(self, item: Item) -> bool:
+        """Whether ``item`` is a stage that sums its input and output as it runs (:attr:`Passes.summed`)."""
+        return (_SUMMED and isinstance(item, Stage) and item.kind == shapes.POINTWISE
+                and self.passes[item.label].summed)
 
     def __call__(self, x: np.ndarray, dy: np.ndarray, u: np.ndarray) -> list[np.ndarray]:
         out: list[np.ndarray] = [None] * len(self.records)  # type: ignore[list-item]
@@ -113,7 +137,8 @@ class NetworkSampler:
         self.run(x, dy, u, keep, reuse=False)
         return out
 
-    def run(self, x: np.ndarray, dy: np.ndarray, u: np.ndarray, sink: Sink, reuse: bool = True) -> None:
+    def run(self, x: np.ndarray, dy: np.ndarray, u: np.ndarray, sink: Sink, reuse: bool = True,
+            rows: RowsOf | None = None) -> None:
         """The forward and backward pass, handing every record to ``sink(index, values)`` (``values`` of shape
         ``(draws, width)``) as soon as it is computed: the engine tallies it while it is still in cache, and
         no record outlives its use.
@@ -124,16 +149,24 @@ class NetworkSampler:
         overwritten after ``sink`` returns. ReLU does, in both passes: its mask is its state, not its input,
         so neither pass needs a new array (2-5% of ``20*(linear relu)``'s time at width 512, in runs that
         move by 2-3%). The numbers are the same bit for bit. A sink that keeps ``values`` needs
-        ``reuse=False``."""
+        ``reuse=False``.
+
+        With ``rows`` (the engine's tallies, which keep only each draw's mean and sum of squares of a record), a
+        stage that sums as it runs (:attr:`~normstats.layers.base.Passes.summed`: ReLU with its compiled loops)
+        writes the row summaries of its output, and of its input where that is the previous item's record,
+        into ``rows(index)``; those records never reach ``sink``. Its output is the same bit for bit, and the
+        summaries differ from the sink's by float rounding. ``rows(index)`` is ``None`` for a record that
+        ``sink`` must see."""
         net = self.net
         draws = len(x)
-        rows = draws * net.batch
-        h = x.reshape(rows, -1)
-        uu = u.reshape(rows, -1)
+        n_rows = draws * net.batch
+        h = x.reshape(n_rows, -1)
+        uu = u.reshape(n_rows, -1)
         states: dict[str, Any] = {}
-        self._forward(net.items, h, uu, states, sink, draws, reuse)
-        g = dy.reshape(rows, -1)
-        self._backward(net.items, g, states, sink, draws, reuse)
+        run = _Run(sink, rows, draws)
+        self._forward(net.items, h, uu, states, run, reuse)
+        g = dy.reshape(n_rows, -1)
+        self._backward(net.items, g, states, run, reuse)
 
     def ends(self, x: np.ndarray, dy: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(y, dx)``: the network's output and the gradient at its input for upstream gradient ``dy`` (rows of
@@ -155,29 +188,41 @@ class NetworkSampler:
 
     # -- forward -------------------------------------------------------------------------------------------------
     def _forward(self, items: tuple[Item, ...], h: np.ndarray, u: np.ndarray, states: dict[str, Any],
-                 out: Sink, draws: int, reuse: bool) -> np.ndarray:
+                 run: _Run, reuse: bool) -> np.ndarray:
         owned = False  # h is the caller's (the engine's draws, or a block's input, which its sum needs)
         for item in items:
+            summed = False
             if isinstance(item, Block):
+                run.hand()
                 xb = h / item.beta if item.beta != 1.0 else h
-                f = self._forward(item.branch, xb, u, states, out, draws, reuse)
+                f = self._forward(item.branch, xb, u, states, run, reuse)
                 y = h + item.alpha * f if item.alpha != 1.0 else h + f
-                self._record(item.label, BRANCH, f, out, draws)
+                run.record(self.index[(item.label, BRANCH)], f)
                 owned = False
             else:
-                y, owned = self._stage_forward(item, h, u, states, reuse and owned)
-            self._record(item.label, FP, y, out, draws)
+                y, owned, summed = self._stage_forward(item, h, u, states, reuse and owned, run)
+            if not summed:
+                run.record(self.index[(item.label, FP)], y, (item.label, FP) in self.summed_by_next)
             shape = item.shape if isinstance(item, Block) else item.out_shape
             if len(shape) == 3:
-                self._channel_figures(item.label, y, shape, out, draws)
+                self._channel_figures(item.label, y, shape, run)
             h = y
+        run.hand()
         return h
 
     def _stage_forward(self, stage: Stage, h: np.ndarray, u: np.ndarray, states: dict[str, Any],
-                       owned: bool) -> tuple[np.ndarray, bool]:
-        """The stage's output, and whether it is a new array that nothing else holds (``owned``: the input was
-        such an array, which the stage may have overwritten)."""
+                       owned: bool, run: _Run) -> tuple[np.ndarray, bool, bool]:
+        """The stage's output; whether it is a new array that nothing else holds (``owned``: the input was
+        such an array, which the stage may have overwritten); and whether the stage summed its output (and its
+        input, if that was the previous item's record) into the run's rows."""
         passes = self.passes[stage.label]
+        y_rows = run.rows_of(self.index[(stage.label, FP)]) if self._summing(stage) and _fits(h) else None
+        if y_rows is not None:
+            y, st = passes.forward_summed(h.reshape(run.draws, -1), stage.shift, stage.fwd_scale, run.take(),
+                                          y_rows, owned)
+            states[stage.label] = st.reshape(h.shape)
+            return y.reshape(h.shape), True, True
+        run.hand()  # h's record, before a pass that may write over h
         forward = passes.forward_inplace if owned else passes.forward
         rows = len(h)
         start = self.uniform_at[stage.label]
@@ -201,29 +246,39 @@ class NetworkSampler:
             else:
                 y = (y - stage.shift) * stage.fwd_scale
                 fresh = True
-        return y, fresh
+        return y, fresh, False
 
     # -- backward ------------------------------------------------------------------------------------------------
-    def _backward(self, items: tuple[Item, ...], g: np.ndarray, states: dict[str, Any],
-                  out: Sink, draws: int, reuse: bool) -> np.ndarray:
+    def _backward(self, items: tuple[Item, ...], g: np.ndarray, states: dict[str, Any], run: _Run,
+                  reuse: bool) -> np.ndarray:
         owned = False  # g is the caller's (the engine's dy, or a block's gradient, which its sum needs)
         for item in reversed(items):
+            summed = False
             if isinstance(item, Block):
-                gb = self._backward(item.branch, g * item.alpha if item.alpha != 1.0 else g, states, out, draws,
-                                    reuse)
+                run.hand()
+                gb = self._backward(item.branch, g * item.alpha if item.alpha != 1.0 else g, states, run, reuse)
                 dx = g + (gb / item.beta if item.beta != 1.0 else gb)
                 owned = False
             else:
-                dx, owned = self._stage_backward(item, g, states, reuse and owned)
-            self._record(item.label, BP, dx, out, draws)
+                dx, owned, summed = self._stage_backward(item, g, states, reuse and owned, run)
+            if not summed:
+                run.record(self.index[(item.label, BP)], dx, (item.label, BP) in self.summed_by_next)
             g = dx
+        run.hand()
         return g
 
-    def _stage_backward(self, stage: Stage, g: np.ndarray, states: dict[str, Any],
-                        owned: bool) -> tuple[np.ndarray, bool]:
-        """The stage's input gradient, and whether it is a new array that nothing else holds (as forward)."""
+    def _stage_backward(self, stage: Stage, g: np.ndarray, states: dict[str, Any], owned: bool,
+                        run: _Run) -> tuple[np.ndarray, bool, bool]:
+        """The stage's input gradient, whether it is a new array that nothing else holds, and whether the stage
+        summed it (as forward)."""
         passes = self.passes[stage.label]
         st = states.pop(stage.label)
+        dx_rows = run.rows_of(self.index[(stage.label, BP)]) if self._summing(stage) and _fits(g) else None
+        if dx_rows is not None:
+            gv = g.reshape(run.draws, -1)
+            dx = passes.backward_summed(st.reshape(gv.shape), gv, stage.grad_scale, run.take(), dx_rows, owned)
+            return dx.reshape(g.shape), True, True
+        run.hand()  # g's record, before a pass that may write over g
         rows = len(g)
         g_in = g
         if stage.kind == shapes.PER_CHANNEL:
@@ -232,24 +287,65 @@ class NetworkSampler:
             g = g.reshape(rows // self.net.batch, -1)
         backward = passes.backward_inplace if owned else passes.backward_at
         dx = backward(st, g, stage.grad_scale)
-        return dx.reshape(rows, -1), _ours(dx, g_in, passes.fresh_grad, owned, passes)
+        return dx.reshape(rows, -1), _ours(dx, g_in, passes.fresh_grad, owned, passes), False
 
     # -- records -------------------------------------------------------------------------------------------------
-    def _record(self, label: str, what: str, values: np.ndarray, out: Sink, draws: int) -> None:
-        out(self.index[(label, what)], values.reshape(draws, -1))
-
-    def _channel_figures(self, label: str, y: np.ndarray, shape: tuple[int, ...], out: Sink, draws: int) -> None:
+    def _channel_figures(self, label: str, y: np.ndarray, shape: tuple[int, ...], run: _Run) -> None:
         maps = y.reshape(len(y), shape[0], -1)
         # maps.mean(axis=2) and maps.var(axis=2) with the same operations (bit for bit), the mean made once
         count = maps.shape[2]
         means = np.add.reduce(maps, axis=2, keepdims=True)
         means /= count
-        out(self.index[(label, CHANNEL_MEAN_SQ)], np.mean(means[..., 0] ** 2, axis=1).reshape(draws, -1))
+        run.record(self.index[(label, CHANNEL_MEAN_SQ)], np.mean(means[..., 0] ** 2, axis=1))
         dev = maps - means
         np.multiply(dev, dev, out=dev)
         var = np.add.reduce(dev, axis=2)
         var /= count
-        out(self.index[(label, CHANNEL_VAR)], var.mean(axis=1).reshape(draws, -1))
+        run.record(self.index[(label, CHANNEL_VAR)], var.mean(axis=1))
+
+
+def _fits(a: np.ndarray) -> bool:
+    """Whether a summed pass can take ``a`` as it is (float64, C-contiguous)."""
+    return a.dtype == np.float64 and a.flags.c_contiguous
+
+
+class _Run:
+    """One run's hand-over of records: each to the sink as it is computed, except one that the next stage sums
+    as it reads it, which waits (:attr:`pending`) until that stage takes its rows (:meth:`take`) or, if it
+    cannot, hands it over (:meth:`hand`) before its pass may write over the values."""
+
+    def __init__(self, sink: Sink, rows: RowsOf | None, draws: int) -> None:
+        self.sink = sink
+        self.rows = rows
+        self.draws = draws
+        self.pending: tuple[int, np.ndarray] | None = None
+
+    def rows_of(self, index: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Where record ``index``'s row summaries go, or ``None`` if the sink needs its values."""
+        return self.rows(index) if self.rows is not None else None
+
+    def record(self, index: int, values: np.ndarray, summed_by_next: bool = False) -> None:
+        """Record ``index``'s values: to the sink, or held for the next stage (if it sums, and may here)."""
+        self.hand()
+        if summed_by_next and self.rows_of(index) is not None:
+            self.pending = (index, values)
+        else:
+            self.sink(index, values.reshape(self.draws, -1))
+
+    def take(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The rows of the record held for the stage that now reads it (``None`` if none is held)."""
+        if self.pending is None:
+            return None
+        index, _ = self.pending
+        self.pending = None
+        return self.rows_of(index)
+
+    def hand(self) -> None:
+        """Hand the held record, if any, to the sink."""
+        if self.pending is not None:
+            index, values = self.pending
+            self.pending = None
+            self.sink(index, values.reshape(self.draws, -1))
 
 
 @dataclass(frozen=True)
@@ -305,8 +401,12 @@ class _NetworkSums:
     def feed(self, sampler: NetworkSampler, x: np.ndarray, dy: np.ndarray, u: np.ndarray) -> None:
         """Run the chunk through ``sampler``, tallying each record as it comes (what the engine calls)."""
         self.draw_sums.begin(len(x))
-        sampler.run(x, dy, u, self._add_one)
+        sampler.run(x, dy, u, self._add_one, rows=self._rows)
         self.draw_sums.end()
+
+    def _rows(self, index: int) -> tuple[np.ndarray, np.ndarray] | None:
+        slot = self.slot.get(index)
+        return None if slot is None else self.draw_sums.rows(slot)
 
     def _add_one(self, index: int, values: np.ndarray) -> None:
         slot = self.slot.get(index)
