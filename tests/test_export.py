@@ -159,6 +159,13 @@ def test_rounding_level_comparison_tells_rounding_from_change() -> None:
     # rounding noise of a statistic that is exact in every draw: its digits (and sign) are the summation order's
     assert same_up_to_rounding("| fp mean | -6.9e-19 ± 1.1e-19 |", "| fp mean | 3.1e-19 ± 1.3e-19 |") is None
     assert same_up_to_rounding("| 2.1e-12 |", "| 3.1e-12 |") is not None
+    # a full-precision z (JSON, CSV) to ZTOL absolute: one ulp of an estimate over a tiny se moves it by 1e-6
+    assert same_up_to_rounding('{"z": 0.31487858087811066}', '{"z": 0.3148781490720665}') is None
+    assert same_up_to_rounding('{"z": 0.3151}', '{"z": 0.3148781490720665}') == "z 0.3151 != 0.3148781490720665"
+    csv_text = "layer,estimate,z,samples\nrelu,0.5,{},100\n"
+    assert same_up_to_rounding(csv_text.format(0.3148785), csv_text.format(0.3148781)) is None
+    assert same_up_to_rounding(csv_text.format(0.32), csv_text.format(0.3148781)) is not None
+    assert same_up_to_rounding(csv_text.format(0.3148785).replace("0.5,", "0.6,"), csv_text.format(0.3148781))
 
 
 @pytest.mark.slow
