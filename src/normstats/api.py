@@ -49,6 +49,16 @@ def version() -> str:
     return __version__
 
 
+def compiled() -> dict[str, str | None]:
+    """The compiled loops this install runs, by name (``relu_passes``: ReLU's network passes with their
+    tallies; ``power_sums``: the engine's power sums): ``"avx2"``, ``"plain"`` (C without AVX2), or ``None``
+    where the package was built without a C compiler and numpy's passes run (the same numbers up to rounding)."""
+    from normstats.engine.moments import power_sums_version
+    from normstats.layers import relu_kernels
+
+    return {"relu_passes": relu_kernels.version(), "power_sums": power_sums_version()}
+
+
 def run_metadata(
     seed: int, samples: int, method: str = "mc", estimator: str = engine.DEFAULT_ESTIMATOR
 ) -> dict[str, Any]:

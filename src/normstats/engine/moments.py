@@ -48,6 +48,11 @@ except ImportError:  # numpy's passes instead: the same sums up to float roundin
     _power_sums = None
 
 
+def power_sums_version() -> str | None:
+    """The compiled power-sum loop that runs: ``"avx2"``, ``"plain"`` (C), or ``None`` (not built: numpy)."""
+    return _power_sums.current() if _power_sums is not None else None
+
+
 @dataclass(frozen=True)
 class Moments:
     """Count, mean and sums of powers of deviations ``sum (v - mean)^p`` for p = 2, 3, 4."""
