@@ -278,3 +278,30 @@ def test_a_network_tallies_the_same_with_the_loops(spec: str, shape: tuple[int, 
     relus = [s for s in net.walk() if getattr(s, "name", None) == "relu" and net.batch * s.out_values > 1]
     chunks = -(-60 // 17)
     assert calls == 2 * len(relus) * chunks
+
+
+def test_relu_sums_the_record_of_the_layer_before_it_even_after_a_maps_channel_figures(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A conv's and a max pool's outputs are maps, whose channel figures go to the sink between the layer's
+    record and the ReLU after it: the record still waits for the ReLU, which sums it as it reads it (every
+    forward call gets rows for its input), and the tallies are those of numpy's passes to rounding."""
+    from normstats.engine import blocks as engine
+    from normstats.layers import activations
+    from normstats.networks import propagate
+    from normstats.networks.build import build_network
+
+    spec, shape = "conv(out_channels=3,k=3,padding=1) relu maxpool(k=2) relu", (2, 6, 6)
+    with_input_rows = []
+    forward = relu_kernels.forward
+
+    def spy(z, y, mask, shift, scale, z_rows, y_rows):  # type: ignore[no-untyped-def]
+        with_input_rows.append(z_rows is not None)
+        return forward(z, y, mask, shift, scale, z_rows, y_rows)
+
+    monkeypatch.setattr(activations.relu_kernels, "forward", spy)
+    net = build_network(spec, shape, normprop="fp")
+    model = propagate.NetworkModel(net, 0, 11)
+    fused = engine.run_block(engine.Job(model, 11, "mc", 17, "sampled"), engine.Block(0, 34)).estimates()
+    assert with_input_rows == [True] * 4  # 2 ReLUs, 2 chunks
+    monkeypatch.setattr(propagate, "_SUMMED", False)
+    plain = engine.run_block(engine.Job(model, 11, "mc", 17, "sampled"), engine.Block(0, 34)).estimates()
+    np.testing.assert_allclose([fused[k] for k in plain], [plain[k] for k in plain], rtol=1e-11, atol=1e-15)

@@ -325,9 +325,11 @@ class _Run:
         return self.rows(index) if self.rows is not None else None
 
     def record(self, index: int, values: np.ndarray, summed_by_next: bool = False) -> None:
-        """Record ``index``'s values: to the sink, or held for the next stage (if it sums, and may here)."""
-        self.hand()
+        """Record ``index``'s values: to the sink, or held for the next stage (if it sums, and may here). A
+        record handed meanwhile (a map's channel figures) leaves the held one waiting: the sink takes records
+        in any order."""
         if summed_by_next and self.rows_of(index) is not None:
+            self.hand()
             self.pending = (index, values)
         else:
             self.sink(index, values.reshape(self.draws, -1))
