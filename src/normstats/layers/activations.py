@@ -148,6 +148,9 @@ class _ReLUPasses(Passes):
     fresh_output = True
     fresh_grad = True
     writes_over_input = True  # the state is the mask
+    # one pass over memory each way where the package was built with its compiled loops (relu_kernels): the
+    # passes below, the NormProp shift and scale, and the row summaries of input and output, the same numbers
+    summed = relu_kernels.AVAILABLE
 
     def __init__(self) -> None:  # nothing of the layer's is needed (no parameters, no weights)
         pass
@@ -173,10 +176,6 @@ class _ReLUPasses(Passes):
         dx = np.multiply(dy, state)  # a new array: scaled in place
         dx *= scale
         return dx
-
-    # One pass over memory each way where the package was built with its compiled loops (relu_kernels): the
-    # passes above, the NormProp shift and scale, and the row summaries of input and output, the same numbers.
-    summed = relu_kernels.AVAILABLE
 
     def forward_summed(self, x: np.ndarray, shift: float, scale: float, x_rows: RowSums | None, y_rows: RowSums,
                        inplace: bool) -> tuple[np.ndarray, np.ndarray]:
