@@ -16,28 +16,23 @@
 #include <immintrin.h>
 #endif
 
+/* One value's d = v - shift and its powers, added to the four sums in acc. */
+static inline void sum_one(double v, double shift, double acc[4]) {
+    double d = v - shift;
+    double d2 = d * d;
+    acc[0] += d;
+    acc[1] += d2;
+    acc[2] += d2 * d;
+    acc[3] += d2 * d2;
+}
+
 static void sums_plain(const double *v, Py_ssize_t n, double shift, double out[4]) {
-    double s[4][4] = {{0}};
+    double s[4][4] = {{0}};  /* four lanes: lane k takes every fourth value */
     Py_ssize_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        for (int k = 0; k < 4; k++) {
-            double d = v[i + k] - shift;
-            double d2 = d * d;
-            s[0][k] += d;
-            s[1][k] += d2;
-            s[2][k] += d2 * d;
-            s[3][k] += d2 * d2;
-        }
-    }
-    for (int r = 0; r < 4; r++) out[r] = (s[r][0] + s[r][1]) + (s[r][2] + s[r][3]);
-    for (; i < n; i++) {
-        double d = v[i] - shift;
-        double d2 = d * d;
-        out[0] += d;
-        out[1] += d2;
-        out[2] += d2 * d;
-        out[3] += d2 * d2;
-    }
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; k++) sum_one(v[i + k], shift, s[k]);
+    for (int r = 0; r < 4; r++) out[r] = (s[0][r] + s[1][r]) + (s[2][r] + s[3][r]);
+    for (; i < n; i++) sum_one(v[i], shift, out);
 }
 
 #ifdef HAVE_AVX2_PATH
@@ -67,14 +62,7 @@ __attribute__((target("avx2"))) static void sums_avx2(const double *v, Py_ssize_
     out[1] = hsum(_mm256_add_pd(b1, b2));
     out[2] = hsum(_mm256_add_pd(c1, c2));
     out[3] = hsum(_mm256_add_pd(e1, e2));
-    for (; i < n; i++) {
-        double d = v[i] - shift;
-        double d2 = d * d;
-        out[0] += d;
-        out[1] += d2;
-        out[2] += d2 * d;
-        out[3] += d2 * d2;
-    }
+    for (; i < n; i++) sum_one(v[i], shift, out);
 }
 #endif
 
@@ -98,20 +86,27 @@ static PyObject *power_sums(PyObject *self, PyObject *args) {
     return Py_BuildValue("(dddd)", out[0], out[1], out[2], out[3]);
 }
 
-static PyObject *use(PyObject *self, PyObject *args) {
-    const char *name;
-    if (!PyArg_ParseTuple(args, "s:use", &name)) return NULL;
+/* Run the loop named `name` from now on: 1, or 0 if this machine has no such loop. */
+static int choose(const char *name) {
     if (strcmp(name, "plain") == 0) {
         sums_impl = sums_plain;
         isa = "plain";
+        return 1;
     }
 #ifdef HAVE_AVX2_PATH
-    else if (strcmp(name, "avx2") == 0 && __builtin_cpu_supports("avx2")) {
+    if (strcmp(name, "avx2") == 0 && __builtin_cpu_supports("avx2")) {
         sums_impl = sums_avx2;
         isa = "avx2";
+        return 1;
     }
 #endif
-    else {
+    return 0;
+}
+
+static PyObject *use(PyObject *self, PyObject *args) {
+    const char *name;
+    if (!PyArg_ParseTuple(args, "s:use", &name)) return NULL;
+    if (!choose(name)) {
         PyErr_Format(PyExc_ValueError, "no kernel '%s' on this machine (have: %s)", name, isa);
         return NULL;
     }
@@ -131,10 +126,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_power_sums", NULL, 
 PyMODINIT_FUNC PyInit__power_sums(void) {
 #ifdef HAVE_AVX2_PATH
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) {
-        sums_impl = sums_avx2;
-        isa = "avx2";
-    }
 #endif
+    choose("avx2");  /* where the CPU has it; the plain loop otherwise */
     return PyModule_Create(&module);
 }

@@ -29,7 +29,47 @@ typedef struct {
     double *mean, *sq;
 } Rows;
 
+/* -- one value, one row --------------------------------------------------------------------------------------- */
+
+/* One value of the forward pass: y, the mask, and the four sums of its row (z, z^2, y, y^2) in acc. */
+static inline void forward_one(double v, double shift, double scale, uint8_t *m, double *y, double acc[4]) {
+    double o = (((v > 0.0) || (v != v)) ? v : 0.0) - shift;
+    o *= scale;
+    *m = v > 0.0;
+    *y = o;
+    acc[0] += v;
+    acc[1] += v * v;
+    acc[2] += o;
+    acc[3] += o * o;
+}
+
+/* One value of the backward pass: dx, and the four sums of its row (g, g^2, dx, dx^2) in acc. */
+static inline void backward_one(double v, uint8_t m, double scale, double *dx, double acc[4]) {
+    double o = v * (double)m;
+    o *= scale;
+    *dx = o;
+    acc[0] += v;
+    acc[1] += v * v;
+    acc[2] += o;
+    acc[3] += o * o;
+}
+
+/* Row i's four sums as its summaries: the mean and the sum of squares of the input (if asked) and the output. */
+static inline void put_rows(Rows in, Rows out, Py_ssize_t i, const double t[4], Py_ssize_t width) {
+    if (in.mean) {
+        in.mean[i] = t[0] / (double)width;
+        in.sq[i] = t[1];
+    }
+    out.mean[i] = t[2] / (double)width;
+    out.sq[i] = t[3];
+}
+
 /* -- plain C ------------------------------------------------------------------------------------------------ */
+
+/* Four lanes of sums (lane k takes every fourth value), added pairwise into one row's sums. */
+static inline void merge_lanes(double s[4][4], double t[4]) {
+    for (int r = 0; r < 4; r++) t[r] = (s[0][r] + s[1][r]) + (s[2][r] + s[3][r]);
+}
 
 static void forward_plain(const double *z, double *y, uint8_t *mask, Py_ssize_t rows, Py_ssize_t width,
                           double shift, double scale, Rows zr, Rows yr) {
@@ -37,40 +77,13 @@ static void forward_plain(const double *z, double *y, uint8_t *mask, Py_ssize_t 
         const double *zi = z + i * width;
         double *yi = y + i * width;
         uint8_t *mi = mask + i * width;
-        double s[4][4] = {{0}};
+        double s[4][4] = {{0}}, t[4];
         Py_ssize_t j = 0;
-        for (; j + 4 <= width; j += 4) {
-            for (int k = 0; k < 4; k++) {
-                double v = zi[j + k];
-                double o = (((v > 0.0) || (v != v)) ? v : 0.0) - shift;
-                o *= scale;
-                mi[j + k] = v > 0.0;
-                yi[j + k] = o;
-                s[0][k] += v;
-                s[1][k] += v * v;
-                s[2][k] += o;
-                s[3][k] += o * o;
-            }
-        }
-        double t[4];
-        for (int r = 0; r < 4; r++) t[r] = (s[r][0] + s[r][1]) + (s[r][2] + s[r][3]);
-        for (; j < width; j++) {
-            double v = zi[j];
-            double o = (((v > 0.0) || (v != v)) ? v : 0.0) - shift;
-            o *= scale;
-            mi[j] = v > 0.0;
-            yi[j] = o;
-            t[0] += v;
-            t[1] += v * v;
-            t[2] += o;
-            t[3] += o * o;
-        }
-        if (zr.mean) {
-            zr.mean[i] = t[0] / (double)width;
-            zr.sq[i] = t[1];
-        }
-        yr.mean[i] = t[2] / (double)width;
-        yr.sq[i] = t[3];
+        for (; j + 4 <= width; j += 4)
+            for (int k = 0; k < 4; k++) forward_one(zi[j + k], shift, scale, mi + j + k, yi + j + k, s[k]);
+        merge_lanes(s, t);
+        for (; j < width; j++) forward_one(zi[j], shift, scale, mi + j, yi + j, t);
+        put_rows(zr, yr, i, t, width);
     }
 }
 
@@ -80,38 +93,13 @@ static void backward_plain(const double *g, const uint8_t *mask, double *dx, Py_
         const double *gi = g + i * width;
         double *di = dx + i * width;
         const uint8_t *mi = mask + i * width;
-        double s[4][4] = {{0}};
+        double s[4][4] = {{0}}, t[4];
         Py_ssize_t j = 0;
-        for (; j + 4 <= width; j += 4) {
-            for (int k = 0; k < 4; k++) {
-                double v = gi[j + k];
-                double o = v * (double)mi[j + k];
-                o *= scale;
-                di[j + k] = o;
-                s[0][k] += v;
-                s[1][k] += v * v;
-                s[2][k] += o;
-                s[3][k] += o * o;
-            }
-        }
-        double t[4];
-        for (int r = 0; r < 4; r++) t[r] = (s[r][0] + s[r][1]) + (s[r][2] + s[r][3]);
-        for (; j < width; j++) {
-            double v = gi[j];
-            double o = v * (double)mi[j];
-            o *= scale;
-            di[j] = o;
-            t[0] += v;
-            t[1] += v * v;
-            t[2] += o;
-            t[3] += o * o;
-        }
-        if (gr.mean) {
-            gr.mean[i] = t[0] / (double)width;
-            gr.sq[i] = t[1];
-        }
-        dr.mean[i] = t[2] / (double)width;
-        dr.sq[i] = t[3];
+        for (; j + 4 <= width; j += 4)
+            for (int k = 0; k < 4; k++) backward_one(gi[j + k], mi[j + k], scale, di + j + k, s[k]);
+        merge_lanes(s, t);
+        for (; j < width; j++) backward_one(gi[j], mi[j], scale, di + j, t);
+        put_rows(gr, dr, i, t, width);
     }
 }
 
@@ -163,25 +151,10 @@ __attribute__((target("avx2"))) static void forward_avx2(const double *z, double
             d1 = _mm256_add_pd(d1, _mm256_mul_pd(ov, ov));
             d2 = _mm256_add_pd(d2, _mm256_mul_pd(ow, ow));
         }
-        double t0 = hsum(_mm256_add_pd(a1, a2)), t1 = hsum(_mm256_add_pd(b1, b2));
-        double t2 = hsum(_mm256_add_pd(c1, c2)), t3 = hsum(_mm256_add_pd(d1, d2));
-        for (; j < width; j++) {
-            double v = zi[j];
-            double o = (((v > 0.0) || (v != v)) ? v : 0.0) - shift;
-            o *= scale;
-            mi[j] = v > 0.0;
-            yi[j] = o;
-            t0 += v;
-            t1 += v * v;
-            t2 += o;
-            t3 += o * o;
-        }
-        if (zr.mean) {
-            zr.mean[i] = t0 / (double)width;
-            zr.sq[i] = t1;
-        }
-        yr.mean[i] = t2 / (double)width;
-        yr.sq[i] = t3;
+        double t[4] = {hsum(_mm256_add_pd(a1, a2)), hsum(_mm256_add_pd(b1, b2)), hsum(_mm256_add_pd(c1, c2)),
+                       hsum(_mm256_add_pd(d1, d2))};
+        for (; j < width; j++) forward_one(zi[j], shift, scale, mi + j, yi + j, t);
+        put_rows(zr, yr, i, t, width);
     }
 }
 
@@ -214,24 +187,10 @@ __attribute__((target("avx2"))) static void backward_avx2(const double *g, const
             d1 = _mm256_add_pd(d1, _mm256_mul_pd(ov, ov));
             d2 = _mm256_add_pd(d2, _mm256_mul_pd(ow, ow));
         }
-        double t0 = hsum(_mm256_add_pd(a1, a2)), t1 = hsum(_mm256_add_pd(b1, b2));
-        double t2 = hsum(_mm256_add_pd(c1, c2)), t3 = hsum(_mm256_add_pd(d1, d2));
-        for (; j < width; j++) {
-            double v = gi[j];
-            double o = v * (double)mi[j];
-            o *= scale;
-            di[j] = o;
-            t0 += v;
-            t1 += v * v;
-            t2 += o;
-            t3 += o * o;
-        }
-        if (gr.mean) {
-            gr.mean[i] = t0 / (double)width;
-            gr.sq[i] = t1;
-        }
-        dr.mean[i] = t2 / (double)width;
-        dr.sq[i] = t3;
+        double t[4] = {hsum(_mm256_add_pd(a1, a2)), hsum(_mm256_add_pd(b1, b2)), hsum(_mm256_add_pd(c1, c2)),
+                       hsum(_mm256_add_pd(d1, d2))};
+        for (; j < width; j++) backward_one(gi[j], mi[j], scale, di + j, t);
+        put_rows(gr, dr, i, t, width);
     }
 }
 #endif
@@ -267,36 +226,56 @@ static void release(Py_buffer *views, int n) {
         if (views[i].obj) PyBuffer_Release(&views[i]);
 }
 
-static PyObject *forward(PyObject *self, PyObject *args) {
-    PyObject *o[7];
-    Py_ssize_t rows, width;
-    double shift, scale;
-    if (!PyArg_ParseTuple(args, "OOOnnddOOOO:forward", &o[0], &o[1], &o[2], &rows, &width, &shift, &scale, &o[3],
-                          &o[4], &o[5], &o[6]))
-        return NULL;
+/* What a pass takes: three arrays of rows x width values, then the row summaries of its input (mean, sum of
+ * squares: both or neither) and of its output, rows values each. */
+typedef struct {
+    const char *names[7];
+    Py_ssize_t itemsizes[3];
+    int writable[3];
+} Signature;
+
+/* The seven buffers of a call, checked against `sig`, and the Rows of the input and the output; 0 with an
+ * exception set (and nothing held) if one does not fit. */
+static int take_all(PyObject *o[7], Py_buffer v[7], const Signature *sig, Py_ssize_t rows, Py_ssize_t width,
+                    Rows *in, Rows *out) {
+    memset(v, 0, 7 * sizeof *v);
     if (rows < 0 || width < 1) {
         PyErr_SetString(PyExc_ValueError, "rows must be >= 0 and width >= 1");
-        return NULL;
+        return 0;
     }
-    Py_buffer v[7];
-    memset(v, 0, sizeof v);
-    const char *names[7] = {"z", "y", "mask", "z_mean", "z_sq", "y_mean", "y_sq"};
-    Py_ssize_t counts[7] = {rows * width, rows * width, rows * width, rows, rows, rows, rows};
-    Py_ssize_t sizes[7] = {8, 8, 1, 8, 8, 8, 8};
-    int writable[7] = {0, 1, 1, 1, 1, 1, 1}, optional[7] = {0, 0, 0, 1, 1, 0, 0};
     for (int i = 0; i < 7; i++) {
-        if (!take(o[i], &v[i], writable[i], counts[i], sizes[i], names[i], optional[i])) {
+        int array = i < 3;
+        if (!take(o[i], &v[i], array ? sig->writable[i] : 1, array ? rows * width : rows,
+                  array ? sig->itemsizes[i] : 8, sig->names[i], i == 3 || i == 4)) {
             release(v, 7);
-            return NULL;
+            return 0;
         }
     }
     if ((v[3].obj == NULL) != (v[4].obj == NULL)) {
         release(v, 7);
-        PyErr_SetString(PyExc_ValueError, "z_mean and z_sq: both or neither");
-        return NULL;
+        PyErr_Format(PyExc_ValueError, "%s and %s: both or neither", sig->names[3], sig->names[4]);
+        return 0;
     }
-    Rows zr = {(double *)v[3].buf, (double *)v[4].buf}, yr = {(double *)v[5].buf, (double *)v[6].buf};
-    if (!v[3].obj) zr.mean = zr.sq = NULL;
+    in->mean = v[3].obj ? (double *)v[3].buf : NULL;
+    in->sq = v[4].obj ? (double *)v[4].buf : NULL;
+    out->mean = (double *)v[5].buf;
+    out->sq = (double *)v[6].buf;
+    return 1;
+}
+
+static const Signature FORWARD = {{"z", "y", "mask", "z_mean", "z_sq", "y_mean", "y_sq"}, {8, 8, 1}, {0, 1, 1}};
+static const Signature BACKWARD = {{"g", "mask", "dx", "g_mean", "g_sq", "dx_mean", "dx_sq"}, {8, 1, 8}, {0, 0, 1}};
+
+static PyObject *forward(PyObject *self, PyObject *args) {
+    PyObject *o[7];
+    Py_buffer v[7];
+    Py_ssize_t rows, width;
+    double shift, scale;
+    Rows zr, yr;
+    if (!PyArg_ParseTuple(args, "OOOnnddOOOO:forward", &o[0], &o[1], &o[2], &rows, &width, &shift, &scale, &o[3],
+                          &o[4], &o[5], &o[6]) ||
+        !take_all(o, v, &FORWARD, rows, width, &zr, &yr))
+        return NULL;
     Py_BEGIN_ALLOW_THREADS
     forward_impl((const double *)v[0].buf, (double *)v[1].buf, (uint8_t *)v[2].buf, rows, width, shift, scale, zr,
                  yr);
@@ -307,34 +286,14 @@ static PyObject *forward(PyObject *self, PyObject *args) {
 
 static PyObject *backward(PyObject *self, PyObject *args) {
     PyObject *o[7];
+    Py_buffer v[7];
     Py_ssize_t rows, width;
     double scale;
+    Rows gr, dr;
     if (!PyArg_ParseTuple(args, "OOOnndOOOO:backward", &o[0], &o[1], &o[2], &rows, &width, &scale, &o[3], &o[4],
-                          &o[5], &o[6]))
+                          &o[5], &o[6]) ||
+        !take_all(o, v, &BACKWARD, rows, width, &gr, &dr))
         return NULL;
-    if (rows < 0 || width < 1) {
-        PyErr_SetString(PyExc_ValueError, "rows must be >= 0 and width >= 1");
-        return NULL;
-    }
-    Py_buffer v[7];
-    memset(v, 0, sizeof v);
-    const char *names[7] = {"g", "mask", "dx", "g_mean", "g_sq", "dx_mean", "dx_sq"};
-    Py_ssize_t counts[7] = {rows * width, rows * width, rows * width, rows, rows, rows, rows};
-    Py_ssize_t sizes[7] = {8, 1, 8, 8, 8, 8, 8};
-    int writable[7] = {0, 0, 1, 1, 1, 1, 1}, optional[7] = {0, 0, 0, 1, 1, 0, 0};
-    for (int i = 0; i < 7; i++) {
-        if (!take(o[i], &v[i], writable[i], counts[i], sizes[i], names[i], optional[i])) {
-            release(v, 7);
-            return NULL;
-        }
-    }
-    if ((v[3].obj == NULL) != (v[4].obj == NULL)) {
-        release(v, 7);
-        PyErr_SetString(PyExc_ValueError, "g_mean and g_sq: both or neither");
-        return NULL;
-    }
-    Rows gr = {(double *)v[3].buf, (double *)v[4].buf}, dr = {(double *)v[5].buf, (double *)v[6].buf};
-    if (!v[3].obj) gr.mean = gr.sq = NULL;
     Py_BEGIN_ALLOW_THREADS
     backward_impl((const double *)v[0].buf, (const uint8_t *)v[1].buf, (double *)v[2].buf, rows, width, scale, gr,
                   dr);
@@ -343,22 +302,29 @@ static PyObject *backward(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-static PyObject *use(PyObject *self, PyObject *args) {
-    const char *name;
-    if (!PyArg_ParseTuple(args, "s:use", &name)) return NULL;
+/* Run the loops named `name` from now on: 1, or 0 if this machine has no such loops. */
+static int choose(const char *name) {
     if (strcmp(name, "plain") == 0) {
         forward_impl = forward_plain;
         backward_impl = backward_plain;
         isa = "plain";
+        return 1;
     }
 #ifdef HAVE_AVX2_PATH
-    else if (strcmp(name, "avx2") == 0 && __builtin_cpu_supports("avx2")) {
+    if (strcmp(name, "avx2") == 0 && __builtin_cpu_supports("avx2")) {
         forward_impl = forward_avx2;
         backward_impl = backward_avx2;
         isa = "avx2";
+        return 1;
     }
 #endif
-    else {
+    return 0;
+}
+
+static PyObject *use(PyObject *self, PyObject *args) {
+    const char *name;
+    if (!PyArg_ParseTuple(args, "s:use", &name)) return NULL;
+    if (!choose(name)) {
         PyErr_Format(PyExc_ValueError, "no kernel '%s' on this machine (have: %s)", name, isa);
         return NULL;
     }
@@ -379,11 +345,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_relu_kernels", NULL
 PyMODINIT_FUNC PyInit__relu_kernels(void) {
 #ifdef HAVE_AVX2_PATH
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) {
-        forward_impl = forward_avx2;
-        backward_impl = backward_avx2;
-        isa = "avx2";
-    }
 #endif
+    choose("avx2");  /* where the CPU has it; the plain loops otherwise */
     return PyModule_Create(&module);
 }

@@ -5,8 +5,8 @@ package where a C compiler is found, see ``setup.py``), behind checks of their a
 chunk: forward, the row summaries of the linear layer's output (a BLAS gemv and a ``vecdot``), ReLU's mask and
 maximum, the NormProp shift and scale, and the row summaries of ReLU's output (seven passes); backward, the
 mask, the scale and the summaries of the gradient on either side (five). :func:`forward` and :func:`backward` do
-each in one pass. Their elementwise results are numpy's bit for bit (``np.maximum``'s ``+0.0`` for ``-0.0``, NaN kept, the
-mask cast to ``1.0``/``0.0`` and multiplied); the sums differ from numpy's by float rounding.
+each in one pass. Their elementwise results are numpy's bit for bit (``np.maximum``'s ``+0.0`` for ``-0.0``, NaN
+kept, the mask cast to ``1.0``/``0.0`` and multiplied); the sums differ from numpy's by float rounding.
 
 Row summaries are what :class:`~normstats.engine.moments.DrawSums` buffers: each row's mean and its sum of
 squares, written into the arrays given (a pair, or ``None`` for a side not tallied here).
