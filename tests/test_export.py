@@ -16,14 +16,15 @@ from click.testing import CliRunner
 
 import normstats
 from normstats.cli import main
-from normstats.output import export
+from normstats.output.files import layers as export
+from normstats.output.files.schema import schema
 from normstats.published import conventions
 from normstats.published.default_table import DEFAULT_ROWS
 from tests.rounding import same_up_to_rounding
 from tests.test_cli import run, run_bad
 
 TABLES = Path(__file__).resolve().parent.parent / "tables"
-VALIDATOR = jsonschema.Draft202012Validator(export.schema())
+VALIDATOR = jsonschema.Draft202012Validator(schema())
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +33,8 @@ def small_table() -> normstats.Table:
 
 
 def test_schema_is_a_valid_schema_and_is_what_the_cli_prints() -> None:
-    jsonschema.Draft202012Validator.check_schema(export.schema())
-    assert json.loads(run("schema").stdout) == export.schema()
+    jsonschema.Draft202012Validator.check_schema(schema())
+    assert json.loads(run("schema").stdout) == schema()
 
 
 def test_every_json_the_tool_writes_validates() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from normstats.output.export import FILE_NAMES
+from normstats.output.files.layers import FILE_NAMES
 
 
 def _spawn(*args: str) -> subprocess.Popen[str]:

@@ -16,7 +16,7 @@ import pytest
 
 import normstats
 from normstats.networks.propagate import FP, NetworkSampler, weight_rng
-from normstats.output import export
+from normstats.output.files import schema as export
 from normstats.registry import make_layer
 from normstats.theory import free_probability as fprob
 from normstats.theory.jacobian import build
@@ -201,7 +201,7 @@ def test_cli_table_json_schema_and_png(tmp_path: Path) -> None:
     import matplotlib.colors
     import matplotlib.image
 
-    from normstats.output import spectrum_plot
+    from normstats.output.figures import spectrum as spectrum_plot
 
     out = run("jacobian", "4*(linear relu)", "--input", "32", "-n", "6", "--normprop", "bp").stdout
     assert "free prob." in out and "var λ" in out and "singular" in out

@@ -16,7 +16,7 @@ import normstats
 from normstats.exact.bivariate import bivariate_expectation
 from normstats.exact.kernels import erf_kernel, identity_kernel, relu_kernel
 from normstats.layers.expr import CustomActivation
-from normstats.output import export
+from normstats.output.files import schema as export
 from normstats.registry import make_layer
 from normstats.theory.finite_width import propagate
 from normstats.theory.meanfield import MeanField, edge_of_chaos
@@ -248,7 +248,7 @@ def test_the_phase_grid_agrees_with_the_accurate_path(name: str, shape: tuple[in
 def test_the_phase_diagram_png(tmp_path: Path) -> None:
     import matplotlib.image
 
-    from normstats.output import phase_plot
+    from normstats.output.figures import phase as phase_plot
 
     target = tmp_path / "phase.png"
     run("meanfield", "--layer", "tanh", "--sigma-w2", "1.5", "--sigma-b2", "0.05", "--depth", "1", "--plot",

@@ -13,7 +13,7 @@ import pytest
 import normstats
 from normstats.networks.build import build_network
 from normstats.networks.wide_limit import mean_field
-from normstats.output import export
+from normstats.output.files import schema as export
 from tests.test_cli import run
 
 #: ``linear relu`` with unit-norm rows and a square W: every statistic is the same for every W. The linear
@@ -142,7 +142,7 @@ def test_the_plot_shows_both_passes(tmp_path) -> None:  # type: ignore[no-untype
     img = image.imread(str(path))
     assert img.shape[0] > 300 and img.shape[1] > 800  # two panels side by side
     assert img[..., :3].std() > 0.05
-    from normstats.output.signal_plot import (
+    from normstats.output.figures.signal import (
         BP_COLOUR,
         FP_COLOUR,
         MEAN_SQ_COLOUR,
@@ -185,7 +185,7 @@ def test_the_committed_depth_table_is_what_the_documented_command_writes() -> No
 
 
 def test_the_readme_quotes_the_depth_table() -> None:
-    from normstats.output.formatting import pm
+    from normstats.output.results.numbers import pm
 
     readme = (TABLES.parent / "README.md").read_text()
     for mode in ("fp", "bp", "split", "none"):

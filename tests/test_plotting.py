@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from normstats.errors import NormstatsError
-from normstats.output import plotting
+from normstats.output.figures import backend as plotting
 
 
 def test_a_plot_path_must_be_a_png_in_an_existing_folder(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ from rich.console import Console
 
 import normstats
 from normstats.cli import main
-from normstats.output import formatting as fmt
-from normstats.output import render
+from normstats.output.results import numbers as fmt
+from normstats.output.terminal import layers as render
 from normstats.published import conventions
 
 ROWS = [("maxpool", {"k": 3}), ("linear", {}), ("conv", {"size": "7"}), ("dropout", {"p": 0.9}),

@@ -50,7 +50,7 @@ def test_what_it_finds_quotes_the_committed_tables() -> None:
     """The estimates in "What it finds" are those of tables/table.csv, formatted as the tool prints them."""
     import csv
 
-    from normstats.output.formatting import pm
+    from normstats.output.results.numbers import pm
 
     with (ROOT / "tables" / "table.csv").open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))

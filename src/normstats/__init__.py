@@ -24,9 +24,9 @@ from normstats.api import (
     version,
 )
 from normstats.errors import NormstatsError, ParameterError, UnknownLayerError
-from normstats.output.jacobian_results import JacobianResult
-from normstats.output.network_results import LayerStats, NetworkResult
-from normstats.output.results import Row, Stat, Table
+from normstats.output.results.jacobian import JacobianResult
+from normstats.output.results.network import LayerStats, NetworkResult
+from normstats.output.results.table import Row, Stat, Table
 from normstats.registry import get_layer, list_layers, make_layer, register_layer
 
 __version__ = version()

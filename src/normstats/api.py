@@ -26,10 +26,10 @@ from normstats.layers.base import AUTO_SAMPLER, DEFAULT_SAMPLER, SAMPLERS, Layer
 from normstats.networks.build import build_network
 from normstats.networks.run import DEFAULT_DRAWS, check_inits, run_network
 from normstats.networks.shapes import parse_input
-from normstats.output.jacobian_results import JacobianResult
-from normstats.output.meanfield import EdgeOfChaos, LayerPoint, MeanFieldResult
-from normstats.output.network_results import NetworkResult
-from normstats.output.results import LayerInfo, Row, Table, stats_from_estimates
+from normstats.output.results.jacobian import JacobianResult
+from normstats.output.results.meanfield import EdgeOfChaos, LayerPoint, MeanFieldResult
+from normstats.output.results.network import NetworkResult
+from normstats.output.results.table import LayerInfo, Row, Table, stats_from_estimates
 from normstats.published import constants as published_constants
 from normstats.published.constants import AuditEntry
 from normstats.published.default_table import DEFAULT_ROWS, DEPTH_DRAWS, DEPTH_RUNS
@@ -380,12 +380,13 @@ def network(
 
 
 def depth_table(*, samples: int | str | None = None, seed: int = DEFAULT_SEED, progress: Progress | None = None,
-                workers: int | None = None) -> list[NetworkResult]:
+                **run: Any) -> list[NetworkResult]:
     """Every run of the depth table (:data:`~normstats.published.default_table.DEPTH_RUNS`), each with
-    ``samples`` draws (default :data:`~normstats.published.default_table.DEPTH_DRAWS`)."""
+    ``samples`` draws (default :data:`~normstats.published.default_table.DEPTH_DRAWS`); ``run`` takes
+    :func:`network`'s options (``workers``, ``processes``, ``dask``, ``target_se``, ``max_time``)."""
     return [
         network(spec, input=width, normprop=mode, samples=DEPTH_DRAWS if samples is None else samples, seed=seed,
-                progress=progress, workers=workers)
+                progress=progress, **run)
         for spec, width, mode in DEPTH_RUNS
     ]
 
@@ -479,6 +480,10 @@ def jacobian(
     samples: int | str | None = None,
     seed: int = DEFAULT_SEED,
     depths: str | Iterable[int] | None = None,
+    workers: int | None = None,
+    processes: bool = False,
+    dask: str | None = None,
+    progress: Progress | None = None,
 ) -> JacobianResult:
     """The spectrum of the input-output Jacobian of a network on ``input`` values (:mod:`normstats.theory.jacobian`):
     per draw (one input ``x ~ N(0, I)`` and one network) ``J`` from the network's own backward pass and its
@@ -488,11 +493,14 @@ def jacobian(
     (infinite-width) prediction where the network is a chain of square linear layers and activations
     (:mod:`normstats.theory.free_probability`). ``init`` (``normal`` or ``orthogonal``) and ``sigma_w2``
     (default 1) set the linear layers that name no weights of their own; ``normprop`` as in :func:`network`;
-    ``inits``: networks in all (default: one per draw)."""
+    ``inits``: networks in all (default: one per draw). Each network's draws run as one task on ``workers``
+    threads (or ``processes``, or the Dask scheduler at ``dask``): the result is the same for any of them."""
     from normstats.theory import jacobian as jac
 
     draws = jac.DEFAULT_DRAWS if samples is None else parse_samples(samples)
-    seed = check_seed(seed)
-    meta = run_metadata(seed, draws, "mc", "sampled")
-    return jac.measure(spec, input=input, init=init, sigma_w2=sigma_w2, normprop=normprop, draws=draws,
-                       inits=inits, depths=depths, seed=seed, version=version(), metadata=meta)
+    opts = run_options(draws, seed, workers=workers, dask=dask, progress=progress, processes=processes)
+    meta = run_metadata(opts.seed, draws, "mc", "sampled")
+    with open_executor(opts.workers, opts.dask, opts.processes) as executor:
+        return jac.measure(spec, input=input, init=init, sigma_w2=sigma_w2, normprop=normprop, draws=draws,
+                           inits=inits, depths=depths, seed=opts.seed, version=version(), metadata=meta,
+                           executor=executor, progress=opts.progress)

@@ -21,8 +21,8 @@ from normstats.errors import NormstatsError
 from normstats.networks.build import Block, Network
 from normstats.networks.propagate import NetworkModel, draw_seed
 from normstats.networks.wide_limit import mean_field
-from normstats.output.network_results import LayerStats, NetworkResult
-from normstats.output.results import Stat, interval_quantile
+from normstats.output.results.network import LayerStats, NetworkResult
+from normstats.output.results.table import Stat, interval_quantile
 
 #: Draws of a network run unless told otherwise (a draw is a whole forward and backward pass).
 DEFAULT_DRAWS = 10**4

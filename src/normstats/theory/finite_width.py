@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from normstats.layers.base import Elementwise
-from normstats.output.meanfield import FiniteWidthPoint
+from normstats.output.results.meanfield import FiniteWidthPoint
 
 #: Random weights drawn at once (a chunk of networks side by side): 32 MB of float64.
 _CHUNK_NUMBERS = 1 << 22

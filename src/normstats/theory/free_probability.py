@@ -55,7 +55,7 @@ from normstats.layers.base import Elementwise
 from normstats.networks import shapes
 from normstats.networks.build import Network, Stage
 from normstats.networks.wide_limit import weight_factors
-from normstats.output.jacobian_results import Factor, SpectrumPrediction
+from normstats.output.results.jacobian import Factor, SpectrumPrediction
 
 Fn = Callable[[np.ndarray], np.ndarray]
 

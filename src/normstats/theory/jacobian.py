@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from normstats.engine.progress import NULL_PROGRESS, Progress
 from normstats.errors import NormstatsError
 from normstats.networks.build import Block, Network, build_network
 from normstats.networks.propagate import NetworkSampler, weight_rng
@@ -43,7 +44,7 @@ from normstats.networks.spec import (
     format_spec,
     parse_spec,
 )
-from normstats.output.jacobian_results import DepthSpectrum, JacobianResult, stat
+from normstats.output.results.jacobian import DepthSpectrum, JacobianResult, stat
 from normstats.registry import get_layer
 from normstats.theory.free_probability import predict
 
@@ -154,40 +155,56 @@ def _check_square(net: Network, depths: tuple[int, ...]) -> None:
             )
 
 
-def spectra(net: Network, depths: tuple[int, ...], draws: int, inits: int, seed: int
-            ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per depth, ``(singular values of every draw (draws x N), whether the draw's J is singular)``."""
+def spectra(net: Network, depths: tuple[int, ...], draws: int, inits: int, seed: int, executor: Any = None,
+            progress: Progress = NULL_PROGRESS) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per depth, ``(singular values of every draw (draws x N), whether the draw's J is singular)``.
+
+    Network ``k``'s draws are one task (:func:`_network_draws`) with its own generators, so ``executor``
+    (threads, processes or Dask; ``None``: here) changes only where they run, never the result."""
     n = math.prod(net.input)
     per = draws // inits
     sv = [np.empty((draws, n)) for _ in depths]
     eps = np.finfo(float).eps
-    with threadpool_limits(limits=1):  # one BLAS thread, as the engine's workers: no spinning on a shared machine
-        for k in range(inits):
-            _network_draws(net, depths, seed, k, per, sv)
+    progress.start("jacobian", draws, None)
+    try:
+        if executor is None:
+            results: Any = (_network_draws(net, depths, seed, k, per) for k in range(inits))
+        else:
+            futures = [executor.submit(_network_draws, net, depths, seed, k, per) for k in range(inits)]
+            results = (f.result() for f in futures)
+        for k, found in enumerate(results):
+            for i, values in enumerate(found):
+                sv[i][k * per:(k + 1) * per] = values
+            progress.update((k + 1) * per, math.nan)
+    finally:
+        progress.stop()
     return [(s, s.min(axis=1) <= s.max(axis=1) * n * eps) for s in sv]  # numerically singular: rank < N
 
 
-def _network_draws(net: Network, depths: tuple[int, ...], seed: int, k: int, per: int, sv: list[np.ndarray]
-                   ) -> None:
-    """Network ``k``'s ``per`` draws into rows ``k * per ...`` of every depth's ``sv``."""
+def _network_draws(net: Network, depths: tuple[int, ...], seed: int, k: int, per: int) -> list[np.ndarray]:
+    """Network ``k``'s ``per`` draws: per depth, their singular values (``per x N``). One BLAS thread, as the
+    engine's workers: no spinning on a shared machine."""
     n = math.prod(net.input)
     eye = np.eye(n)
     sampler = NetworkSampler(net, weight_rng(seed, k))
     subs = [sampler.prefix(d) for d in depths]
     rng = np.random.Generator(np.random.SFC64(np.random.SeedSequence(seed, spawn_key=(3, k))))
-    for j in range(per):
-        x = rng.standard_normal(n)
-        u = rng.random(net.uniforms_per_input)
-        xs, us = np.tile(x, (n, 1)), np.tile(u, (n, 1))
-        for i, sub in enumerate(subs):
-            _, jac = sub.ends(xs, eye, us)
-            sv[i][k * per + j] = np.linalg.svd(jac, compute_uv=False)
+    out = [np.empty((per, n)) for _ in depths]
+    with threadpool_limits(limits=1):
+        for j in range(per):
+            x = rng.standard_normal(n)
+            u = rng.random(net.uniforms_per_input)
+            xs, us = np.tile(x, (n, 1)), np.tile(u, (n, 1))
+            for i, sub in enumerate(subs):
+                _, jac = sub.ends(xs, eye, us)
+                out[i][j] = np.linalg.svd(jac, compute_uv=False)
+    return out
 
 
 def measure(spec: str, *, input: int, init: str = "normal", sigma_w2: float | None = None,
             normprop: str = "none", draws: int = DEFAULT_DRAWS, inits: int | None = None,
-            depths: Any = None, seed: int = 0, version: str = "", metadata: dict[str, Any] | None = None
-            ) -> JacobianResult:
+            depths: Any = None, seed: int = 0, version: str = "", metadata: dict[str, Any] | None = None,
+            executor: Any = None, progress: Progress = NULL_PROGRESS) -> JacobianResult:
     n, sigma_w2, draws, inits = check_options(input, init, sigma_w2, normprop, draws, inits)
     net = build(spec, n, init, sigma_w2, normprop)
     chosen = parse_depths(depths, len(net.items))
@@ -196,7 +213,7 @@ def measure(spec: str, *, input: int, init: str = "normal", sigma_w2: float | No
     per = draws // inits
     predictions = predict(net)
     out = []
-    for d, (sv, singular) in zip(chosen, spectra(net, chosen, draws, inits, seed)):
+    for d, (sv, singular) in zip(chosen, spectra(net, chosen, draws, inits, seed, executor, progress)):
         lam = sv * sv
         pred = predictions[d - 1]
         ref = (lambda s: None) if pred is None else pred.reference

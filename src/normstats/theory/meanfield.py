@@ -51,7 +51,7 @@ from normstats.exact.bivariate import bivariate_expectation
 from normstats.exact.quadrature import gaussian_expectation
 from normstats.layers.base import Elementwise
 from normstats.lazy import optimize
-from normstats.output.meanfield import FixedPoint, LayerPoint
+from normstats.output.results.meanfield import FixedPoint, LayerPoint
 
 #: A slope this close to 1 is the edge of chaos to the precision of the quadrature (about 1e-13): its depth
 #: scale is infinite.

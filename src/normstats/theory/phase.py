@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from normstats.layers.base import Elementwise
-from normstats.output.meanfield import PhaseDiagram
+from normstats.output.results.meanfield import PhaseDiagram
 
 #: Gauss-Legendre nodes per piece (pieces: [-Z, Z] split at the kinks), and the half-width Z.
 _NODES = 32

@@ -13,6 +13,7 @@ from normstats.engine.moments import Z95, Tally
 from normstats.exact.references import Reference
 from normstats.layers.base import DEFAULT_SAMPLER
 from normstats.params import Param
+from normstats.published.conventions import CONVENTIONS, constants
 from normstats.published.figures import Figure
 from normstats.stats import STATS
 
@@ -143,8 +144,6 @@ class Row:
         """NormProp's normalizing constants: ``(y - fp_shift) * fp_scale`` has mean 0 and std 1, and
         ``dx * bp_scale`` has std 1. From the references where they exist, the estimates otherwise. Every
         convention's constants: :func:`normstats.published.conventions.constants`."""
-        from normstats.published.conventions import CONVENTIONS, constants
-
         values = constants(self)
         return {key: values[key] for key in CONVENTIONS["normprop"]}
 

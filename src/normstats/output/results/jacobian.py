@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from normstats.output.meanfield import num
-from normstats.output.results import Stat
+from normstats.output.results.meanfield import num
+from normstats.output.results.table import Stat
 
 #: What the predictions are, as the JSON document says it.
 KIND = "free_probability"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from normstats.output import formatting as fmt
-from normstats.output.jacobian_results import JacobianResult
+from normstats.output.results import numbers as fmt
+from normstats.output.results.jacobian import JacobianResult
 
 LABELS = {"mean": "mean λ", "variance": "var λ", "largest": "max λ", "log10_condition": "log10 cond"}
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from normstats.errors import NormstatsError
-from normstats.output.meanfield import MeanFieldResult
-from normstats.output.plotting import pyplot, save
+from normstats.output.results.meanfield import MeanFieldResult
+from normstats.output.figures.backend import pyplot, save
 
 #: The phases' colours (RGB), which the tests look for in the PNG.
 ORDERED = (0.60, 0.76, 0.93)

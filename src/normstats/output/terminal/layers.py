@@ -12,8 +12,8 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from normstats.exact.selfnorm import Solution
-from normstats.output import formatting as fmt
-from normstats.output.results import LayerInfo, Row
+from normstats.output.results import numbers as fmt
+from normstats.output.results.table import LayerInfo, Row
 from normstats.published import conventions
 from normstats.published.constants import AuditEntry
 from normstats.published.figures import NORMPROP

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-from normstats.output.results import Stat
+from normstats.output.results.table import Stat
 
 
 def estimate(stat: Stat) -> str:
@@ -74,3 +74,27 @@ def not_finite_lines(rows: Iterable[Any]) -> list[str]:
 
 def stat_label(name: str) -> str:
     return name.replace("_", " ")
+
+
+def stat_cell(stat: Stat | None) -> str:
+    """A network statistic as shown: ``estimate ± se``, ``undefined`` where it is not finite, ``—`` where the
+    layer has none."""
+    if stat is None:
+        return "—"
+    if not math.isfinite(stat.estimate):
+        return "undefined"
+    return pm(stat.estimate, stat.se)
+
+
+def limit_cell(stat: Stat | None) -> str:
+    """A statistic's infinite-width limit as shown, ``—`` where none is computed."""
+    if stat is None or stat.reference is None:
+        return "—"
+    return "0" if abs(stat.reference) < 1e-12 else f"{stat.reference:.6g}"
+
+
+def difference_cell(stat: Stat | None) -> str:
+    """The estimate's difference from its limit, ``—`` where there is none."""
+    if stat is None or stat.difference is None:
+        return "—"
+    return f"{stat.difference:+.2g}"

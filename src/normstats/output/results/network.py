@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from normstats.output.results import Stat, _num
+from normstats.output.results.table import Stat, _num
 
 #: The per-layer statistics every row has, then the ones only some rows have (maps, residual blocks).
 NETWORK_STATS = ("fp_mean", "fp_std", "bp_mean", "bp_std")
@@ -113,3 +113,40 @@ class NetworkResult:
             "metadata": dict(self.metadata),
             "layers": [row.to_dict() for row in self.layers],
         }
+
+
+def params_text(row: LayerStats) -> str:
+    """A layer's parameters as ``name=value`` pairs joined by ``;``."""
+    return ";".join(f"{k}={v}" for k, v in row.params.items())
+
+
+def block_name(row: LayerStats) -> str:
+    """A residual block's name with its alpha and beta (``auto`` with the value it took)."""
+    p = row.params
+    beta = f"auto: {p['beta_value']:.4g}" if p.get("beta") == "auto" else p["beta"]
+    return f"res(alpha={p['alpha']:g}, beta={beta})"
+
+
+def shape_text(row: LayerStats) -> str:
+    return "x".join(str(d) for d in row.shape)
+
+
+def summary_lines(result: NetworkResult) -> list[str]:
+    """The closing lines: where each pass leaves the band first (or that it never does), and for ``split`` that
+    the backward pass is not the true gradient."""
+    exits = result.first_exits()
+    lo, hi = BAND
+    lines = []
+    fp, bp = exits["fp_std"], exits["bp_std"]
+    lines.append(
+        f"fp std stays within [{lo:g}, {hi:g}] at every layer" if fp is None
+        else f"fp std leaves [{lo:g}, {hi:g}] first at layer {fp[0]} ({fp[1]:.4g}), counting from the input"
+    )
+    lines.append(
+        f"bp std stays within [{lo:g}, {hi:g}] at every layer" if bp is None
+        else f"bp std leaves [{lo:g}, {hi:g}] first at layer {bp[0]} ({bp[1]:.4g}), counting back from the output"
+    )
+    if not result.true_gradient:
+        lines.append("--normprop split divides the backward pass by each layer's bp std: it is no longer the "
+                     "gradient of the forward pass")
+    return lines

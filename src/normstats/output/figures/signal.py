@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from normstats.output.network_results import NetworkResult
-from normstats.output.plotting import pyplot, save
-from normstats.output.results import Z95
+from normstats.output.results.network import NetworkResult
+from normstats.output.figures.backend import pyplot, save
+from normstats.output.results.table import Z95
 
 #: Line colours (matplotlib's default cycle): forward, backward; the NF-ResNet figures.
 FP_COLOUR, BP_COLOUR = "#1f77b4", "#d62728"

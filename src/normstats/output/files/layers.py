@@ -1,21 +1,20 @@
-"""Exports of a :class:`~normstats.output.results.Table`: JSON (with its schema), CSV in long form, Markdown and
-LaTeX tables, and a Python module of constants that imports without normstats; all written atomically."""
+"""The file formats of a layer table (:class:`~normstats.output.results.table.Table`): JSON (with its schema), CSV
+in long form, Markdown and LaTeX tables, and a Python module of constants that imports without normstats; all
+written atomically."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
-import stat as file_stat
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from normstats.errors import NormstatsError
-from normstats.output import formatting as fmt
-from normstats.output.results import Table
+from normstats.output.files.atomic import check_directory, write_files
+from normstats.output.files.schema import dumps
+from normstats.output.results import numbers as fmt
+from normstats.output.results.table import Table
 from normstats.published import conventions
 from normstats.published.figures import NORMPROP
 
@@ -188,102 +187,9 @@ FILE_NAMES = {
 }
 
 
-def check_directory(directory: str | os.PathLike[str]) -> Path:
-    """Fail early if ``--output-dir`` is not an existing folder where every file of ``--all`` can be written."""
-    folder = Path(directory)
-    if not folder.is_dir():
-        raise NormstatsError(f"--output-dir must be an existing directory; got {str(directory)!r}")
-    for name in FILE_NAMES.values():
-        check_writable(folder / name)
-    return folder
-
-
 def write_all(table: Table, directory: str | os.PathLike[str]) -> list[Path]:
     """Write every format into ``directory``; each file is rendered first, then written atomically."""
-    folder = check_directory(directory)
-    texts = {folder / name: WRITERS[fmt_](table) for fmt_, name in FILE_NAMES.items()}
-    for path, text in texts.items():
-        write_atomic(path, text)
-    return list(texts)
+    folder = check_directory(directory, FILE_NAMES.values())
+    return write_files({folder / name: WRITERS[fmt_](table) for fmt_, name in FILE_NAMES.items()})
 
 
-#: Files of ``normstats export --depth``: one JSON network document per run, and all runs in CSV and Markdown.
-DEPTH_CSV, DEPTH_MARKDOWN = "depth.csv", "depth.md"
-
-
-def depth_json_name(result: Any) -> str:
-    kind = "res" if "res(" in result.spec else "dense"
-    return f"depth_{kind}_{result.normprop}.json"
-
-
-def write_depth(results: list[Any], directory: str | os.PathLike[str]) -> list[Path]:
-    """Write the depth table into ``directory`` (see :data:`DEPTH_CSV`); rendered first, then written atomically."""
-    from normstats.output import network_render
-
-    folder = check_directory(directory)
-    texts = {folder / depth_json_name(r): dumps(r.to_dict()) for r in results}
-    texts[folder / DEPTH_CSV] = network_render.to_csv(list(results))
-    texts[folder / DEPTH_MARKDOWN] = "\n".join(network_render.to_markdown(r) for r in results)
-    for path, text in texts.items():
-        write_atomic(path, text)
-    return list(texts)
-
-
-def check_writable(path: str | os.PathLike[str]) -> Path:
-    """Fail early, before any work, if ``path`` cannot be written."""
-    target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    if target.is_dir():
-        raise NormstatsError(f"--output must be a file path, not a directory; got {str(path)!r}")
-    if not parent.is_dir():
-        raise NormstatsError(f"--output must be in an existing directory; got {str(path)!r}")
-    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise NormstatsError(f"--output must be a writable path; got {str(path)!r} (permission denied)")
-    return target
-
-
-def write_atomic(path: str | os.PathLike[str], text: str | bytes, option: str = "--output") -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``: readers see the old
-    file or the complete new one, never a part.
-
-    The file gets the mode a plain ``open(path, "w")`` would give it: an existing file keeps its mode, a new
-    one gets ``0o666`` less the umask (``mkstemp`` alone would make it ``0o600``). A symlink is written
-    through: its target is replaced, the link stays."""
-    check_writable(path)
-    target = check_writable(os.path.realpath(path))
-    mode = _file_mode(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        os.fchmod(fd, mode)
-        binary = isinstance(text, bytes)
-        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="")) as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise NormstatsError(f"{option} could not be written: {str(path)!r} ({exc.strerror})") from None
-        raise
-
-
-def _file_mode(target: Path) -> int:
-    """The permission bits of an existing ``target``, else those of a new file under the process's umask."""
-    try:
-        return file_stat.S_IMODE(target.stat().st_mode)
-    except FileNotFoundError:
-        umask = os.umask(0)  # reading the umask means setting it; put it straight back
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def dumps(data: Any) -> str:
-    return json.dumps(data, indent=2, allow_nan=False) + "\n"
-
-
-def schema() -> dict[str, Any]:
-    """The JSON Schema of the result document (shipped as ``normstats/output/schema.json``)."""
-    from importlib import resources
-
-    return json.loads(resources.files("normstats.output").joinpath("schema.json").read_text(encoding="utf-8"))

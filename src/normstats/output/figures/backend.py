@@ -40,10 +40,10 @@ def check_png_path(path: str) -> str:
 
 
 def save(fig: Any, path: str) -> None:
-    """Render ``fig`` as a PNG and write it to ``path`` atomically (:func:`normstats.output.export.write_atomic`:
+    """Render ``fig`` as a PNG and write it to ``path`` atomically (:func:`normstats.output.files.atomic.write_atomic`:
     an error or Ctrl-C leaves the old file, or none, never half a PNG; the mode a plain ``open`` would give),
     then close it."""
-    from normstats.output.export import write_atomic
+    from normstats.output.files.atomic import write_atomic
 
     plt = pyplot()
     try:

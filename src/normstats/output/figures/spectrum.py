@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from normstats.output.jacobian_results import JacobianResult
-from normstats.output.plotting import pyplot, save
+from normstats.output.results.jacobian import JacobianResult
+from normstats.output.figures.backend import pyplot, save
 
 #: One colour per depth (matplotlib's default cycle).
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",

@@ -9,8 +9,8 @@ from rich.console import Group
 from rich.table import Table as RichTable
 from rich.text import Text
 
-from normstats.output import formatting as fmt
-from normstats.output.meanfield import MeanFieldResult
+from normstats.output.results import numbers as fmt
+from normstats.output.results.meanfield import MeanFieldResult
 
 
 def value(x: float | None) -> str:

@@ -1,0 +1,2 @@
+"""The figures (matplotlib, Agg backend), one module per kind of result over one ``backend``. May import
+``output.results`` and ``output.files.atomic``."""

@@ -1,0 +1,61 @@
+"""The network table for the terminal: two lines per layer (fp, bp) beside the wide limit, the signal-propagation
+figures, and the closing lines that say where the forward or backward std first leaves [1/2, 2]."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from normstats.output.results.network import NetworkResult, block_name, shape_text, summary_lines
+from normstats.output.results.numbers import difference_cell, limit_cell, stat_cell
+
+
+def network_table(result: NetworkResult, title: str) -> Any:
+    """Two lines per layer, fp (its output) then bp (the gradient at its input): mean and std with their se,
+    each beside its wide limit, and the std's difference from it."""
+    from rich.console import Group
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
+    t = RichTable(title=title, title_justify="left", header_style="bold", pad_edge=False)
+    cols = ("#", "layer", "shape", "", "mean ± se", "limit", "std ± se", "limit", "Δ std")
+    for i, col in enumerate(cols):
+        t.add_column(col, justify="left" if i < 4 else "right", no_wrap=i >= 3,
+                     overflow="fold" if i < 3 else "ellipsis")
+    for row in result.layers:
+        s = row.stats
+        name = "  " * row.depth + (block_name(row) if row.layer == "res" else row.layer)
+        for p in ("fp", "bp"):
+            mean, std = s.get(f"{p}_mean"), s.get(f"{p}_std")
+            first = p == "fp"
+            t.add_row(row.index if first else "", name if first else "", shape_text(row) if first else "", p,
+                      stat_cell(mean), limit_cell(mean), stat_cell(std), limit_cell(std), difference_cell(std))
+    extras = _extras_table(result)
+    legend = Text(
+        "fp: the layer's output; bp: the gradient at its input. limit: the infinite-width (mean-field) value, a "
+        "limit and not a test (Δ = estimate - limit); — where none is computed.",
+        style="dim",
+    )
+    parts = [t] + ([extras] if extras is not None else []) + [legend, Text("\n".join(summary_lines(result)))]
+    return Group(*parts)
+
+
+def _extras_table(result: NetworkResult) -> Any:
+    """The NF-ResNet figures (maps) and the residual branches' variance, where any layer has them."""
+    from rich.table import Table as RichTable
+
+    names = ("channel_mean_sq", "channel_var", "branch_var")
+    rows = [r for r in result.layers if any(n in r.stats for n in names)]
+    if not rows:
+        return None
+    t = RichTable(title="Signal propagation (per input: channel figures over positions)", title_justify="left",
+                  header_style="bold")
+    for col in ("#", "layer", "avg squared channel mean", "avg channel variance", "branch variance",
+                "branch wide limit"):
+        t.add_column(col, justify="left" if col in ("#", "layer") else "right")
+    for row in rows:
+        s = row.stats
+        t.add_row(row.index, row.layer, stat_cell(s.get("channel_mean_sq")), stat_cell(s.get("channel_var")),
+                  stat_cell(s.get("branch_var")), limit_cell(s.get("branch_var")))
+    return t
+
+
