@@ -5,6 +5,7 @@ everywhere: ``-n/--samples``, ``--seed``, ``-j/--workers``, ``--processes``, ``-
 
 from __future__ import annotations
 
+import ast
 import difflib
 from typing import Any, Callable
 
@@ -106,6 +107,38 @@ def plot(what: str) -> Decorator:
     run."""
     return click.option("--plot", callback=checked(_plot_path), metavar="FILE.png",
                         help=f"Also write {what} to FILE.png (needs normstats[plot]).")
+
+
+def parse_factory_args(values: tuple[str, ...]) -> dict[str, Any]:
+    """``--arg KEY=VALUE`` (repeatable) as keyword arguments: each VALUE a Python literal (``12``, ``0.1``,
+    ``'tanh'``, ``(3, 3)``, ``True``); a bare word that is no literal is taken as a string (``approximate=tanh``)."""
+    out: dict[str, Any] = {}
+    for text in values:
+        key, eq, value = text.partition("=")
+        key = key.strip()
+        if not eq or not key.isidentifier():
+            raise NormstatsError(f"--arg must be KEY=VALUE with KEY a Python name; got {text!r}")
+        try:
+            out[key] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            if not value.strip().isidentifier():
+                raise NormstatsError(f"--arg {key}: the value must be a Python literal (12, 0.5, 'text', (3, 3), "
+                                     f"True) or a plain word; got {value!r}") from None
+            out[key] = value.strip()
+    return out
+
+
+factory_args = click.option(
+    "--arg", "args", multiple=True, metavar="KEY=VALUE", callback=lambda ctx, param, v: _factory_args(v),
+    help="A keyword argument for the factory, as a Python literal (repeatable): --arg depth=12 --arg approximate=tanh.",
+)
+
+
+def _factory_args(values: tuple[str, ...]) -> dict[str, Any]:
+    try:
+        return parse_factory_args(values)
+    except NormstatsError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def layer_params(ctx: click.Context, layer: str | None, expr: str | None = None) -> dict[str, str]:
