@@ -1,10 +1,13 @@
-"""The shared figure helpers: the path check, the atomic save and the one-line message without matplotlib."""
+"""The shared figure helpers: the path check, the atomic save and the one-line message without matplotlib; and
+the signal-propagation figure read back from its PNG, a panel per pass (:func:`panel_colours` is shared with
+tests/test_network_stats.py, which reads back the maps' three panels)."""
 
 from __future__ import annotations
 
 import builtins
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from normstats.errors import NormstatsError
@@ -58,3 +61,37 @@ def test_without_matplotlib_the_message_is_one_line(monkeypatch: pytest.MonkeyPa
         plotting.pyplot()
     assert str(info.value) == plotting.INSTALL_HINT
     assert "\n" not in str(info.value)
+
+
+def panel_colours(path: Path, panels: int, colours: tuple[str, ...]) -> list[dict[str, int]]:
+    """Read a PNG of ``panels`` equal panels side by side and count, in each panel's strip of the width, the
+    pixels of each colour (within 30 of its RGB in sum of absolute differences); also checks the image is a real
+    picture (at least 300 px high, 450 px per panel wide, not one colour)."""
+    from matplotlib import image
+
+    img = image.imread(str(path))
+    assert img.shape[0] > 300 and img.shape[1] > 450 * panels, img.shape
+    assert img[..., :3].std() > 0.05
+    rgb_img = (img[..., :3] * 255).round()
+    width = img.shape[1]
+    counts = []
+    for p in range(panels):
+        strip = rgb_img[:, p * width // panels:(p + 1) * width // panels].reshape(-1, 3)
+        found = {}
+        for colour in colours:
+            rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])
+            found[colour] = int((np.abs(strip - rgb).sum(axis=1) < 30).sum())
+        counts.append(found)
+    return counts
+
+
+def test_the_signal_plot_gives_each_pass_its_own_panel(tmp_path: Path) -> None:
+    """A dense network: two panels, fp's colour in the left one only and bp's in the right one only."""
+    from normstats.output.figures.signal import BP_COLOUR, FP_COLOUR
+    from tests.test_cli import run
+
+    path = tmp_path / "dense.png"
+    run("network", "4*(linear relu)", "--input", "16", "--normprop", "fp", "-n", "200", "--plot", str(path), "-q")
+    left, right = panel_colours(path, 2, (FP_COLOUR, BP_COLOUR))
+    assert left[FP_COLOUR] > 50 and right[BP_COLOUR] > 50, (left, right)
+    assert left[BP_COLOUR] == 0 and right[FP_COLOUR] == 0, (left, right)

@@ -8,23 +8,60 @@ import click
 
 from normstats import api
 from normstats.cli import options
-from normstats.cli.errors import EXIT_HELP, exit_if_pipe_closed, interrupted
+from normstats.cli.errors import EXIT_HELP, checked, exit_if_pipe_closed, interrupted
 from normstats.cli.output import emit_document
 from normstats.engine.progress import make_progress
+from normstats.errors import NormstatsError
 from normstats.networks.build import NORMPROP_MODES
 from normstats.networks.run import DEFAULT_DRAWS
 from normstats.output.figures.signal import plot_signal_propagation
 from normstats.output.files import network as network_files
 from normstats.output.files.schema import dumps
+from normstats.output.results.network import BAND, check_band
 from normstats.output.terminal.network import network_table
 
 FORMATS = ("table", "json", "csv", "markdown")
+
+#: What --help says about NormProp, --inits and --band beyond the options' one-liners: what only the code
+#: said before (networks/build.py, networks/run.py); tests/test_semantics_help.py checks each statement.
+SEMANTICS = (
+    "NormProp (--normprop fp|bp|split) in detail. Every layer without weights is shifted by its exact fp mean "
+    "and divided by its exact fp or bp std: the constants of its single-layer reference on N(0, 1) inputs, not "
+    "estimates of the network. Linear and conv weights are normalized instead of scaled: unit-norm rows "
+    "(normalize=fan-in) under fp and split, unit-norm columns (normalize=fan-out) under bp; under split a "
+    "weighted layer's gradient is also divided by its own bp std (sqrt(fan_out/fan_in) for unit rows, whose fp "
+    "std is 1). A layer's own normalize= wins over the mode. Normalization layers (batchnorm, layernorm, "
+    "rmsnorm, groupnorm) are left unscaled. Pooling on a finite map (and conv under split) uses the constants "
+    "of the map's interior, without padding, whatever padding the layer has.",
+    "--inits K runs K independent networks (their own weights and draws), each for ceil(n/K) draws (K ceil(n/K) "
+    "in all); each statistic is the mean of the K networks' own estimates and its se the spread of those "
+    "estimates over sqrt(K) (95% intervals from Student's t, K - 1 degrees of freedom).",
+    "--band LO,HI is the pass band of the closing lines: the std range a layer's output (fp) or input gradient "
+    "(bp) may reach before the closing line flags it as no longer normalized; they name the first layer whose "
+    "fp std (counting from the input) or bp std (counting back from the output) leaves [LO, HI].",
+)
+
+
+def parse_band(text: str) -> tuple[float, float]:
+    """``--band LO,HI``: two numbers with ``0 < LO < 1 < HI``."""
+    parts = str(text).split(",")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        lo, hi = (float(p) for p in parts)
+    except ValueError:
+        raise NormstatsError(f"--band must be LO,HI, two numbers with 0 < LO < 1 < HI; got {text!r}") from None
+    try:
+        return check_band((lo, hi))
+    except NormstatsError:
+        raise NormstatsError(f"--band must be LO,HI with 0 < LO < 1 < HI (finite); got {text!r}") from None
 
 
 @click.command(
     short_help="Per-layer fp/bp statistics of a whole network, beside the infinite-width limit.",
     epilog="Specs: '20*(linear relu)', 'linear(fan_out=256) relu', 'conv(out_channels=16,k=3,padding=1) relu "
-    "maxpool(k=2)', '16*res(linear relu linear, alpha=0.2, beta=auto)'.\n\n" + EXIT_HELP,
+    "maxpool(k=2)', '16*res(linear relu linear, alpha=0.2, beta=auto)'.\n\n" + "\n\n".join(SEMANTICS) + "\n\n"
+    + EXIT_HELP,
 )
 @click.argument("spec")
 @click.option("--input", "input_shape", required=True, metavar="SHAPE",
@@ -32,8 +69,10 @@ FORMATS = ("table", "json", "csv", "markdown")
 @click.option("--width", type=int, metavar="N",
               help="Outputs of a linear layer (channels of a conv) that names none. [default: the incoming width]")
 @click.option("--normprop", type=click.Choice(NORMPROP_MODES), default="none", show_default=True,
-              help="NormProp scaling: none; fp (divide by the fp std); bp (by the bp std); split (forward by the fp "
-              "std, backward by the bp std: not the true gradient).")
+              help="NormProp: none (every layer as it is); fp, bp and split shift each layer by its exact fp mean, "
+              "then divide it: fp by its fp std and bp by its bp std (forward and backward alike: the true "
+              "gradient), split forward by the fp std and backward by the bp std (not the true gradient). "
+              "Weights, normalization layers and maps: see below.")
 @click.option("--inits", default=1, show_default=True, type=int, metavar="K",
               help="Independent networks (weights and draws); the se then includes the init-to-init spread.")
 @options.samples("in all; a draw: one input forward, one gradient back", f"{DEFAULT_DRAWS:.0e}".replace("+0", ""))
@@ -45,9 +84,13 @@ FORMATS = ("table", "json", "csv", "markdown")
 @options.output_format(FORMATS)
 @options.output
 @options.plot("a signal-propagation plot")
+@click.option("--band", default=f"{BAND[0]:g},{BAND[1]:g}", show_default=True, callback=checked(parse_band),
+              metavar="LO,HI",
+              help="The closing lines' pass band (0 < LO < 1 < HI): the std range a layer's signal may reach "
+              "before they flag it (see below).")
 def network(
     spec: str, input_shape: str, width: int | None, normprop: str, inits: int, samples: int | None, seed: int,
-    fmt: str, output: str | None, plot: str | None, quiet: bool, **run: Any,
+    fmt: str, output: str | None, plot: str | None, quiet: bool, band: tuple[float, float], **run: Any,
 ) -> None:
     """Per-layer fp/bp statistics of a whole network at depth, beside the infinite-width (mean-field) limit,
     e.g. 'normstats network "20*(linear relu)" --input 512 --normprop fp'."""
@@ -58,11 +101,11 @@ def network(
     title = (f"network {result.spec} · input {'x'.join(map(str, result.input))} · normprop {result.normprop}"
              f" · {result.draws:,} draws · {result.inits} network{'s' if result.inits > 1 else ''} · seed {seed}")
     if not (output and result.partial):
-        emit_document(fmt, output, lambda _: network_table(result, title), {
-            "json": lambda: dumps(result.to_dict()), "csv": lambda: network_files.to_csv(result),
-            "markdown": lambda: network_files.to_markdown(result)})
+        emit_document(fmt, output, lambda _: network_table(result, title, band), {
+            "json": lambda: dumps(result.to_dict(band)), "csv": lambda: network_files.to_csv(result),
+            "markdown": lambda: network_files.to_markdown(result, band)})
         if plot is not None:
-            plot_signal_propagation(result, plot)
+            plot_signal_propagation(result, plot, band)
             click.echo(f"wrote {plot}", err=True)
     networks = f"{result.inits} network{'s' if result.inits > 1 else ''}"
     click.echo(f"{result.draws:,} draws over {networks} ({result.method}), stopped by {result.stop}", err=True)

@@ -12,7 +12,7 @@ from typing import Any
 from normstats.output.files.atomic import check_directory, write_files
 from normstats.output.files.layers import csv_cell
 from normstats.output.files.schema import dumps
-from normstats.output.results.network import LayerStats, NetworkResult, params_text, shape_text, summary_lines
+from normstats.output.results.network import BAND, LayerStats, NetworkResult, params_text, shape_text, summary_lines
 from normstats.output.results.numbers import limit_cell, stat_cell
 from normstats.output.results.table import _num
 
@@ -43,7 +43,8 @@ def _csv_rows(writer: Any, result: NetworkResult) -> None:
             )])
 
 
-def to_markdown(result: NetworkResult) -> str:
+def to_markdown(result: NetworkResult, band: tuple[float, float] = BAND) -> str:
+    """The network table in Markdown, with the closing lines against ``band``."""
     lines = [
         f"normstats {result.version} · network `{result.spec}` · input {'x'.join(map(str, result.input))} · "
         f"normprop {result.normprop} · {result.draws:,} draws · seed {result.seed}",
@@ -58,7 +59,7 @@ def to_markdown(result: NetworkResult) -> str:
             f"{limit_cell(s.get('fp_std'))} | {stat_cell(s.get('bp_mean'))} | {stat_cell(s.get('bp_std'))} | "
             f"{limit_cell(s.get('bp_std'))} |"
         )
-    lines += ["", *summary_lines(result)]
+    lines += ["", *summary_lines(result, band)]
     return "\n".join(lines) + "\n"
 
 

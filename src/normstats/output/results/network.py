@@ -12,13 +12,24 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from normstats.errors import NormstatsError
 from normstats.output.results.table import Stat, _num
 
 #: The per-layer statistics every row has, then the ones only some rows have (maps, residual blocks).
 NETWORK_STATS = ("fp_mean", "fp_std", "bp_mean", "bp_std")
 EXTRA_STATS = ("branch_var", "channel_mean_sq", "channel_var")
-#: A std outside this band counts as having left "normalized" (the closing line of the table).
+#: The pass band of the closing lines (``--band``): the range of std a layer's output (fp) or input gradient (bp)
+#: may reach before the closing line flags it as having left "normalized". By default a factor of 2 either way
+#: from the unit std that NormProp aims at.
 BAND = (0.5, 2.0)
+
+
+def check_band(band: tuple[float, float]) -> tuple[float, float]:
+    """A pass band ``(lo, hi)`` with ``0 < lo < 1 < hi``, both finite (one that holds the unit std)."""
+    lo, hi = (float(v) for v in band)
+    if not (0.0 < lo < 1.0 < hi < math.inf):
+        raise NormstatsError(f"--band must be LO,HI with 0 < LO < 1 < HI (finite); got {lo:g},{hi:g}")
+    return lo, hi
 
 
 @dataclass(frozen=True)
@@ -79,22 +90,25 @@ class NetworkResult:
     def top_level(self) -> list[LayerStats]:
         return [row for row in self.layers if row.depth == 0]
 
-    def first_exits(self) -> dict[str, tuple[str, float] | None]:
-        """Where the fp std (from the input on) and the bp std (from the output back) first leave
-        :data:`BAND`, among the top-level rows: ``(index, estimate)`` or None."""
+    def first_exits(self, band: tuple[float, float] = BAND) -> dict[str, tuple[str, float] | None]:
+        """Where the fp std (from the input on) and the bp std (from the output back) first leave ``band``
+        (default :data:`BAND`), among the top-level rows: ``(index, estimate)`` or None."""
+        lo, hi = check_band(band)
         rows = self.top_level()
         out: dict[str, tuple[str, float] | None] = {}
         for name, order in (("fp_std", rows), ("bp_std", rows[::-1])):
             out[name] = next(
                 ((r.index, r.stats[name].estimate) for r in order
-                 if math.isfinite(r.stats[name].estimate) and not BAND[0] <= r.stats[name].estimate <= BAND[1]),
+                 if math.isfinite(r.stats[name].estimate) and not lo <= r.stats[name].estimate <= hi),
                 None,
             )
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        exits = self.first_exits()
-        return {
+    def to_dict(self, band: tuple[float, float] = BAND) -> dict[str, Any]:
+        """The JSON document; ``first_exit`` is taken against ``band``, which the document names (``band``)
+        when it is not the default :data:`BAND` (so that documents of the default band keep their form)."""
+        exits = self.first_exits(band)
+        doc: dict[str, Any] = {
             "normstats": self.version,
             "seed": self.seed,
             "network": self.spec,
@@ -110,9 +124,12 @@ class NetworkResult:
             "partial": self.partial,
             "reference_kind": "mean_field",
             "first_exit": {k: None if v is None else {"index": v[0], "estimate": v[1]} for k, v in exits.items()},
-            "metadata": dict(self.metadata),
-            "layers": [row.to_dict() for row in self.layers],
         }
+        if check_band(band) != BAND:
+            doc["band"] = list(check_band(band))
+        doc["metadata"] = dict(self.metadata)
+        doc["layers"] = [row.to_dict() for row in self.layers]
+        return doc
 
 
 def params_text(row: LayerStats) -> str:
@@ -131,11 +148,11 @@ def shape_text(row: LayerStats) -> str:
     return "x".join(str(d) for d in row.shape)
 
 
-def summary_lines(result: NetworkResult) -> list[str]:
-    """The closing lines: where each pass leaves the band first (or that it never does), and for ``split`` that
+def summary_lines(result: NetworkResult, band: tuple[float, float] = BAND) -> list[str]:
+    """The closing lines: where each pass leaves ``band`` first (or that it never does), and for ``split`` that
     the backward pass is not the true gradient."""
-    exits = result.first_exits()
-    lo, hi = BAND
+    exits = result.first_exits(band)
+    lo, hi = check_band(band)
     lines = []
     fp, bp = exits["fp_std"], exits["bp_std"]
     lines.append(

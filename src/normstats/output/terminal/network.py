@@ -1,17 +1,18 @@
 """The network table for the terminal: two lines per layer (fp, bp) beside the wide limit, the signal-propagation
-figures, and the closing lines that say where the forward or backward std first leaves [1/2, 2]."""
+figures, and the closing lines that say where the forward or backward std first leaves the pass band
+(``--band``, default [1/2, 2]: the std range a layer's signal may reach before the closing line flags it)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from normstats.output.results.network import NetworkResult, block_name, shape_text, summary_lines
+from normstats.output.results.network import BAND, NetworkResult, block_name, shape_text, summary_lines
 from normstats.output.results.numbers import difference_cell, limit_cell, stat_cell
 
 
-def network_table(result: NetworkResult, title: str) -> Any:
+def network_table(result: NetworkResult, title: str, band: tuple[float, float] = BAND) -> Any:
     """Two lines per layer, fp (its output) then bp (the gradient at its input): mean and std with their se,
-    each beside its wide limit, and the std's difference from it."""
+    each beside its wide limit, and the std's difference from it; then the closing lines against ``band``."""
     from rich.console import Group
     from rich.table import Table as RichTable
     from rich.text import Text
@@ -35,7 +36,7 @@ def network_table(result: NetworkResult, title: str) -> Any:
         "limit and not a test (Δ = estimate - limit); — where none is computed.",
         style="dim",
     )
-    parts = [t] + ([extras] if extras is not None else []) + [legend, Text("\n".join(summary_lines(result)))]
+    parts = [t] + ([extras] if extras is not None else []) + [legend, Text("\n".join(summary_lines(result, band)))]
     return Group(*parts)
 
 
