@@ -77,7 +77,7 @@ def test_solve_elu_recovers_selu() -> None:
 
 def test_solve_cli_json_shape() -> None:
     doc = json.loads(run("solve", "--layer", "elu", "--free", "alpha", "--format", "json").stdout)
-    assert set(doc) == {"layer", "scale", "params", "fp_mean", "fp_std"}
+    assert set(doc) == {"layer", "scale", "kaiming_gain", "params", "fp_mean", "fp_std"}
     assert doc["scale"] == pytest.approx(SELU_LAMBDA, abs=1e-10)
     assert doc["params"]["alpha"] == pytest.approx(SELU_ALPHA, abs=1e-10)
 

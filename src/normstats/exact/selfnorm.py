@@ -9,6 +9,15 @@ Without a free parameter the mean cannot be moved by a scale, so only the scale 
 targets: ``second-moment`` (default) makes ``E (scale f)^2 = 1``, which is what a following layer with
 zero-mean weights propagates (the variance-preserving gain); ``std`` makes the standard deviation 1 (the
 NFNet gamma). The reported ``fp_mean`` then says how far from zero the mean stays.
+
+The scale in terms of an initialization (:attr:`Solution.kaiming_gain`): multiplying f by ``scale`` and then
+applying weights of variance ``1 / fan_in`` gives the next layer the same pre-activation, in distribution, as
+applying weights of variance ``scale^2 / fan_in`` to the unscaled f. normstats' He init ``linear(init=kaiming)``
+draws N(0, 2 / fan_in) (``layers/weights.py``), and with ``normalize=none`` its ``gain=G`` multiplies the draw:
+variance ``2 G^2 / fan_in``. So ``G = scale / sqrt(2)``: for ReLU (scale sqrt 2) G = 1, plain He init. In
+PyTorch's convention (``kaiming_normal_``: std ``gain / sqrt(fan_in)``, ``calculate_gain``) the gain is the
+scale itself. The next linear layer's output then has second moment ``E (scale f)^2`` averaged over the weights
+(1 for the second-moment target and with ``--free``).
 """
 
 from __future__ import annotations
@@ -25,6 +34,9 @@ from normstats.lazy import optimize
 from normstats.registry import get_layer, make_layer
 
 TARGETS = ("second-moment", "std")
+#: normstats' He init is N(0, KAIMING_NUMERATOR / fan_in): ``init_variance("kaiming", ...)`` in layers/weights.py
+#: (which this module may not import; tests/test_band_and_solve.py checks that the two agree).
+KAIMING_NUMERATOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -39,10 +51,22 @@ class Solution:
     free: str | None
     target: str
 
+    @property
+    def kaiming_gain(self) -> float:
+        """The ``gain`` G of ``linear(init=kaiming,normalize=none,gain=G)`` after the unscaled activation that
+        does what ``scale`` does: ``scale / sqrt(2)`` (see the module doc)."""
+        return self.scale / math.sqrt(KAIMING_NUMERATOR)
+
+    @property
+    def second_moment(self) -> float:
+        """``E (scale f(X))^2``: what the next linear layer's output has, averaged over its weights."""
+        return self.fp_mean * self.fp_mean + self.fp_std * self.fp_std
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "layer": self.layer,
             "scale": self.scale,
+            "kaiming_gain": self.kaiming_gain,
             "params": dict(self.params),
             "fp_mean": self.fp_mean,
             "fp_std": self.fp_std,

@@ -220,12 +220,15 @@ def audit_table(entries: Iterable[AuditEntry]) -> Group:
     return Group(t, legend_text)
 
 
-def solution_table(sol: Solution) -> RichTable:
+def solution_table(sol: Solution) -> Group:
+    """The solved scale, what it is as a gain of He init on the next linear layer, the parameters, and the mean
+    and std of ``scale * f(X)``; below, how the scale and the gain are the same thing."""
     t = RichTable(title=f"Self-normalizing {sol.layer}: scale * f(X), X ~ N(0,1)", title_justify="left",
                   header_style="bold")
     t.add_column("quantity")
     t.add_column("value", justify="right")
     t.add_row("scale", fmt.constant(sol.scale))
+    t.add_row("kaiming gain G = scale/√2", fmt.constant(sol.kaiming_gain))
     for k, v in sol.params.items():
         t.add_row(f"{k}{' (solved)' if sol.free and k == sol.free.replace('-', '_') else ''}", str(v))
     t.add_row("fp mean", f"{sol.fp_mean:.3g}")
@@ -234,4 +237,10 @@ def solution_table(sol: Solution) -> RichTable:
         "mean 0 solved by the free parameter, then E (scale f)² = 1" if sol.free else
         f"scale only ({sol.target}): a scale cannot move the mean, so fp mean stays where it is"
     )
-    return t
+    gain = Text(
+        f"The scale as an init: linear(init=kaiming,normalize=none,gain=G) after the unscaled {sol.layer} does "
+        f"what the scale does (normstats' kaiming init is N(0, 2/fan_in), so G = scale/√2; PyTorch's "
+        f"kaiming_normal_ takes the scale itself as its gain). That layer's output then has second moment "
+        f"{fmt.constant(sol.second_moment)}, averaged over its weights."
+    )
+    return Group(t, gain)
