@@ -1,18 +1,25 @@
 """A parsed spec built into a network of registered layers, fitted to their shapes and scaled by a NormProp mode.
 
-NormProp in a network (``normprop``):
+NormProp in a network (``normprop``; ``normstats network --help`` and the README say the same, and
+tests/test_semantics_help.py checks each point against what is built here):
 
 * ``none``: every layer as it is, with the init and normalization it names (``linear`` defaults to unit-norm
   rows, as in single-layer runs; He init is ``linear(init=kaiming,normalize=none)``);
-* ``fp``: each non-parametric layer's output is shifted by its fp mean and divided by its fp std, both from the
-  layer's exact single-layer reference (the interior geometry for maps); linear and conv weights get unit-norm
-  rows (``normalize=fan-in``). The gradient is the true one, so it is multiplied by ``bp std / fp std`` per layer;
-* ``bp``: shifted by the fp mean and divided by the bp std; unit-norm columns (``fan-out``);
-* ``split``: the forward pass divided by the fp std, the backward pass by the bp std (a custom backward: no
-  longer the true gradient); weights with unit-norm rows, their gradient divided by their own bp std.
+* ``fp``: each layer without weights is shifted by its exact fp mean and divided by its exact fp std, both from
+  the layer's single-layer reference on N(0, 1) inputs (:func:`_reference_layer`: the interior for maps). The
+  gradient is the true one, so it is divided by the fp std too, and the layer's bp std becomes
+  ``bp std / fp std``. Linear and conv weights get unit-norm rows (``normalize=fan-in``) and no scale;
+* ``bp``: shifted by the exact fp mean and divided by the exact bp std, forward and backward (the true
+  gradient); weights with unit-norm columns (``fan-out``) and no scale;
+* ``split``: shifted by the exact fp mean, the forward pass divided by the fp std and the backward pass by the
+  bp std (a custom backward: no longer the true gradient); weights with unit-norm rows, their forward pass
+  divided by their own fp std (1 for unit rows) and their gradient by their own bp std (``sqrt(fan_out /
+  fan_in)`` for unit rows); a weight with no exact std (a raw Gaussian init) is left as it is.
 
-Normalization layers (batch norm, layer norm, RMS norm, group norm) normalize themselves and are left as they
-are. A layer's explicit parameters (``linear(normalize=none)``) win over the mode.
+Normalization layers (batch norm, layer norm, RMS norm, group norm) normalize themselves and are left unscaled.
+A layer's explicit parameters (``linear(normalize=none)``) win over the mode. A map layer (pooling, and conv
+under ``split``) on a finite map takes the constants of the same kernel on the map's interior, without padding,
+whatever padding it has (:func:`_reference_layer`): those of the published tables, not the padded map's own.
 
 A residual block ``res(branch, alpha=A, beta=B)`` computes ``x + A * branch(x / B)``; ``beta=auto`` is the
 NF-ResNet choice: the expected std of ``x``, tracked from 1 at the network's input and growing by ``A^2`` in
