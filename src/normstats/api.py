@@ -175,9 +175,11 @@ def run_options(
 
 
 def simulate(
-    layer: str | Layer | None = None,
+    layer: Any = None,
     *,
     expr: str | None = None,
+    torch: str | None = None,
+    torch_args: dict[str, Any] | None = None,
     samples: int | str | None = None,
     seed: int = DEFAULT_SEED,
     reference: str = "auto",
@@ -195,8 +197,10 @@ def simulate(
 ) -> Row:
     """Estimate the fp/bp mean and std of one layer.
 
-    ``layer`` is a registered name (``params`` are its parameters) or a layer instance; alternatively
-    ``expr`` is a formula over ``x`` for a custom activation (:mod:`normstats.layers.expr`). ``method`` is ``mc``
+    ``layer`` is a registered name (``params`` are its parameters), a layer instance, or an elementwise
+    ``torch.nn.Module`` instance (``torch.nn.SiLU()``); alternatively ``expr`` is a formula over ``x`` for a custom
+    activation (:mod:`normstats.layers.expr`), or ``torch`` names a PyTorch activation as ``MODULE:NAME``
+    (``"torch.nn:GELU"``, built with the keywords ``torch_args``; :mod:`normstats.layers.torch_activation`). ``method`` is ``mc``
     (plain Monte Carlo), ``qmc`` (16 randomized scrambled-Sobol replicates) or ``auto`` (the default: ``qmc``
     on the layer's exact shortcut when ``target_se`` is given, else ``mc`` on its own passes; see
     :func:`choose_path`). ``estimator`` says how the
@@ -215,7 +219,7 @@ def simulate(
     Returns a :class:`~normstats.output.results.Row` whose statistics carry estimate, se, 95% interval, reference
     and z.
     """
-    inst = _make(layer, expr, params)
+    inst = _make(layer, expr, params, torch, torch_args)
     check_sampler(sampler)
     opts = run_options(
         samples, seed, method, target_se, max_time, workers, dask, chunk_draws, progress,
@@ -244,16 +248,38 @@ def _simulate(inst: Layer, opts: RunOptions, reference: str, executor: Any, samp
     )
 
 
-def _make(layer: str | Layer | None, expr: str | None, params: dict[str, Any]) -> Layer:
-    if (layer is None) == (expr is None):
-        raise NormstatsError("give exactly one of --layer NAME and --expr FORMULA")
-    if expr is not None:
+def _make(
+    layer: Any, expr: str | None, params: dict[str, Any], torch: str | None = None,
+    torch_args: dict[str, Any] | None = None,
+) -> Layer:
+    """The layer that ``layer`` (a name, a layer, a ``torch.nn.Module``), ``expr`` or ``torch`` (exactly one of
+    them) stands for."""
+    if sum(x is not None for x in (layer, expr, torch)) != 1:
+        raise NormstatsError("give exactly one of --layer NAME, --expr FORMULA and --torch MODULE:NAME")
+    if torch_args and torch is None:
+        raise NormstatsError(f"--arg is for --torch; got --arg {', '.join(torch_args)} without --torch")
+    if expr is not None or torch is not None:
         if params:
-            raise NormstatsError(f"--expr takes no layer parameters; got {', '.join(params)}")
-        from normstats.layers.expr import CustomActivation
+            option = "--expr" if expr is not None else "--torch (its keywords go in --arg KEY=VALUE)"
+            raise NormstatsError(f"{option} takes no layer parameters; got {', '.join(params)}")
+        if expr is not None:
+            from normstats.layers.expr import CustomActivation
 
-        return CustomActivation(expr)
-    return layer if isinstance(layer, Layer) else make_layer(layer, **params)
+            return CustomActivation(expr)
+        from normstats.layers.torch_activation import TorchActivation
+
+        return TorchActivation.from_source(torch, torch_args)  # type: ignore[arg-type]
+    if isinstance(layer, Layer):
+        return layer
+    from normstats.layers.torch_activation import TorchActivation, is_torch_module
+
+    if is_torch_module(layer):
+        if params:
+            raise NormstatsError(f"a torch.nn.Module takes no layer parameters; got {', '.join(params)}")
+        return TorchActivation.from_module(layer)
+    if not isinstance(layer, str):
+        raise NormstatsError(f"layer must be a layer name, a Layer or a torch.nn.Module; got {type(layer).__name__}")
+    return make_layer(layer, **params)
 
 
 def table(
