@@ -1,5 +1,5 @@
 """The Python API: :func:`simulate`, :func:`table`, :func:`network`, :func:`layers`, :func:`audit`,
-:func:`solve`, :func:`meanfield` and :func:`jacobian`. The CLI calls nothing else."""
+:func:`solve`, :func:`meanfield`, :func:`jacobian` and :func:`init_audit`. The CLI calls nothing else."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from normstats.layers.base import AUTO_SAMPLER, DEFAULT_SAMPLER, SAMPLERS, Layer
 from normstats.networks.build import build_network
 from normstats.networks.run import DEFAULT_DRAWS, check_inits, run_network
 from normstats.networks.shapes import parse_input
+from normstats.output.results.init_audit import ParamAudit
 from normstats.output.results.jacobian import JacobianResult
 from normstats.output.results.meanfield import EdgeOfChaos, LayerPoint, MeanFieldResult
 from normstats.output.results.network import NetworkResult
@@ -421,6 +422,19 @@ def audit() -> list[AuditEntry]:
     """Every published NFNet gamma and PyTorch gain next to its exact reference
     (:mod:`normstats.published.constants`)."""
     return published_constants.audit()
+
+
+def init_audit(module: Any, *, n_layer: int | None = None, initializer_range: float | None = None) -> list[ParamAudit]:
+    """For each parameter of the ``torch.nn.Module`` ``module``: its shape, fan-in and fan-out as ``torch.nn.init``
+    computes them, its mean and std, ``std * sqrt(fan_in)``, the law of its values (normal or uniform, by the
+    kurtosis) and the common init rules it matches within 4 se (PyTorch's default ``kaiming_uniform_(a=sqrt(5))``,
+    Kaiming for ReLU in either mode, Xavier, LeCun, a fixed std such as 0.02, GPT-2's scaled ``c_proj``,
+    zeros/ones), or "none of these" (:mod:`normstats.models.init_audit`). ``n_layer`` and ``initializer_range``
+    (GPT-2's) default to those on ``module.config``; with ``n_layer`` known, a ``c_proj.weight`` without GPT-2's
+    scaled init is flagged (``ok`` False, and a ``note``)."""
+    from normstats.models.init_audit import audit_parameters
+
+    return audit_parameters(module, n_layer=n_layer, initializer_range=initializer_range)
 
 
 def solve(layer: str, *, free: str | None = None, target: str = "second-moment", **params: Any) -> Solution:

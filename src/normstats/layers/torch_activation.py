@@ -51,12 +51,12 @@ _PROBE = np.linspace(-6.0, 6.0, 97)
 _ELEMENTWISE_RTOL = 1e-12
 
 
-def import_torch() -> Any:
-    """The torch module, or one line saying how to install it."""
+def import_torch(what: str = "--torch") -> Any:
+    """The torch module, or one line saying that ``what`` needs it and how to install it."""
     try:
         import torch
     except ImportError:
-        raise NormstatsError(f"--torch needs PyTorch, which is not installed; install it with {INSTALL}") from None
+        raise NormstatsError(f"{what} needs PyTorch, which is not installed; install it with {INSTALL}") from None
     return torch
 
 
