@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import normstats
-from normstats.models.init_audit import KURTOSIS_VAR, NORMAL, UNIFORM, std_se
+from normstats.models.init_audit import CONV1D_NOTE, KURTOSIS_VAR, NORMAL, UNIFORM, std_se
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -116,10 +116,11 @@ def test_gpt2_scaled_c_proj_init_is_recognised_and_its_absence_flagged() -> None
     audit = _audit(model)
     for i in range(4):
         attn, mlp = audit[f"transformer.h.{i}.attn.c_proj.weight"], audit[f"transformer.h.{i}.mlp.c_proj.weight"]
-        assert attn.ok is True and attn.note == ""
+        assert attn.ok is True and attn.note == CONV1D_NOTE  # GPT-2's Conv1D: fans transposed, and said so
         assert mlp.ok is False and mlp.rule == "normal(std=0.02)"
         assert mlp.note.startswith("normal std 0.0") and mlp.note.endswith(
-            "(normal(std=0.02)); expected 0.02/sqrt(2 n_layer) = 0.00707 for c_proj (GPT-2's scaled init)")
+            "(normal(std=0.02)); expected 0.02/sqrt(2 n_layer) = 0.00707 for c_proj (GPT-2's scaled init). "
+            + CONV1D_NOTE)
 
 
 def test_n_layer_can_be_given_where_no_config_holds_it() -> None:

@@ -172,3 +172,10 @@ def test_without_torch_one_line_says_how_to_install_it() -> None:
     assert done.stderr.strip() == ("normstats: error: --torch needs PyTorch, which is not installed; install it "
                                    "with pip install 'normstats[torch]'")
     assert done.stdout == ""
+
+
+def test_meanfield_takes_a_module_as_it_takes_a_registered_activation() -> None:
+    ours = normstats.meanfield(nn.Tanh(), sigma_w2=1.5, depth=3).to_dict()["fixed_point"]
+    theirs = normstats.meanfield("tanh", sigma_w2=1.5, depth=3).to_dict()["fixed_point"]
+    for key in ("q_star", "chi_1", "chi_c", "xi_q"):
+        assert ours[key] == pytest.approx(theirs[key], rel=1e-10), key

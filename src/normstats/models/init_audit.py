@@ -70,6 +70,12 @@ _EMBEDDING = "PyTorch's default for nn.Embedding: N(0, 1) (reset_parameters, tor
 _EXACT = "an exact value: zeros_/ones_/constant_ (nn.LayerNorm and BatchNorm: weight ones, bias zeros)"
 
 
+#: transformers' ``Conv1D`` (GPT-2's projections) stores its weight as ``(in_features, out_features)``, the transpose
+#: of ``nn.Linear``'s, so torch.nn.init's fans, kept as they are, are swapped for it.
+CONV1D_NOTE = ("transformers Conv1D stores its weight as (in, out): torch.nn.init's fan_in is the layer's fan_out, "
+               "so rules by fan read it transposed")
+
+
 @dataclass(frozen=True)
 class Rule:
     """An init rule for one parameter: a law with mean 0 and the std it gives, and the rule's source."""
@@ -183,6 +189,10 @@ def audit_parameters(module: Any, *, n_layer: int | None = None,
                           isinstance(owner, torch.nn.Embedding))
         values = param.detach().to("cpu", torch.float64).reshape(-1).numpy()
         entry = audit_values(name, tuple(param.shape), values, fans, fan_source, rules)
+        if fans is not None and type(owner).__name__ == "Conv1D" and hasattr(owner, "nf"):
+            from dataclasses import replace
+
+            entry = replace(entry, note=CONV1D_NOTE)
         if c_proj and n_layer is not None:
             scaled = next(r for r in rules if r.name == gpt2_scaled_name(initializer_range))
             entry = _expect(entry, scaled, f"{initializer_range:g}/sqrt(2 n_layer)")
@@ -236,10 +246,11 @@ def _expect(entry: ParamAudit, rule: Rule, formula: str) -> ParamAudit:
     from dataclasses import replace
 
     ok = rule.name in entry.matches
-    note = ""
+    note = entry.note
     if not ok:
         found = entry.rule if entry.law == "constant" else f"{entry.law} std {entry.std:.3g}"
         if entry.matches and entry.law != "constant":
             found += f" ({entry.rule})"
-        note = f"{found}; expected {formula} = {rule.std:.3g} for c_proj (GPT-2's scaled init)"
+        flag = f"{found}; expected {formula} = {rule.std:.3g} for c_proj (GPT-2's scaled init)"
+        note = f"{flag}. {note}" if note else flag
     return replace(entry, expected=rule.name, expected_std=rule.std, ok=ok, note=note)

@@ -31,15 +31,20 @@ def init_audit_table(entries: Iterable[ParamAudit], title: str = "Init audit") -
                      overflow="fold")
     sources: dict[str, int] = {}
     notes: list[str] = []
+    remarks: dict[str, int] = {}  # notes that flag nothing (transformers' Conv1D), once each
     for e in entries:
         rule = e.rule
         if e.source:
             rule += f" [{sources.setdefault(e.source, len(sources) + 1)}]"
         style = "bold red" if e.ok is False else "yellow" if e.rule.startswith(NONE_OF_THESE) else ""
+        name = e.name
         if e.ok is False:
             notes.append(f"✗ {e.name}: {e.note}")
+        elif e.note:
+            remarks.setdefault(e.note, len(remarks) + 1)
+            name += " " + "*" * remarks[e.note]
         t.add_row(
-            Text(e.name, style=style), "×".join(map(str, e.shape)) or "scalar", _fans(e), _number(e.mean),
+            Text(name, style=style), "×".join(map(str, e.shape)) or "scalar", _fans(e), _number(e.mean),
             _number(e.std), _number(e.scaled), e.law, Text(rule, style=style),
             "—" if e.z is None else f"{e.z:+.2f}",
         )
@@ -47,7 +52,8 @@ def init_audit_table(entries: Iterable[ParamAudit], title: str = "Init audit") -
         "A rule matches when the values' law fits (excess kurtosis: normal 0, uniform -1.2) and their std and mean "
         "lie within 4 se of the rule's (the se of a sample std of that many iid values of the rule's law); z is "
         "(std - rule std) / se for the first rule named. Fans as torch.nn.init computes them; a bias takes its "
-        "weight's.\n" + "\n".join(f"[{i}] {src}" for src, i in sources.items()),
+        "weight's.\n" + "".join(f"{'*' * i} {remark}\n" for remark, i in remarks.items())
+        + "\n".join(f"[{i}] {src}" for src, i in sources.items()),
         style="dim",
     )
     parts: list = [t]
