@@ -214,7 +214,7 @@ def test_a_closed_pipe_ends_quietly(args: list[str]) -> None:
         (["simulate", "--layer", "relu", "--format", "xml"], "'xml' is not one of 'table', 'json', 'csv', 'markdown'"),
         (["simulate", "--layer", "sigmoid", "--reference", "formula"], None),
         (["simulate", "--layer", "avgpool", "--reference", "quadrature"], "has no quadrature reference"),
-        (["simulate"], "give exactly one of --layer NAME and --expr FORMULA"),
+        (["simulate"], "give exactly one of --layer NAME, --expr FORMULA and --torch MODULE:NAME"),
         (["table", "--samples", "0"], "--samples must be"),
         (["table", "--bogus"], "No such option '--bogus'"),
         (["frobnicate"], "No such command 'frobnicate'"),

@@ -27,6 +27,7 @@ LEVELS: tuple[tuple[str, ...], ...] = (
     ("api",),
     ("theory",),
     ("networks",),
+    ("models",),
     ("output",),
     ("published",),
     ("engine",),

@@ -14,6 +14,7 @@ from normstats.api import (
     LayerInfo,
     audit,
     compiled,
+    init_audit,
     jacobian,
     layers,
     meanfield,
@@ -24,6 +25,7 @@ from normstats.api import (
     version,
 )
 from normstats.errors import NormstatsError, ParameterError, UnknownLayerError
+from normstats.output.results.init_audit import ParamAudit
 from normstats.output.results.jacobian import JacobianResult
 from normstats.output.results.network import LayerStats, NetworkResult
 from normstats.output.results.table import Row, Stat, Table
@@ -39,6 +41,7 @@ __all__ = [
     "LayerStats",
     "NetworkResult",
     "NormstatsError",
+    "ParamAudit",
     "ParameterError",
     "Row",
     "Stat",
@@ -47,6 +50,7 @@ __all__ = [
     "audit",
     "compiled",
     "get_layer",
+    "init_audit",
     "layers",
     "list_layers",
     "network",

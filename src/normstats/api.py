@@ -1,5 +1,5 @@
 """The Python API: :func:`simulate`, :func:`table`, :func:`network`, :func:`layers`, :func:`audit`,
-:func:`solve`, :func:`meanfield` and :func:`jacobian`. The CLI calls nothing else."""
+:func:`solve`, :func:`meanfield`, :func:`jacobian` and :func:`init_audit`. The CLI calls nothing else."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from normstats.layers.base import AUTO_SAMPLER, DEFAULT_SAMPLER, SAMPLERS, Layer
 from normstats.networks.build import build_network
 from normstats.networks.run import DEFAULT_DRAWS, check_inits, run_network
 from normstats.networks.shapes import parse_input
+from normstats.output.results.init_audit import ParamAudit
 from normstats.output.results.jacobian import JacobianResult
 from normstats.output.results.meanfield import EdgeOfChaos, LayerPoint, MeanFieldResult
 from normstats.output.results.network import NetworkResult
@@ -175,9 +176,11 @@ def run_options(
 
 
 def simulate(
-    layer: str | Layer | None = None,
+    layer: Any = None,
     *,
     expr: str | None = None,
+    torch: str | None = None,
+    torch_args: dict[str, Any] | None = None,
     samples: int | str | None = None,
     seed: int = DEFAULT_SEED,
     reference: str = "auto",
@@ -195,8 +198,10 @@ def simulate(
 ) -> Row:
     """Estimate the fp/bp mean and std of one layer.
 
-    ``layer`` is a registered name (``params`` are its parameters) or a layer instance; alternatively
-    ``expr`` is a formula over ``x`` for a custom activation (:mod:`normstats.layers.expr`). ``method`` is ``mc``
+    ``layer`` is a registered name (``params`` are its parameters), a layer instance, or an elementwise
+    ``torch.nn.Module`` instance (``torch.nn.SiLU()``); alternatively ``expr`` is a formula over ``x`` for a custom
+    activation (:mod:`normstats.layers.expr`), or ``torch`` names a PyTorch activation as ``MODULE:NAME``
+    (``"torch.nn:GELU"``, built with the keywords ``torch_args``; :mod:`normstats.layers.torch_activation`). ``method`` is ``mc``
     (plain Monte Carlo), ``qmc`` (16 randomized scrambled-Sobol replicates) or ``auto`` (the default: ``qmc``
     on the layer's exact shortcut when ``target_se`` is given, else ``mc`` on its own passes; see
     :func:`choose_path`). ``estimator`` says how the
@@ -215,7 +220,7 @@ def simulate(
     Returns a :class:`~normstats.output.results.Row` whose statistics carry estimate, se, 95% interval, reference
     and z.
     """
-    inst = _make(layer, expr, params)
+    inst = _make(layer, expr, params, torch, torch_args)
     check_sampler(sampler)
     opts = run_options(
         samples, seed, method, target_se, max_time, workers, dask, chunk_draws, progress,
@@ -244,16 +249,38 @@ def _simulate(inst: Layer, opts: RunOptions, reference: str, executor: Any, samp
     )
 
 
-def _make(layer: str | Layer | None, expr: str | None, params: dict[str, Any]) -> Layer:
-    if (layer is None) == (expr is None):
-        raise NormstatsError("give exactly one of --layer NAME and --expr FORMULA")
-    if expr is not None:
+def _make(
+    layer: Any, expr: str | None, params: dict[str, Any], torch: str | None = None,
+    torch_args: dict[str, Any] | None = None,
+) -> Layer:
+    """The layer that ``layer`` (a name, a layer, a ``torch.nn.Module``), ``expr`` or ``torch`` (exactly one of
+    them) stands for."""
+    if sum(x is not None for x in (layer, expr, torch)) != 1:
+        raise NormstatsError("give exactly one of --layer NAME, --expr FORMULA and --torch MODULE:NAME")
+    if torch_args and torch is None:
+        raise NormstatsError(f"--arg is for --torch; got --arg {', '.join(torch_args)} without --torch")
+    if expr is not None or torch is not None:
         if params:
-            raise NormstatsError(f"--expr takes no layer parameters; got {', '.join(params)}")
-        from normstats.layers.expr import CustomActivation
+            option = "--expr" if expr is not None else "--torch (its keywords go in --arg KEY=VALUE)"
+            raise NormstatsError(f"{option} takes no layer parameters; got {', '.join(params)}")
+        if expr is not None:
+            from normstats.layers.expr import CustomActivation
 
-        return CustomActivation(expr)
-    return layer if isinstance(layer, Layer) else make_layer(layer, **params)
+            return CustomActivation(expr)
+        from normstats.layers.torch_activation import TorchActivation
+
+        return TorchActivation.from_source(torch, torch_args)  # type: ignore[arg-type]
+    if isinstance(layer, Layer):
+        return layer
+    from normstats.layers.torch_activation import TorchActivation, is_torch_module
+
+    if is_torch_module(layer):
+        if params:
+            raise NormstatsError(f"a torch.nn.Module takes no layer parameters; got {', '.join(params)}")
+        return TorchActivation.from_module(layer)
+    if not isinstance(layer, str):
+        raise NormstatsError(f"layer must be a layer name, a Layer or a torch.nn.Module; got {type(layer).__name__}")
+    return make_layer(layer, **params)
 
 
 def table(
@@ -395,6 +422,19 @@ def audit() -> list[AuditEntry]:
     """Every published NFNet gamma and PyTorch gain next to its exact reference
     (:mod:`normstats.published.constants`)."""
     return published_constants.audit()
+
+
+def init_audit(module: Any, *, n_layer: int | None = None, initializer_range: float | None = None) -> list[ParamAudit]:
+    """For each parameter of the ``torch.nn.Module`` ``module``: its shape, fan-in and fan-out as ``torch.nn.init``
+    computes them, its mean and std, ``std * sqrt(fan_in)``, the law of its values (normal or uniform, by the
+    kurtosis) and the common init rules it matches within 4 se (PyTorch's default ``kaiming_uniform_(a=sqrt(5))``,
+    Kaiming for ReLU in either mode, Xavier, LeCun, a fixed std such as 0.02, GPT-2's scaled ``c_proj``,
+    zeros/ones), or "none of these" (:mod:`normstats.models.init_audit`). ``n_layer`` and ``initializer_range``
+    (GPT-2's) default to those on ``module.config``; with ``n_layer`` known, a ``c_proj.weight`` without GPT-2's
+    scaled init is flagged (``ok`` False, and a ``note``)."""
+    from normstats.models.init_audit import audit_parameters
+
+    return audit_parameters(module, n_layer=n_layer, initializer_range=initializer_range)
 
 
 def solve(layer: str, *, free: str | None = None, target: str = "second-moment", **params: Any) -> Solution:

@@ -57,6 +57,12 @@ def list_cmd(fmt: str) -> None:
 )
 @click.option("--layer", "-l", help="Layer name (see 'normstats list').")
 @click.option("--expr", metavar="FORMULA", help="A custom activation instead of --layer, e.g. 'x * tanh(x)'.")
+@click.option(
+    "--torch", "torch_source", metavar="MODULE:NAME",
+    help="An elementwise PyTorch activation instead of --layer: torch.nn:GELU (a module class, built with the "
+    "--arg keywords) or torch.nn.functional:silu (a function); needs normstats[torch].",
+)
+@options.factory_args
 @samples
 @options.seed
 @click.option(
@@ -80,18 +86,20 @@ def list_cmd(fmt: str) -> None:
 @convention
 @click.pass_context
 def simulate(
-    ctx: click.Context, layer: str | None, expr: str | None, samples: int | None, seed: int, reference: str,
-    sampler: str | None, fmt: str, output: str | None, convention: str, quiet: bool, **run: Any,
+    ctx: click.Context, layer: str | None, expr: str | None, torch_source: str | None, args: dict[str, Any],
+    samples: int | None, seed: int, reference: str, sampler: str | None, fmt: str, output: str | None,
+    convention: str, quiet: bool, **run: Any,
 ) -> None:
-    """Estimate one layer's fp/bp statistics, e.g. 'normstats simulate --layer maxpool --k 3' or
-    'normstats simulate --expr "x * tanh(log1p(exp(x)))"'."""
-    params = options.layer_params(ctx, layer)
+    """Estimate one layer's fp/bp statistics, e.g. 'normstats simulate --layer maxpool --k 3',
+    'normstats simulate --expr "x * tanh(log1p(exp(x)))"' or 'normstats simulate --torch torch.nn:GELU --arg
+    approximate=tanh'."""
+    params = options.layer_params(ctx, layer, "--torch" if torch_source is not None else "--expr")
     row = api.simulate(
-        layer, expr=expr, samples=samples, seed=seed, reference=reference, progress=make_progress(quiet),
-        sampler=sampler, **run, **params,
+        layer, expr=expr, torch=torch_source, torch_args=args, samples=samples, seed=seed, reference=reference,
+        progress=make_progress(quiet), sampler=sampler, **run, **params,
     )
     result = api.make_table([row], seed=seed, samples=row.samples, method=row.method, estimator=row.estimator)
-    name = row.layer if expr is None else f"expr {expr}"
+    name = f"expr {expr}" if expr is not None else f"torch {row.params['torch']}" if row.layer == "torch" else row.layer
     title = f"{name} · {row.samples:,} draws · seed {seed} · {row.method} · bp {row.estimator}"
     if row.sampler != DEFAULT_SAMPLER:
         title += f" · sampler {row.sampler}"

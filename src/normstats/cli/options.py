@@ -141,16 +141,16 @@ def _factory_args(values: tuple[str, ...]) -> dict[str, Any]:
         raise click.UsageError(str(exc)) from None
 
 
-def layer_params(ctx: click.Context, layer: str | None, expr: str | None = None) -> dict[str, str]:
-    """The layer parameters that click left over (``ctx.args``) for ``--layer``; with ``--expr``, or with no
-    layer, there must be none."""
+def layer_params(ctx: click.Context, layer: str | None, instead: str = "--expr") -> dict[str, str]:
+    """The layer parameters that click left over (``ctx.args``) for ``--layer``; with no layer (``instead`` names
+    what was given in its place: ``--expr``, ``--torch``) there must be none."""
     if layer is not None:
         return _parse_layer_params(layer, ctx.args, ctx.command)
     if ctx.args:
         option = ctx.args[0].partition("=")[0]
         if option in SHARED_OPTIONS:
             raise _unknown_option(option, None, [], ctx.command)
-        raise click.UsageError(f"--expr takes no layer parameters; got {' '.join(ctx.args)}")
+        raise click.UsageError(f"{instead} takes no layer parameters; got {' '.join(ctx.args)}")
     return {}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import click
 
@@ -19,6 +19,8 @@ from normstats.output.results.table import Table
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from normstats.output.results.init_audit import ParamAudit
+
 #: Width of text written to a file or a pipe (a terminal uses its own width); a table wider than this gets
 #: its natural width there, so that nothing in it wraps or is cut.
 FILE_WIDTH = 120
@@ -30,6 +32,15 @@ def render() -> Any:
     from normstats.output.terminal import layers
 
     return layers
+
+
+def render_audit(entries: Iterable[ParamAudit]) -> Any:
+    """The init audit as a rich renderable (``normstats model --params``): print it with ``console().print``, or
+    return it (beside the model's table, in a ``rich.console.Group``) from the ``table`` callback of
+    :func:`emit_document`. Imported when printed, like :func:`render`."""
+    from normstats.output.terminal.init_audit import init_audit_table
+
+    return init_audit_table(entries)
 
 
 def _new_console(**options: Any) -> Console:
