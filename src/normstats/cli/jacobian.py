@@ -13,6 +13,7 @@ from normstats.networks.build import NORMPROP_MODES
 from normstats.output.figures.spectrum import plot_spectrum
 from normstats.output.files.schema import dumps
 from normstats.output.terminal.jacobian import jacobian_table
+from normstats.theory.jacobian import parse_draws
 
 
 @click.command(
@@ -29,7 +30,8 @@ from normstats.output.terminal.jacobian import jacobian_table
               help="NormProp scaling, as for 'normstats network'.")
 @click.option("--inits", type=int, metavar="K", show_default="one per draw",
               help="Independent networks in all (1: one network, the seed's, for every input).")
-@options.samples("a draw: one input and its network's whole Jacobian and SVD", "100", stopping=False)
+@options.samples("a draw: one input and its network's whole Jacobian and SVD", "100", stopping=False,
+                 parse=parse_draws)
 @options.seed
 @click.option("--depths", metavar="L1,L2,...", help="Jacobians of the first L top-level layers, or all. "
               "[default: the whole network]")

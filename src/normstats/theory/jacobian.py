@@ -33,6 +33,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from normstats.engine.progress import NULL_PROGRESS, Progress
+from normstats.engine.sample_count import MIN_SAMPLES, parse_samples
 from normstats.errors import NormstatsError
 from normstats.networks.build import Block, Network, build_network
 from normstats.networks.propagate import NetworkSampler, weight_rng
@@ -105,6 +106,19 @@ def check_options(input: Any, init: Any, sigma_w2: Any, normprop: str, draws: An
     draws = check_count("--samples", draws, 2, MAX_DRAWS)
     inits = draws if inits is None else check_count("--inits", inits, 1, draws)
     return n, sigma_w2, draws, inits
+
+
+def parse_draws(value: Any) -> int:
+    """A draw count written as any sample count (``1e4``, ``10_000``, ``10k``), in ``[2, MAX_DRAWS]``: the message
+    states this command's range, not the engine's."""
+    try:
+        count = parse_samples(value)
+    except NormstatsError:
+        count = None
+    if count is None or count > MAX_DRAWS:
+        raise NormstatsError(f"--samples must be a whole number in [{MIN_SAMPLES}, {MAX_DRAWS:,}] (e.g. 1000, 1e4, "
+                             f"10k); got {value!r}")
+    return count
 
 
 def parse_depths(depths: Any, items: int) -> tuple[int, ...]:
