@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from normstats.output.results import numbers as fmt
-from normstats.output.results.jacobian import JacobianResult
+from normstats.output.results.jacobian import FLOAT_MAX, FLOAT_TINY, JacobianResult
 
 LABELS = {"mean": "mean λ", "variance": "var λ", "largest": "max λ", "log10_condition": "log10 cond"}
 
@@ -48,15 +48,18 @@ def jacobian_table(result: JacobianResult) -> Any:
             head = (str(d.depth), f"{d.label} {d.layer}") if first else ("", "")
             first = False
             if name not in d.stats:
-                t.add_row(*head, label, "inf (singular J)", _ref(d, name), "—")
+                missing = "inf (singular J)" if d.singular_draws else "— (J overflowed)"
+                t.add_row(*head, label, missing, _ref(d, name), "—")
                 continue
             s = d.stats[name]
-            shown = _pm(s.estimate, s.se) if s.status == "finite" else s.status
-            t.add_row(*head, label, shown, fmt.ref(s.reference), _diff(s.estimate, s.reference))
+            t.add_row(*head, label, _shown(d, s), _ref(d, name), _diff(s.estimate, s.reference))
         if d.prediction is not None:
-            t.add_row("", "", "var/mean²", _pm(*_rel(d)), fmt.ref(d.prediction.relative_variance), "")
+            rel = _rel(d)
+            t.add_row("", "", "var/mean²", "—" if rel is None else _pm(*rel), fmt.ref(d.prediction.relative_variance),
+                      "")
         t.add_section()
     notes = [f"depth {d.depth}: condition number {d.condition_note}" for d in result.depths if d.condition_note]
+    notes += [f"depth {d.depth}: {d.range_note}" for d in result.depths if d.range_note]
     legend = Text(
         "λ: squared singular values of J (per draw: their mean, variance over the N values, largest, log10 of "
         "s_max/s_min), averaged over draws. free prob.: the infinite-width limit (Pennington, Schoenholz and "
@@ -66,14 +69,31 @@ def jacobian_table(result: JacobianResult) -> Any:
     return Group(t, *(Text(n, style="yellow") for n in notes), legend)
 
 
+def _shown(d: Any, s: Any) -> str:
+    """``estimate ± se``, or in words where float64 could not hold it: overflow (J's values beyond its largest
+    number) or underflow (every draw's λ below its smallest normal number, so the estimate is 0 or subnormal)."""
+    if s.status != "finite":  # λ's moments are finite: inf is float64's overflow (of J, or of λ² in var λ)
+        return f"overflow (> {FLOAT_MAX:.3g})" if s.estimate == math.inf else s.status
+    if d.underflow_draws and abs(s.estimate) < FLOAT_TINY:
+        return f"underflow (< {FLOAT_TINY:.3g})"
+    return _pm(s.estimate, s.se)
+
+
 def _ref(d: Any, name: str) -> str:
-    return "—" if d.prediction is None else fmt.ref(d.prediction.reference(name))
+    if d.prediction is None:
+        return "—"
+    if d.limit_beyond is not None and name != "log10_condition":
+        return d.limit_beyond  # the limit's float value is an artefact; the note gives its power of ten
+    value = d.prediction.reference(name)
+    return "overflow" if value == math.inf else fmt.ref(value)
 
 
-def _rel(d: Any) -> tuple[float, float]:
+def _rel(d: Any) -> tuple[float, float] | None:
     """The measured relative variance ``var / mean^2`` (delta method on the two estimates; their se combined as
-    if independent, a rough guide)."""
+    if independent, a rough guide); None where the mean is 0 or either is not finite."""
     m, v = d.stats["mean"], d.stats["variance"]
+    if not (m.status == v.status == "finite") or abs(m.estimate) < FLOAT_TINY:
+        return None
     r = v.estimate / m.estimate**2
     se = abs(r) * math.sqrt((v.se / v.estimate) ** 2 + (2 * m.se / m.estimate) ** 2) if v.estimate else 0.0
     return r, se
