@@ -245,3 +245,16 @@ def test_a_narrow_terminal_shows_every_number_whole(args: list[str], columns: in
             assert any(number in line for line in lines) or {est, se} <= tokens, number
         else:
             assert number in tokens, number
+
+
+def test_a_narrow_terminal_shows_every_number_of_the_jacobian_whole() -> None:
+    """At 40 columns the Jacobian's figures are stacked: every number of the 120-column table is there, whole."""
+    args = ["jacobian", "4*(linear tanh)", "--input", "16", "-n", "20"]
+    narrow, wide = _on_a_terminal(args, 40), _on_a_terminal(args, 120)
+    assert "…" not in narrow and "…" not in wide
+    assert max(len(line) for line in narrow.splitlines()) <= 40
+    table = wide.split("λ: squared singular values")[0]
+    numbers = re.findall(r"[-+]?\d+\.\d+(?:e[-+]?\d+)?", table)
+    assert len(numbers) >= 10
+    tokens = set(re.findall(r"\S+", narrow))
+    assert all(n in tokens for n in numbers), [n for n in numbers if n not in tokens]

@@ -49,5 +49,6 @@ def jacobian(
     result = api.jacobian(spec, input=input_size, init=init, sigma_w2=sigma_w2, normprop=normprop, inits=inits,
                           samples=samples, seed=seed, depths=depths, workers=workers, processes=processes,
                           dask=dask, progress=make_progress(quiet))
-    emit_document(fmt, output, lambda _: jacobian_table(result), {"json": lambda: dumps(result.to_dict())})
+    emit_document(fmt, output, lambda out: jacobian_table(result, out.width if out.is_terminal else None),
+                  {"json": lambda: dumps(result.to_dict())})
     plot_and_close(plot, lambda path: plot_spectrum(result, path))

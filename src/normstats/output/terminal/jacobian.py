@@ -34,30 +34,17 @@ def _diff(est: float, ref: float | None) -> str:
     return f"{est - ref:+.3g}"
 
 
-def jacobian_table(result: JacobianResult) -> Any:
+def jacobian_table(result: JacobianResult, width: int | None = None) -> Any:
+    """The table, its notes and legend; where the table is wider than ``width`` columns (a terminal's; None: any
+    width), a stacked list instead, a line per figure, whose values wrap rather than being cut."""
     from rich.console import Group
-    from rich.table import Table as RichTable
     from rich.text import Text
 
-    t = RichTable(title=title(result), title_justify="left", header_style="bold", pad_edge=False)
-    for i, col in enumerate(("depth", "layer", "λ = s²", "estimate ± se", "free prob. (∞ width)", "Δ")):
-        t.add_column(col, justify="left" if i < 3 else "right", no_wrap=True)
-    for d in result.depths:
-        first = True
-        for name, label in LABELS.items():
-            head = (str(d.depth), f"{d.label} {d.layer}") if first else ("", "")
-            first = False
-            if name not in d.stats:
-                missing = "inf (singular J)" if d.singular_draws else "— (J overflowed)"
-                t.add_row(*head, label, missing, _ref(d, name), "—")
-                continue
-            s = d.stats[name]
-            t.add_row(*head, label, _shown(d, s), _ref(d, name), _diff(s.estimate, s.reference))
-        if d.prediction is not None:
-            rel = _rel(d)
-            t.add_row("", "", "var/mean²", "—" if rel is None else _pm(*rel), fmt.ref(d.prediction.relative_variance),
-                      "")
-        t.add_section()
+    from normstats.output.terminal.layers import min_width
+
+    table = _table(result)
+    if width is not None and min_width(table) > width:
+        table = _stacked(result)
     notes = [f"depth {d.depth}: condition number {d.condition_note}" for d in result.depths if d.condition_note]
     notes += [f"depth {d.depth}: {d.range_note}" for d in result.depths if d.range_note]
     legend = Text(
@@ -66,7 +53,57 @@ def jacobian_table(result: JacobianResult) -> Any:
         "Ganguli 2017, 2018), a limit and not a test (Δ = estimate - limit); — where none is computed.",
         style="dim",
     )
-    return Group(t, *(Text(n, style="yellow") for n in notes), legend)
+    return Group(table, *(Text(n, style="yellow") for n in notes), legend)
+
+
+def _figures(d: Any) -> list[tuple[str, str, str, str]]:
+    """``(statistic, shown, limit, Δ)`` per line of depth ``d``."""
+    out = []
+    for name, label in LABELS.items():
+        if name not in d.stats:
+            missing = "inf (singular J)" if d.singular_draws else "— (J overflowed)"
+            out.append((label, missing, _ref(d, name), "—"))
+            continue
+        s = d.stats[name]
+        out.append((label, _shown(d, s), _ref(d, name), _diff(s.estimate, s.reference)))
+    if d.prediction is not None:
+        rel = _rel(d)
+        out.append(("var/mean²", "—" if rel is None else _pm(*rel), fmt.ref(d.prediction.relative_variance), ""))
+    return out
+
+
+def _table(result: JacobianResult) -> Any:
+    from rich.table import Table as RichTable
+
+    t = RichTable(title=title(result), title_justify="left", header_style="bold", pad_edge=False)
+    for i, col in enumerate(("depth", "layer", "λ = s²", "estimate ± se", "free prob. (∞ width)", "Δ")):
+        t.add_column(col, justify="left" if i < 3 else "right", no_wrap=True)
+    for d in result.depths:
+        for i, figure in enumerate(_figures(d)):
+            head = (str(d.depth), f"{d.label} {d.layer}") if i == 0 else ("", "")
+            t.add_row(*head, *figure)
+        t.add_section()
+    return t
+
+
+def _stacked(result: JacobianResult) -> Any:
+    """Per depth its layer, then per statistic the estimate with the limit and Δ indented under it."""
+    from rich import box
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
+    t = RichTable(title=title(result), title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
+                  padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
+    t.add_column("λ = s²", overflow="fold")
+    t.add_column("value", overflow="fold")
+    for d in result.depths:
+        t.add_row(Text(f"depth {d.depth}", style="bold"), f"{d.label} {d.layer}", end_section=True)
+        figures = _figures(d)
+        for i, (label, shown, limit, diff) in enumerate(figures):
+            t.add_row(label, shown)
+            t.add_row("  free prob.", limit)
+            t.add_row("  Δ", diff or "—", end_section=i == len(figures) - 1)
+    return t
 
 
 def _shown(d: Any, s: Any) -> str:
