@@ -258,3 +258,23 @@ def test_a_narrow_terminal_shows_every_number_of_the_jacobian_whole() -> None:
     assert len(numbers) >= 10
     tokens = set(re.findall(r"\S+", narrow))
     assert all(n in tokens for n in numbers), [n for n in numbers if n not in tokens]
+
+
+def test_a_relu_network_whose_values_overflow_has_j_overflowed_not_zero() -> None:
+    """Past the forward overflow relu'(nan) = 0 would give a J of 0 (an 'underflow'); the draw is an overflow.
+    Near depth 2 the values are in range, and an se of λ near 1e-300 is not lost to squares that underflow."""
+    code, out, err = _run(["jacobian", "200*(linear relu)", "--input", "8", "--sigma-w2", "1e6", "-n", "4",
+                           "--depths", "2,400", "--format", "json"])
+    assert code == 0, err
+    shallow, deep = json.loads(out)["depths"]
+    # one draw may have a layer whose 8 units are all dead: from there its values are 0, and its J truly 0
+    assert shallow["overflow_draws"] == 0 and deep["overflow_draws"] >= 3
+    assert deep["overflow_draws"] + deep["underflow_draws"] == 4
+    assert deep["prediction"] is None  # the limit's q passes float64: not computed (no 0 * inf in it)
+    code, out, err = _run(["jacobian", "200*(linear relu)", "--input", "8", "--sigma-w2", "1e-300", "-n", "4",
+                           "--depths", "2,400", "--format", "json"])
+    assert code == 0, err
+    shallow, deep = json.loads(out)["depths"]
+    mean = shallow["statistics"]["mean"]
+    assert 1e-302 < mean["estimate"] < 1e-299 and 0 < mean["se"] < mean["estimate"]
+    assert deep["underflow_draws"] == 4

@@ -212,15 +212,16 @@ def _network_draws(net: Network, depths: tuple[int, ...], seed: int, k: int, per
             u = rng.random(net.uniforms_per_input)
             xs, us = np.tile(x, (n, 1)), np.tile(u, (n, 1))
             for i, sub in enumerate(subs):
-                _, jac = sub.ends(xs, eye, us)
-                out[i][j] = _singular_values(jac)
+                y, jac = sub.ends(xs, eye, us)
+                out[i][j] = _singular_values(jac if np.isfinite(y).all() else y)
     return out
 
 
 def _singular_values(jac: np.ndarray) -> np.ndarray:
-    """``J``'s singular values; all ``inf`` where ``J`` overflowed float64 (an entry is not finite: the network's
-    values passed 1.8e308 on the way), whose spectrum float64 cannot hold. LAPACK scales a finite ``J`` itself,
-    so its SVD converges whatever the entries' size."""
+    """``J``'s singular values; all ``inf`` where ``J`` overflowed float64 (an entry is not finite), whose spectrum
+    float64 cannot hold. The caller passes the network's output instead of ``J`` where that is not finite: the
+    forward pass overflowed, and the ``J`` computed past it (``relu'(nan) = 0``: a ``J`` of 0) is not the
+    network's. LAPACK scales a finite ``J`` itself, so its SVD converges whatever the entries' size."""
     if not np.isfinite(jac).all():
         return np.full(len(jac), np.inf)
     return np.linalg.svd(jac, compute_uv=False)

@@ -87,7 +87,7 @@ class DepthSpectrum:
     singular_draws: int
     prediction: SpectrumPrediction | None
     eigenvalues: np.ndarray = field(repr=False)  # every draw's squared singular values, pooled (for the plot)
-    overflow_draws: int = 0  # draws whose J (an entry, or a squared singular value) overflowed float64
+    overflow_draws: int = 0  # draws whose network, J or λ overflowed float64
     underflow_draws: int = 0  # draws whose largest λ is below float64's smallest normal number (J = 0 included)
     limit_beyond: str | None = None  # "overflow" / "underflow": the limit's mean λ lies beyond float64
 
@@ -105,7 +105,8 @@ class DepthSpectrum:
         """Where ``J`` or its limit leaves float64's range, in words (None where everything is in range)."""
         notes = []
         if self.overflow_draws:
-            notes.append(f"J overflowed float64 (an entry or a squared singular value beyond {FLOAT_MAX:.3g}) in "
+            notes.append(f"J overflowed float64 (the network's values, J's entries or a squared singular value "
+                         f"beyond {FLOAT_MAX:.3g}) in "
                          f"{self.overflow_draws} of the draws: λ is not finite there, so are its statistics")
         if self.underflow_draws:
             notes.append(f"the largest λ is below float64's smallest normal number {FLOAT_TINY:.3g} in "
@@ -170,5 +171,10 @@ def stat(values: np.ndarray, reference: float | None, per_network: int) -> Stat:
     if per_network > 1 and len(v) > per_network:
         v = v[: len(v) // per_network * per_network].reshape(-1, per_network).mean(axis=1)
     est = float(v.mean())
-    se = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
+    # the spread of values scaled to 1 first: the squares of values near 1e-300 (or 1e300) underflow to 0 (or
+    # overflow), and would give an se of 0 (or inf) to values that are all in range
+    scale = float(np.max(np.abs(v))) if len(v) else 0.0
+    if not (0.0 < scale < math.inf):
+        scale = 1.0
+    se = float((v / scale).std(ddof=1) * scale / math.sqrt(len(v))) if len(v) > 1 else math.nan
     return Stat(est, se, reference, None if reference is None else KIND)

@@ -20,11 +20,21 @@ def title(result: JacobianResult) -> str:
             f"{result.draws:,} draws · {nets} · seed {result.seed}")
 
 
+#: From this size on an estimate and its se are written in scientific notation (λ reaches 1e300), not with
+#: every integer digit.
+LARGE = 1e12
+
+
 def _pm(est: float, se: float) -> str:
     """``estimate ± se``; where the se is rounding (below 1e-12 of the value: an exact isometry) the estimate to 10
-    digits and the se to one."""
-    if math.isfinite(se) and 0.0 < se < 1e-12 * max(1.0, abs(est)):
+    digits and the se to one; a large one in scientific notation, the estimate to the se's second digit."""
+    if math.isfinite(se) and 0.0 < se < 1e-12 * abs(est):
         return f"{est:.10g} ± {se:.1g}"
+    if math.isfinite(se) and math.isfinite(est) and max(abs(est), se) >= LARGE:
+        if se == 0.0:
+            return f"{est:.9e} ± 0"
+        digits = min(10, max(1, math.floor(math.log10(max(abs(est), se))) - math.floor(math.log10(se)) + 1))
+        return f"{est:.{digits}e} ± {se:.1e}"
     return fmt.pm(est, se)
 
 
@@ -111,9 +121,16 @@ def _shown(d: Any, s: Any) -> str:
     number) or underflow (every draw's λ below its smallest normal number, so the estimate is 0 or subnormal)."""
     if s.status != "finite":  # λ's moments are finite: inf is float64's overflow (of J, or of λ² in var λ)
         return f"overflow (> {FLOAT_MAX:.3g})" if s.estimate == math.inf else s.status
-    if d.underflow_draws and abs(s.estimate) < FLOAT_TINY:
+    if d.underflow_draws and abs(s.estimate) < FLOAT_TINY or s is d.stats["variance"] and _variance_lost(d):
         return f"underflow (< {FLOAT_TINY:.3g})"
     return _pm(s.estimate, s.se)
+
+
+def _variance_lost(d: Any) -> bool:
+    """Whether var λ, a mean of squares of λ's, lies below float64's smallest normal number: where the largest λ
+    is below its square root (1.5e-154), every square is, and the variance has no digits left."""
+    largest = d.stats["largest"]
+    return largest.status == "finite" and largest.estimate < math.sqrt(FLOAT_TINY)
 
 
 def _ref(d: Any, name: str) -> str:
@@ -129,8 +146,8 @@ def _rel(d: Any) -> tuple[float, float] | None:
     """The measured relative variance ``var / mean^2`` (delta method on the two estimates; their se combined as
     if independent, a rough guide); None where the mean is 0 or either is not finite."""
     m, v = d.stats["mean"], d.stats["variance"]
-    if not (m.status == v.status == "finite") or abs(m.estimate) < FLOAT_TINY:
-        return None
+    if not (m.status == v.status == "finite") or not m.estimate**2 >= FLOAT_TINY:
+        return None  # mean^2 beyond float64 (and var with it): no ratio of theirs is worth a digit
     r = v.estimate / m.estimate**2
     se = abs(r) * math.sqrt((v.se / v.estimate) ** 2 + (2 * m.se / m.estimate) ** 2) if v.estimate else 0.0
     return r, se
