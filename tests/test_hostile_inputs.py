@@ -278,3 +278,15 @@ def test_a_relu_network_whose_values_overflow_has_j_overflowed_not_zero() -> Non
     mean = shallow["statistics"]["mean"]
     assert 1e-302 < mean["estimate"] < 1e-299 and 0 < mean["se"] < mean["estimate"]
     assert deep["underflow_draws"] == 4
+
+
+def test_a_narrow_terminal_shows_every_number_of_a_network_whole() -> None:
+    """At 40 columns a network's tables are stacked: every number of the 120-column tables is there, whole."""
+    args = ["network", "res(conv(out_channels=2,k=3,padding=1) relu) relu", "--input", "2x4x4", "-n", "200"]
+    narrow, wide = _on_a_terminal(args, 40), _on_a_terminal(args, 120)
+    assert "…" not in narrow and "…" not in wide
+    assert max(len(line) for line in narrow.splitlines()) <= 40
+    numbers = re.findall(r"[-+]?\d+\.\d+(?:e[-+]?\d+)?", wide.split("fp: the layer's output")[0])
+    assert len(numbers) >= 40
+    tokens = set(re.findall(r"\S+", narrow))
+    assert all(n in tokens for n in numbers), [n for n in numbers if n not in tokens]
