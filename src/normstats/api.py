@@ -537,7 +537,7 @@ def jacobian(
     threads (or ``processes``, or the Dask scheduler at ``dask``): the result is the same for any of them."""
     from normstats.theory import jacobian as jac
 
-    draws = jac.DEFAULT_DRAWS if samples is None else parse_samples(samples)
+    draws = jac.DEFAULT_DRAWS if samples is None else jac.parse_draws(samples)
     opts = run_options(draws, seed, workers=workers, dask=dask, progress=progress, processes=processes)
     meta = run_metadata(opts.seed, draws, "mc", "sampled")
     with open_executor(opts.workers, opts.dask, opts.processes) as executor:

@@ -13,6 +13,7 @@ from normstats.networks.build import NORMPROP_MODES
 from normstats.output.figures.spectrum import plot_spectrum
 from normstats.output.files.schema import dumps
 from normstats.output.terminal.jacobian import jacobian_table
+from normstats.theory.jacobian import parse_draws
 
 
 @click.command(
@@ -29,7 +30,8 @@ from normstats.output.terminal.jacobian import jacobian_table
               help="NormProp scaling, as for 'normstats network'.")
 @click.option("--inits", type=int, metavar="K", show_default="one per draw",
               help="Independent networks in all (1: one network, the seed's, for every input).")
-@options.samples("a draw: one input and its network's whole Jacobian and SVD", "100", stopping=False)
+@options.samples("a draw: one input and its network's whole Jacobian and SVD", "100", stopping=False,
+                 parse=parse_draws)
 @options.seed
 @click.option("--depths", metavar="L1,L2,...", help="Jacobians of the first L top-level layers, or all. "
               "[default: the whole network]")
@@ -47,5 +49,6 @@ def jacobian(
     result = api.jacobian(spec, input=input_size, init=init, sigma_w2=sigma_w2, normprop=normprop, inits=inits,
                           samples=samples, seed=seed, depths=depths, workers=workers, processes=processes,
                           dask=dask, progress=make_progress(quiet))
-    emit_document(fmt, output, lambda _: jacobian_table(result), {"json": lambda: dumps(result.to_dict())})
+    emit_document(fmt, output, lambda out: jacobian_table(result, out.width if out.is_terminal else None),
+                  {"json": lambda: dumps(result.to_dict())})
     plot_and_close(plot, lambda path: plot_spectrum(result, path))

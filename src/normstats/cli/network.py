@@ -101,7 +101,7 @@ def network(
     title = (f"network {result.spec} · input {'x'.join(map(str, result.input))} · normprop {result.normprop}"
              f" · {result.draws:,} draws · {result.inits} network{'s' if result.inits > 1 else ''} · seed {seed}")
     if not (output and result.partial):
-        emit_document(fmt, output, lambda _: network_table(result, title, band), {
+        emit_document(fmt, output, lambda out: network_table(result, title, band, out.width if out.is_terminal else None), {
             "json": lambda: dumps(result.to_dict(band)), "csv": lambda: network_files.to_csv(result),
             "markdown": lambda: network_files.to_markdown(result, band)})
         if plot is not None:

@@ -38,12 +38,14 @@ def _stack(*options: Decorator) -> Decorator:
     return apply
 
 
-def samples(draw: str, default: str, stopping: bool = True) -> Decorator:
+def samples(draw: str, default: str, stopping: bool = True,
+            parse: Callable[[Any], int] = parse_samples) -> Decorator:
     """``-n/--samples``: ``draw`` says what one draw is for this command, ``default`` shows its default;
-    ``stopping``: the command also takes ``--target-se``/``--max-time``, which make it a cap."""
+    ``stopping``: the command also takes ``--target-se``/``--max-time``, which make it a cap; ``parse``: the
+    count's check where the command has bounds of its own (the same spellings, its own range in the message)."""
     cap = " With --target-se or --max-time: the cap (default 1e12)." if stopping else ""
     return click.option(
-        "--samples", "-n", default=None, show_default=default, callback=checked(parse_samples),
+        "--samples", "-n", default=None, show_default=default, callback=checked(parse),
         help=f"Draws ({draw}): {SAMPLES_SPELLINGS}.{cap}",
     )
 

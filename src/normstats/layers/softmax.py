@@ -42,8 +42,17 @@ QUADRATURE_TEMPERATURES = (0.25, 4.0)
 _AGREE = 1e-12
 
 
+#: float64's smallest normal number: a temperature whose square is below it is divided by twice.
+_TINY = float(np.finfo(float).tiny)
+
+
 def softmax(x: np.ndarray, temperature: float) -> np.ndarray:
-    z = x / temperature
+    with np.errstate(over="ignore"):
+        z = x / temperature
+        if not np.isfinite(z).all() and np.isfinite(x).all():
+            # a temperature so small that x / T overflows: the same softmax from x - max(x) <= 0, whose
+            # quotient overflows only to -inf (e^-inf = 0, the exact limit there)
+            z = (x - x.max(axis=-1, keepdims=True)) / temperature
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 
@@ -91,7 +100,8 @@ class Softmax(Layer):
 
 
 def _grad(y: np.ndarray, dy: np.ndarray, temperature: float) -> np.ndarray:
-    return y * (dy - np.sum(y * dy, axis=-1, keepdims=True)) / temperature
+    with np.errstate(over="ignore"):  # at a tiny T, a near tie's gradient ~ 1 / T may pass float64: inf
+        return y * (dy - np.sum(y * dy, axis=-1, keepdims=True)) / temperature
 
 
 class _SoftmaxPasses(Passes):
@@ -118,7 +128,13 @@ class _SoftmaxConditional:
         y = softmax(x, self.temperature)
         y2 = y * y
         q = y2.sum(axis=-1, keepdims=True)
-        return y, y2 * (1.0 - 2.0 * y + q) / self.temperature**2
+        t = self.temperature
+        if t * t >= _TINY:
+            return y, y2 * (1.0 - 2.0 * y + q) / t**2
+        # T^2 underflows float64 (T < 1.5e-154): divide by T twice, or 0 / 0 would stand for the exact 0 of a
+        # one-hot output; a near tie's g ~ 1 / T^2 may pass float64 (inf, its value beyond float64)
+        with np.errstate(over="ignore"):
+            return y, y2 * (1.0 - 2.0 * y + q) / t / t
 
 
 @functools.lru_cache(maxsize=64)

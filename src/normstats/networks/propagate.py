@@ -40,6 +40,11 @@ Sink = Callable[[int, np.ndarray], None]
 RowsOf = Callable[[int], "tuple[np.ndarray, np.ndarray] | None"]
 #: ``NORMSTATS_SUMMED_PASSES=0`` turns the summed passes off (the numpy passes run; for comparing the two).
 _SUMMED = os.environ.get("NORMSTATS_SUMMED_PASSES", "1") != "0"
+#: A network whose values leave float64 (a residual block of alpha = 1e200, weights of variance 1e6 over 200
+#: layers) computes inf and nan, and those are the answer: its statistics are reported as not finite, in words
+#: (:attr:`~normstats.output.results.table.Stat.status`). numpy's warnings about them are silenced where the
+#: values are made and tallied, not left to reach stderr.
+_BEYOND_FLOAT64 = dict(over="ignore", invalid="ignore", divide="ignore")
 
 
 @dataclass(frozen=True)
@@ -164,9 +169,10 @@ class NetworkSampler:
         uu = u.reshape(n_rows, -1)
         states: dict[str, Any] = {}
         run = _Run(sink, rows, draws)
-        self._forward(net.items, h, uu, states, run, reuse)
-        g = dy.reshape(n_rows, -1)
-        self._backward(net.items, g, states, run, reuse)
+        with np.errstate(**_BEYOND_FLOAT64):
+            self._forward(net.items, h, uu, states, run, reuse)
+            g = dy.reshape(n_rows, -1)
+            self._backward(net.items, g, states, run, reuse)
 
     def ends(self, x: np.ndarray, dy: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(y, dx)``: the network's output and the gradient at its input for upstream gradient ``dy`` (rows of
@@ -362,7 +368,8 @@ class NetworkTallies:
         return cls(recs, tuple(Tally.empty(r.width) for r in recs))
 
     def merge(self, other: NetworkTallies) -> NetworkTallies:
-        return NetworkTallies(self.records, tuple(a.merge(b) for a, b in zip(self.tallies, other.tallies)))
+        with np.errstate(**_BEYOND_FLOAT64):
+            return NetworkTallies(self.records, tuple(a.merge(b) for a, b in zip(self.tallies, other.tallies)))
 
     @property
     def draws(self) -> int:
@@ -371,6 +378,11 @@ class NetworkTallies:
     def estimates(self) -> dict[str, tuple[float, float]]:
         """``{"label|statistic": (estimate, se)}`` for every record."""
         out: dict[str, tuple[float, float]] = {}
+        with np.errstate(**_BEYOND_FLOAT64):
+            self._estimates(out)
+        return out
+
+    def _estimates(self, out: dict[str, tuple[float, float]]) -> None:
         for rec, t in zip(self.records, self.tallies):
             key = f"{rec.label}|"
             if rec.what in (FP, BP):
@@ -380,7 +392,6 @@ class NetworkTallies:
                 out[key + "branch_var"] = (t.std**2, 2.0 * t.std * t.se_std())
             else:
                 out[key + rec.what] = (t.mean, t.se_mean())
-        return out
 
 
 class _NetworkSums:
@@ -402,9 +413,10 @@ class _NetworkSums:
 
     def feed(self, sampler: NetworkSampler, x: np.ndarray, dy: np.ndarray, u: np.ndarray) -> None:
         """Run the chunk through ``sampler``, tallying each record as it comes (what the engine calls)."""
-        self.draw_sums.begin(len(x))
-        sampler.run(x, dy, u, self._add_one, rows=self._rows)
-        self.draw_sums.end()
+        with np.errstate(**_BEYOND_FLOAT64):
+            self.draw_sums.begin(len(x))
+            sampler.run(x, dy, u, self._add_one, rows=self._rows)
+            self.draw_sums.end()
 
     def _rows(self, index: int) -> tuple[np.ndarray, np.ndarray] | None:
         slot = self.slot.get(index)
@@ -418,8 +430,10 @@ class _NetworkSums:
             self.draw_sums.add(slot, values)
 
     def result(self) -> NetworkTallies:
-        wide = iter(self.draw_sums.tallies())
-        tallies = [self.power_sums[i].tally() if i in self.power_sums else next(wide) for i in range(len(self.records))]
+        with np.errstate(**_BEYOND_FLOAT64):
+            wide = iter(self.draw_sums.tallies())
+            tallies = [self.power_sums[i].tally() if i in self.power_sums else next(wide)
+                       for i in range(len(self.records))]
         return NetworkTallies(self.records, tuple(tallies))
 
 

@@ -15,8 +15,11 @@ Grammar (whitespace separates items; names and values are case-sensitive)::
 them when the network is built. A residual block takes ``alpha`` (a number, default 1) and ``beta`` (a
 positive number or ``auto``, default 1).
 
-Every error is a :class:`SpecError`: one line with the 1-based position in the spec and what was found
-there. :func:`format_spec` writes a tree back as a canonical string that parses to the same tree.
+Bounds: a repeat count is at most :data:`MAX_REPEAT`, the spec expands to at most :data:`MAX_LAYERS` layers, and
+groups and residual blocks nest at most :data:`MAX_NESTING` deep (``((relu))`` nests 2 deep, ``res(res(relu))``
+too). Every error is a :class:`SpecError`: one line with the 1-based position in the spec and what was found
+there. :func:`format_spec` writes a tree back as a canonical string that parses to the same tree; neither it nor
+the parser recurses deeper than the nesting bound (and :func:`format_spec` and :func:`count_layers` not at all).
 """
 
 from __future__ import annotations
@@ -24,13 +27,18 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Union
+from typing import Callable, Iterator, Union
 
 from normstats.errors import NormstatsError
 
 #: Largest repeat count of one item, and largest number of layers a spec may expand to.
 MAX_REPEAT = 1000
 MAX_LAYERS = 2000
+#: Deepest nesting of groups and residual blocks: far beyond any network written by hand, and far below Python's
+#: recursion limit in the parser and in the builders that walk the tree.
+MAX_NESTING = 32
+#: The longest piece of the spec an error message quotes; a longer token is cut, with its length said.
+QUOTE = 40
 RESIDUAL = "res"
 
 
@@ -100,6 +108,14 @@ class _Parser:
         self.text = text
         self.toks = _tokens(text)
         self.i = 0
+        self.depth = 0  # groups and residual blocks open here
+
+    def enter(self, tok: _Token) -> None:
+        """One level deeper, at the ``(`` or ``res`` of ``tok``; a :class:`SpecError` beyond :data:`MAX_NESTING`."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.fail(f"groups and residual blocks nest at most {MAX_NESTING} deep; this one opens level "
+                            f"{self.depth}", tok)
 
     @property
     def tok(self) -> _Token:
@@ -107,7 +123,7 @@ class _Parser:
 
     def fail(self, what: str, tok: _Token | None = None) -> SpecError:
         tok = tok or self.tok
-        found = "the end of the spec" if tok.kind == "end" else repr(tok.text)
+        found = "the end of the spec" if tok.kind == "end" else _quote(tok.text)
         return SpecError(f"network spec, position {tok.pos} ({found}): {what}")
 
     def take(self, kind: str, text: str | None = None) -> _Token:
@@ -127,7 +143,10 @@ class _Parser:
         tok = self.tok
         if tok.kind == "count":
             self.i += 1
-            count = int(tok.text.rstrip("* \t"))
+            digits = tok.text.rstrip("* \t").lstrip("0") or "0"
+            # a count of more digits than MAX_REPEAT is out of range: never converted (Python refuses to
+            # convert more than 4300 digits, and a bound needs none of them)
+            count = int(digits) if len(digits) <= len(str(MAX_REPEAT)) else MAX_REPEAT + 1
             if not 1 <= count <= MAX_REPEAT:
                 raise self.fail(f"a repeat count must be an integer in [1, {MAX_REPEAT}]", tok)
             unit = self.unit()
@@ -138,6 +157,7 @@ class _Parser:
     def unit(self) -> Node:
         tok = self.tok
         if tok.kind == "punct" and tok.text == "(":
+            self.enter(tok)
             self.i += 1
             body = self.spec(stop=(")",))
             if self.tok.kind != "punct" or self.tok.text != ")":
@@ -145,6 +165,7 @@ class _Parser:
             self.i += 1
             if not body:
                 raise self.fail("an empty group '()'", tok)
+            self.depth -= 1
             return Repeat(1, body, tok.pos)
         if tok.kind != "word":
             if tok.kind == "punct" and tok.text == ")":
@@ -192,6 +213,7 @@ class _Parser:
     def residual(self, tok: _Token) -> Residual:
         if not (self.tok.kind == "punct" and self.tok.text == "("):
             raise self.fail("a residual block is written res(LAYERS, alpha=A, beta=B)")
+        self.enter(tok)
         open_tok = self.take("punct", "(")
         branch = self.spec(stop=(")", ","))
         if not branch:
@@ -216,6 +238,7 @@ class _Parser:
                     f"network spec, position {tok.pos} ('res'): a residual block has the parameters alpha and "
                     f"beta; got {key!r}"
                 )
+        self.depth -= 1
         return Residual(branch, alpha, beta, tok.pos)
 
 
@@ -225,8 +248,15 @@ def _number(text: str, name: str, tok: _Token, allowed: str, ok: Callable[[float
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or not ok(value):
-        raise SpecError(f"network spec, position {tok.pos} ('res'): {name} must be {allowed}; got {text!r}")
+        raise SpecError(f"network spec, position {tok.pos} ('res'): {name} must be {allowed}; got {_quote(text)}")
     return value
+
+
+def _quote(text: str) -> str:
+    """``repr(text)``, cut to :data:`QUOTE` characters with its length said (a 5,000-digit count)."""
+    if len(text) <= QUOTE:
+        return repr(text)
+    return f"{text[:QUOTE]!r}... ({len(text):,} characters)"
 
 
 def parse_spec(text: str) -> tuple[Node, ...]:
@@ -244,35 +274,56 @@ def parse_spec(text: str) -> tuple[Node, ...]:
 
 
 def count_layers(nodes: tuple[Node, ...]) -> int:
-    """Layers the tree expands to (a residual block counts its branch's layers)."""
+    """Layers the tree expands to (a residual block counts its branch's layers). Walks the tree with a stack of
+    its own, so a tree built in Python, nested without the parser's bound, cannot exhaust the recursion limit."""
     total = 0
-    for node in nodes:
-        if isinstance(node, LayerNode):
-            total += 1
-        elif isinstance(node, Repeat):
-            total += node.count * count_layers(node.body)
-        else:
-            total += count_layers(node.branch)
+    stack: list[tuple[tuple[Node, ...], int]] = [(nodes, 1)]  # (nodes, copies of them)
+    while stack:
+        items, copies = stack.pop()
+        for node in items:
+            if isinstance(node, LayerNode):
+                total += copies
+            elif isinstance(node, Repeat):
+                stack.append((node.body, copies * node.count))
+            else:
+                stack.append((node.branch, copies))
     return total
 
 
 def format_spec(nodes: tuple[Node, ...]) -> str:
-    """The canonical text of a tree (it parses back to the same tree)."""
-    return " ".join(_format(n) for n in nodes)
+    """The canonical text of a tree (it parses back to the same tree). Iterative, as :func:`count_layers`: each
+    open group or block is a frame holding its children's texts until the last is done."""
+    frames: list[tuple[Node | None, Iterator[Node], list[str]]] = [(None, iter(nodes), [])]
+    while True:
+        owner, children, texts = frames[-1]
+        node = next(children, None)
+        if node is None:
+            frames.pop()
+            inner = " ".join(texts)
+            if owner is None:
+                return inner
+            frames[-1][2].append(_wrap(owner, inner))
+        elif isinstance(node, LayerNode):
+            texts.append(_layer_text(node))
+        else:
+            frames.append((node, iter(node.body if isinstance(node, Repeat) else node.branch), []))
 
 
-def _format(node: Node) -> str:
-    if isinstance(node, LayerNode):
-        if not node.params:
-            return node.name
-        return f"{node.name}({','.join(f'{k}={v}' for k, v in node.params)})"
+def _layer_text(node: LayerNode) -> str:
+    if not node.params:
+        return node.name
+    return f"{node.name}({','.join(f'{k}={v}' for k, v in node.params)})"
+
+
+def _wrap(node: Node, inner: str) -> str:
+    """The text of a repeat or residual block around its children's text ``inner``."""
     if isinstance(node, Repeat):
-        inner = format_spec(node.body)
         if node.count == 1:
             return f"({inner})"
         if len(node.body) == 1 and not isinstance(node.body[0], Repeat):
             return f"{node.count}*{inner}"
         return f"{node.count}*({inner})"
+    assert isinstance(node, Residual)
     extras = []
     if node.alpha != 1.0:
         extras.append(f"alpha={node.alpha:g}" if _exact_g(node.alpha) else f"alpha={node.alpha!r}")
@@ -280,7 +331,7 @@ def _format(node: Node) -> str:
         beta = node.beta
         extras.append(f"beta={beta}" if isinstance(beta, str) else
                       (f"beta={beta:g}" if _exact_g(beta) else f"beta={beta!r}"))
-    return f"res({', '.join([format_spec(node.branch), *extras])})"
+    return f"res({', '.join([inner, *extras])})"
 
 
 def _exact_g(x: float) -> bool:

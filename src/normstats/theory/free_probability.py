@@ -38,7 +38,9 @@ Zyczkowski 2011, "Product of Ginibre matrices: Fuss-Catalan and Raney distributi
 support ``[0, (L + 1)^(L + 1) / L^L]``: the largest squared singular value's limit (:func:`fuss_catalan_edge`).
 
 Where the chain holds anything else (pooling, normalization layers, dropout, residual blocks, convolutions,
-non-square linear layers, weights with no known spectrum) there is no prediction from there on (``None``).
+non-square linear layers, weights with no known spectrum) there is no prediction from there on (``None``); so
+too where an activation meets a pre-activation variance ``q`` beyond float64 (0 or ``inf``: ``--sigma-w2 1e-300``
+or ``1e6`` over many layers), at which its derivative's moments cannot be computed.
 """
 
 from __future__ import annotations
@@ -143,7 +145,7 @@ def predict(net: Network) -> list[SpectrumPrediction | None]:
                 factors.append(Factor(item.label, kind, a * grad * grad, WEIGHT_RELATIVE_VARIANCE[kind],
                                       None))
                 run = _Run(a * m2 * fwd * fwd)
-            elif item.kind == shapes.POINTWISE and isinstance(item.layer, Elementwise):
+            elif item.kind == shapes.POINTWISE and isinstance(item.layer, Elementwise) and 0.0 < run.q < math.inf:
                 run.layers.append(item)
             else:
                 dead = True

@@ -33,6 +33,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from normstats.engine.progress import NULL_PROGRESS, Progress
+from normstats.engine.sample_count import MIN_SAMPLES, parse_samples
 from normstats.errors import NormstatsError
 from normstats.networks.build import Block, Network, build_network
 from normstats.networks.propagate import NetworkSampler, weight_rng
@@ -44,7 +45,7 @@ from normstats.networks.spec import (
     format_spec,
     parse_spec,
 )
-from normstats.output.results.jacobian import DepthSpectrum, JacobianResult, stat
+from normstats.output.results.jacobian import DepthSpectrum, JacobianResult, SpectrumPrediction, stat
 from normstats.registry import get_layer
 from normstats.theory.free_probability import predict
 
@@ -107,6 +108,19 @@ def check_options(input: Any, init: Any, sigma_w2: Any, normprop: str, draws: An
     return n, sigma_w2, draws, inits
 
 
+def parse_draws(value: Any) -> int:
+    """A draw count written as any sample count (``1e4``, ``10_000``, ``10k``), in ``[2, MAX_DRAWS]``: the message
+    states this command's range, not the engine's."""
+    try:
+        count = parse_samples(value)
+    except NormstatsError:
+        count = None
+    if count is None or count > MAX_DRAWS:
+        raise NormstatsError(f"--samples must be a whole number in [{MIN_SAMPLES}, {MAX_DRAWS:,}] (e.g. 1000, 1e4, "
+                             f"10k); got {value!r}")
+    return count
+
+
 def parse_depths(depths: Any, items: int) -> tuple[int, ...]:
     """``None`` (the whole network), ``"all"``, ``"2,4,8"`` or a sequence of integers in ``[1, items]``."""
     if depths is None:
@@ -157,7 +171,8 @@ def _check_square(net: Network, depths: tuple[int, ...]) -> None:
 
 def spectra(net: Network, depths: tuple[int, ...], draws: int, inits: int, seed: int, executor: Any = None,
             progress: Progress = NULL_PROGRESS) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per depth, ``(singular values of every draw (draws x N), whether the draw's J is singular)``.
+    """Per depth, ``(singular values of every draw (draws x N), whether the draw's J is singular)``; a draw whose J
+    overflowed float64 has singular values ``inf`` (:func:`_singular_values`).
 
     Network ``k``'s draws are one task (:func:`_network_draws`) with its own generators, so ``executor``
     (threads, processes or Dask; ``None``: here) changes only where they run, never the result."""
@@ -178,7 +193,8 @@ def spectra(net: Network, depths: tuple[int, ...], draws: int, inits: int, seed:
             progress.update((k + 1) * per, math.nan)
     finally:
         progress.stop()
-    return [(s, s.min(axis=1) <= s.max(axis=1) * n * eps) for s in sv]  # numerically singular: rank < N
+    # numerically singular: rank < N (a draw whose J overflowed is not counted: its values are not known)
+    return [(s, np.isfinite(s).all(axis=1) & (s.min(axis=1) <= s.max(axis=1) * n * eps)) for s in sv]
 
 
 def _network_draws(net: Network, depths: tuple[int, ...], seed: int, k: int, per: int) -> list[np.ndarray]:
@@ -196,9 +212,32 @@ def _network_draws(net: Network, depths: tuple[int, ...], seed: int, k: int, per
             u = rng.random(net.uniforms_per_input)
             xs, us = np.tile(x, (n, 1)), np.tile(u, (n, 1))
             for i, sub in enumerate(subs):
-                _, jac = sub.ends(xs, eye, us)
-                out[i][j] = np.linalg.svd(jac, compute_uv=False)
+                y, jac = sub.ends(xs, eye, us)
+                out[i][j] = _singular_values(jac if np.isfinite(y).all() else y)
     return out
+
+
+def _singular_values(jac: np.ndarray) -> np.ndarray:
+    """``J``'s singular values; all ``inf`` where ``J`` overflowed float64 (an entry is not finite), whose spectrum
+    float64 cannot hold. The caller passes the network's output instead of ``J`` where that is not finite: the
+    forward pass overflowed, and the ``J`` computed past it (``relu'(nan) = 0``: a ``J`` of 0) is not the
+    network's. LAPACK scales a finite ``J`` itself, so its SVD converges whatever the entries' size."""
+    if not np.isfinite(jac).all():
+        return np.full(len(jac), np.inf)
+    return np.linalg.svd(jac, compute_uv=False)
+
+
+def _out_of_range(limit: SpectrumPrediction | None) -> str | None:
+    """``overflow`` / ``underflow`` where the limit's mean λ, a product of the factors' means, lies beyond
+    float64 (its float value is then ``inf`` or 0, an artefact, not the limit); None otherwise."""
+    if limit is None or not all(f.mean > 0 and math.isfinite(f.mean) for f in limit.factors):
+        return None
+    log10 = math.fsum(math.log10(f.mean) for f in limit.factors)
+    if log10 > math.log10(np.finfo(float).max):
+        return "overflow"
+    if log10 < math.log10(np.finfo(float).tiny):
+        return "underflow"
+    return None
 
 
 def measure(spec: str, *, input: int, init: str = "normal", sigma_w2: float | None = None,
@@ -214,19 +253,35 @@ def measure(spec: str, *, input: int, init: str = "normal", sigma_w2: float | No
     predictions = predict(net)
     out = []
     for d, (sv, singular) in zip(chosen, spectra(net, chosen, draws, inits, seed, executor, progress)):
-        lam = sv * sv
         pred = predictions[d - 1]
-        ref = (lambda s: None) if pred is None else pred.reference
-        stats = {
-            "mean": stat(lam.mean(axis=1), ref("mean"), per),
-            "variance": stat(lam.var(axis=1), ref("variance"), per),
-            "largest": stat(lam.max(axis=1), ref("largest"), per),
-        }
+        beyond = _out_of_range(pred)
+
+        def ref(name: str) -> float | None:
+            # a limit beyond float64 (its float value inf or 0) is said in words, not compared with
+            value = None if pred is None else pred.reference(name)
+            return None if value is None or not math.isfinite(value) or (beyond and name != "log10_condition") \
+                else value
+
+        # Beyond float64, inf is the meaningful value: a draw whose J overflowed has every λ inf (its variance
+        # too, not inf - inf), and its statistics are reported as not finite, in words.
+        with np.errstate(over="ignore", invalid="ignore"):
+            lam = sv * sv
+            overflow = ~np.isfinite(lam).all(axis=1)
+            lam[overflow] = np.inf
+            variance = lam.var(axis=1)
+            variance[overflow] = np.inf
+            stats = {
+                "mean": stat(lam.mean(axis=1), ref("mean"), per),
+                "variance": stat(variance, ref("variance"), per),
+                "largest": stat(lam.max(axis=1), ref("largest"), per),
+            }
+        underflow = ~overflow & (lam.max(axis=1) < np.finfo(float).tiny)
         count = int(singular.sum())
-        if not count:
+        if not count and not overflow.any():
             stats["log10_condition"] = stat(np.log10(sv[:, 0] / sv[:, -1]), ref("log10_condition"), per)
         item = net.items[d - 1]
         layer = "res" if isinstance(item, Block) else item.name
-        out.append(DepthSpectrum(d, item.label, layer, (n, n), stats, count, pred, lam.ravel()))
+        out.append(DepthSpectrum(d, item.label, layer, (n, n), stats, count, pred, lam.ravel(),
+                                 int(overflow.sum()), int(underflow.sum()), beyond))
     return JacobianResult(version, spec, format_spec(_set_weights(parse_spec(spec), init, sigma_w2, normprop)),
                           n, init, sigma_w2, normprop, draws, inits, seed, tuple(out), dict(metadata or {}))

@@ -31,6 +31,9 @@ from normstats.output.results.table import Stat
 #: What the predictions are, as the JSON document says it.
 KIND = "free_probability"
 STATISTICS = ("mean", "variance", "largest", "log10_condition")
+#: float64's largest number and smallest normal number: λ beyond them is said in words.
+FLOAT_MAX = float(np.finfo(float).max)
+FLOAT_TINY = float(np.finfo(float).tiny)
 
 
 @dataclass(frozen=True)
@@ -84,13 +87,35 @@ class DepthSpectrum:
     singular_draws: int
     prediction: SpectrumPrediction | None
     eigenvalues: np.ndarray = field(repr=False)  # every draw's squared singular values, pooled (for the plot)
+    overflow_draws: int = 0  # draws whose network, J or λ overflowed float64
+    underflow_draws: int = 0  # draws whose largest λ is below float64's smallest normal number (J = 0 included)
+    limit_beyond: str | None = None  # "overflow" / "underflow": the limit's mean λ lies beyond float64
 
     @property
     def condition_note(self) -> str | None:
         if self.singular_draws:
             return (f"infinite: J is singular to float64 precision (s_min <= N eps s_max) in {self.singular_draws} "
                     "of the draws")
+        if self.overflow_draws:
+            return f"not computed: J overflowed float64 in {self.overflow_draws} of the draws"
         return None
+
+    @property
+    def range_note(self) -> str | None:
+        """Where ``J`` or its limit leaves float64's range, in words (None where everything is in range)."""
+        notes = []
+        if self.overflow_draws:
+            notes.append(f"J overflowed float64 (the network's values, J's entries or a squared singular value "
+                         f"beyond {FLOAT_MAX:.3g}) in "
+                         f"{self.overflow_draws} of the draws: λ is not finite there, so are its statistics")
+        if self.underflow_draws:
+            notes.append(f"the largest λ is below float64's smallest normal number {FLOAT_TINY:.3g} in "
+                         f"{self.underflow_draws} of the draws (J underflowed, or is exactly 0): λ there is 0 or a "
+                         "subnormal number, with few digits or none")
+        if self.limit_beyond is not None and self.prediction is not None:
+            log10 = math.fsum(math.log10(f.mean) for f in self.prediction.factors)
+            notes.append(f"the limit's mean λ is 10^{log10:.6g}, {self.limit_beyond} in float64: not shown")
+        return "; ".join(notes) or None
 
     def to_dict(self) -> dict[str, Any]:
         stats = {name: (self.stats[name].to_dict() if name in self.stats else None) for name in STATISTICS}
@@ -102,6 +127,9 @@ class DepthSpectrum:
             "statistics": stats,
             "singular_draws": self.singular_draws,
             "condition_note": self.condition_note,
+            "overflow_draws": self.overflow_draws,
+            "underflow_draws": self.underflow_draws,
+            "range_note": self.range_note,
             "prediction": None if self.prediction is None else self.prediction.to_dict(),
         }
 
@@ -143,5 +171,10 @@ def stat(values: np.ndarray, reference: float | None, per_network: int) -> Stat:
     if per_network > 1 and len(v) > per_network:
         v = v[: len(v) // per_network * per_network].reshape(-1, per_network).mean(axis=1)
     est = float(v.mean())
-    se = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
+    # the spread of values scaled to 1 first: the squares of values near 1e-300 (or 1e300) underflow to 0 (or
+    # overflow), and would give an se of 0 (or inf) to values that are all in range
+    scale = float(np.max(np.abs(v))) if len(v) else 0.0
+    if not (0.0 < scale < math.inf):
+        scale = 1.0
+    se = float((v / scale).std(ddof=1) * scale / math.sqrt(len(v))) if len(v) > 1 else math.nan
     return Stat(est, se, reference, None if reference is None else KIND)

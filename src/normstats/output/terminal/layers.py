@@ -22,15 +22,19 @@ from normstats.published.figures import NORMPROP
 Z_FLAG = 4.0
 
 
-def stats_table(rows: Iterable[Row], title: str | None = None, compact: bool = False, fold: bool = False) -> RichTable:
+def stats_table(rows: Iterable[Row], title: str | None = None, compact: bool = False, fold: bool = False,
+                stacked: bool = False) -> RichTable:
     """The statistics of ``rows``. Numbers never wrap; where the full table is wider than the terminal,
     ``compact`` drops the vertical rules and puts each reference's kind under it, and ``fold`` breaks each
-    long ``name=value`` of the layer column after its ``=``."""
+    long ``name=value`` of the layer column after its ``=``; ``stacked`` (a narrow terminal) gives each figure
+    a line of its own (:func:`_stacked_stats`)."""
+    rows = list(rows)
+    if stacked:
+        return _stacked_stats(rows, title)
     t = _table(title, compact)
     columns = ("layer", "statistic", "estimate ± se", "reference", *(() if compact else ("kind",)), "z", "published")
-    rows = list(rows)
     for col in columns:
-        numeric = col in ("estimate ± se", "reference", "z")
+        numeric = col in ("estimate ± se", "reference", "z", "published")
         t.add_column(col, justify="right" if numeric else "left", no_wrap=numeric,
                      overflow="ellipsis" if numeric else "fold",
                      min_width=_longest_param(rows, fold) if col == "layer" else None)
@@ -58,6 +62,39 @@ def stats_table(rows: Iterable[Row], title: str | None = None, compact: bool = F
                 pub,
                 end_section=i == len(stats) - 1,
             )
+    return t
+
+
+def _stacked_stats(rows: list[Row], title: str | None) -> RichTable:
+    """The statistics as a list of two columns, for a terminal too narrow for the table: per row, the layer and
+    its parameters, then per statistic its ``estimate ± se`` and, indented under it, the reference, its kind,
+    z and the published figure. A value wraps at its spaces (``1.482 ±`` over ``0.019``) and, on a terminal
+    narrower than a single number, folds onto the next line; it is never cut."""
+    t = _stacked_table(title, ("statistic", "value"))
+    for row in rows:
+        t.add_row(Text(row.layer, style="bold"), " ".join(_param_lines(row)), end_section=True)
+        stats = list(row.stats().items())
+        for i, (name, stat) in enumerate(stats):
+            z_text = Text(fmt.z(stat.z))
+            if stat.z is not None and abs(stat.z) > Z_FLAG:
+                z_text.stylize("bold red")
+            pub = Text(fmt.published(stat))
+            if stat.published_agrees is False:
+                pub.stylize("bold red")
+            t.add_row(fmt.stat_label(name), fmt.estimate(stat))
+            t.add_row("  reference", fmt.ref(stat.reference))
+            t.add_row("  kind", Text((stat.reference_kind or "—").replace("_", " "), style="dim"))
+            t.add_row("  z", z_text)
+            t.add_row("  published", pub, end_section=i == len(stats) - 1)
+    return t
+
+
+def _stacked_table(title: str | None, columns: tuple[str, str]) -> RichTable:
+    """Two columns, labels and values, one space apart; the values wrap, and fold rather than being cut."""
+    t = RichTable(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0),
+                  pad_edge=False, show_edge=False)
+    t.add_column(columns[0], overflow="fold")
+    t.add_column(columns[1], overflow="fold")
     return t
 
 
@@ -105,13 +142,22 @@ def _layer_cells(row: Row, lines: int, fold: bool = False) -> list[str]:
 
 
 def constants_table(
-    rows: Iterable[Row], convention: str = "all", compact: bool = False, fold: bool = False
+    rows: Iterable[Row], convention: str = "all", compact: bool = False, fold: bool = False, stacked: bool = False
 ) -> RichTable:
     """Each row's normalizing constants in ``convention`` (see :mod:`normstats.published.conventions`);
-    ``compact`` puts the parameters under the layer's name, one per line (``fold``: breaking a long one)."""
+    ``compact`` puts the parameters under the layer's name, one per line (``fold``: breaking a long one);
+    ``stacked``: a line per constant, as :func:`_stacked_stats`."""
     keys = conventions.columns(convention)
-    t = _table("Normalizing constants", compact)
     rows = list(rows)
+    if stacked:
+        t = _stacked_table("Normalizing constants", ("constant", "value"))
+        for row in rows:
+            c = conventions.constants(row)
+            t.add_row(Text(row.layer, style="bold"), " ".join(_param_lines(row)), end_section=True)
+            for i, k in enumerate(keys):
+                t.add_row(conventions.LABELS[k], fmt.constant(c[k]), end_section=i == len(keys) - 1)
+        return t
+    t = _table("Normalizing constants", compact)
     for col in ("layer", *(() if compact else ("params",)), *(conventions.LABELS[k] for k in keys)):
         text = col in ("layer", "params")
         t.add_column(col, justify="left" if text else "right", no_wrap=not text,
@@ -146,13 +192,13 @@ def results(rows: list[Row], title: str, convention: str = "all", width: int | N
 
 
 def _fitting(make: Callable[..., RichTable], width: int | None) -> RichTable:
-    """The first layout of ``make`` that fits ``width`` columns: full, compact, or compact with the long
-    parameters broken after their ``=`` (the last if none fits)."""
+    """The first layout of ``make`` that fits ``width`` columns: full, compact, compact with the long parameters
+    broken after their ``=``, or else stacked (a line per figure, whose values wrap rather than being cut)."""
     for layout in ({}, {"compact": True}, {"compact": True, "fold": True}):
         table = make(**layout)
         if width is None or min_width(table) <= width:
-            break
-    return table
+            return table
+    return make(stacked=True)
 
 
 def min_width(renderable: Any) -> int:
