@@ -16,6 +16,7 @@ from normstats.networks.run import DEFAULT_DRAWS
 from normstats.output.figures.signal import plot_signal_propagation
 from normstats.output.files import network as network_files
 from normstats.output.files.schema import dumps
+from normstats.output.results.network import population_text
 from normstats.output.terminal.network import network_table
 
 FORMATS = ("table", "json", "csv", "markdown")
@@ -34,8 +35,11 @@ FORMATS = ("table", "json", "csv", "markdown")
 @click.option("--normprop", type=click.Choice(NORMPROP_MODES), default="none", show_default=True,
               help="NormProp scaling: none; fp (divide by the fp std); bp (by the bp std); split (forward by the fp "
               "std, backward by the bp std: not the true gradient).")
-@click.option("--inits", default=1, show_default=True, type=int, metavar="K",
-              help="Independent networks (weights and draws); the se then includes the init-to-init spread.")
+@click.option("--inits", type=int, metavar="K",
+              help="Independent networks (weights and draws), each ceil(n/K) draws; the estimate is their mean and "
+              "the se their spread over sqrt(K), so it includes the init-to-init spread and describes the "
+              "architecture. --inits 1: one network (seed S), whose se leaves that spread out. [default: 8; 1 "
+              "with --target-se]")
 @options.samples("in all; a draw: one input forward, one gradient back", f"{DEFAULT_DRAWS:.0e}".replace("+0", ""))
 @options.seed
 @click.option("--method", type=click.Choice(api.METHODS), default=api.AUTO_METHOD, show_default=True,
@@ -56,7 +60,7 @@ def network(
         progress=make_progress(quiet), **run,
     )
     title = (f"network {result.spec} · input {'x'.join(map(str, result.input))} · normprop {result.normprop}"
-             f" · {result.draws:,} draws · {result.inits} network{'s' if result.inits > 1 else ''} · seed {seed}")
+             f" · {result.draws:,} draws · {population_text(result)}")
     if not (output and result.partial):
         emit_document(fmt, output, lambda _: network_table(result, title), {
             "json": lambda: dumps(result.to_dict()), "csv": lambda: network_files.to_csv(result),
