@@ -260,6 +260,9 @@ def _simulate(
 #: The default table's precision: every se of ``normstats table`` is at most what this many plain Monte Carlo
 #: draws on the layer's own passes give (the table's former default, 20-30 s).
 PLAIN_DRAWS = 10**6
+#: The most draws a default row takes: a row whose qmc run has not reached its targets by then stops there and
+#: reports the se it has (none of the default rows comes near: the slowest, a batch norm of 8, stops at 2^17).
+MATCH_CAP = 1 << 24
 #: Plain draws of each row's pilot, which measures the se of :data:`PLAIN_DRAWS` plain draws.
 PILOT_DRAWS = 1 << 14
 #: The targets are this fraction of the pilot's measure: room for the pilot's own error (an se measured from
@@ -328,7 +331,7 @@ def table(
     check_sampler(sampler, (DEFAULT_SAMPLER, AUTO_SAMPLER))
     match_plain = samples is None and target_se is None and max_time is None and method == AUTO_METHOD
     opts = run_options(
-        MAX_SAMPLES if match_plain else samples, seed, method, target_se, max_time, workers, dask, None,
+        MATCH_CAP if match_plain else samples, seed, method, target_se, max_time, workers, dask, None,
         progress, estimator=estimator, processes=processes,
     )
     out: list[Row] = []

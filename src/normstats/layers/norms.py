@@ -80,11 +80,11 @@ edges; the 16 replicates' errors are then close to normal (``1 / chi^2_7``: z sd
 points a replicate, against 1.5-1.7 plain), and the se at a given size is far smaller. ``phi(1 - v) = 1 -
 phi(v)``, so the upper tail is taken as ``phi(1 - V)`` without cancellation. A weighted draw passes the
 gradient's ``sqrt(w) a`` and ``w q`` (``E[sqrt(w) a] = 0 = E a`` since ``a`` is odd in ``(z1, z2)``, which the
-weight does not touch; and ``(sqrt(w) a)^2 <= w q``), and the conditional ``w g``. The outputs need no help:
-``c`` and ``a^2 <= c`` are bounded, so they come unweighted from ``S`` at the plain quantile ``V`` of the same
-uniform (a second chi-square value; the weight's spread would otherwise be the fp std's whole error,
-:meth:`ChiSquareGroup.forward_outputs`). With the weight, a draw no longer has the layer's joint law;
-``smoothing=none`` gives the plain stand-in, which the tests check draw by draw against the layer.
+weight does not touch; and ``(sqrt(w) a)^2 <= w q``), and the conditional ``w g``. The outputs weight only
+``c``'s distance from 1: row mean square ``1 - w (1 - c)`` and row mean ``a`` unweighted, which keeps the
+expectations (``E w = 1``) and makes the fp std's error that of ``w n eps / D``, about ``eps`` times the weight's
+spread instead of all of it (:meth:`ChiSquareGroup.forward_outputs`). With the weight, a draw no longer has the
+layer's law; ``smoothing=none`` gives the plain stand-in, which the tests check draw by draw against the layer.
 """
 
 from __future__ import annotations
@@ -553,26 +553,43 @@ class ChiSquareGroup(Layer):
         a_bp, q_bp = self.backward_moments(t, r, s, d, *self.gradient_normals(dy))
         root = np.sqrt(np.maximum(q_bp - a_bp * a_bp, 0.0) * weight)
         a_bp = a_bp * np.sqrt(weight)
-        return self.forward_outputs(x, u, (t, r, s)), np.stack([a_bp + root, a_bp - root], axis=1)
+        return self.forward_outputs((t, r, s), weight), np.stack([a_bp + root, a_bp - root], axis=1)
 
     def forward_outputs(
-        self, x: np.ndarray, u: np.ndarray, weighted: tuple[np.ndarray | None, np.ndarray, np.ndarray]
+        self, scalars: tuple[np.ndarray | None, np.ndarray, np.ndarray], weight: np.ndarray
     ) -> np.ndarray:
-        """The outputs of each draw, from ``S`` at the plain quantile of the draw's uniform, unweighted: the fp
-        statistics are bounded functions of ``S`` (``c = S / D`` in [0, 1], ``a^2 <= c``), which qmc integrates
-        well at the edges without help, while the smoothing's weight, spread over [0, 2.19], would be their
-        error: layer norm of 768, 2^14 qmc draws, fp std se 1.8e-6 weighted, against 3e-10 for 10^6 plain
-        draws. So a draw's fp values and its gradient come from two chi-square values of one uniform, each with
-        its own correct law (the engine tallies fp and bp apart). With ``smoothing=none`` both are the same
-        value, ``weighted`` (``(t, R, S)`` of :meth:`weighted_scalars`), and a draw has the layer's joint law."""
-        if self.values["smoothing"] == "none":
-            t, r, s = weighted
-        else:
-            r = chi_square_quantile(u[:, 0], self.values["n"] - 1)
-            t = None if self.centred else x[:, 0]
-            s = r if t is None else t * t + r
-        a, spread, _, _ = self.forward_moments(t, r, s)
-        return self.outputs(a, spread)
+        """The outputs of draws with scalars ``(t, R, S)`` and weight ``weight`` (:meth:`weighted_scalars`).
+
+        Unweighted (``smoothing=none``, or ``eps = 0``, where ``q = c = 1`` in every draw): row mean ``a`` and row
+        mean square ``q = c``. Weighted, the weight goes on ``c``'s distance from 1 only: ``q' = 1 - w (1 - c) =
+        1 - w n eps / D``, whose expectation is ``E c`` since ``E w = 1``, with the row mean ``a`` unweighted
+        (``E a = 0`` either way: ``a`` is odd in ``t``). Weighting all of ``q`` (``w c``) would make the weight's
+        spread over [0, 2.19] the fp std's whole error (layer norm of 768, 2^14 qmc draws: fp std se 1.8e-6,
+        against 3e-10 for 10^6 plain draws), and the plain quantile unweighted has the edge problem of the module
+        docstring (batch norm of 8: 216 intervals of 256 covered the fp std). ``q' - a^2 = (R + (1 - w) n eps) / D``
+        must not be negative: :attr:`deviation_form` checks that it cannot be for these settings; where it could
+        (a large eps in a small group) the outputs carry ``sqrt(w) a`` and ``w q`` instead."""
+        t, r, s = scalars
+        a, spread, _, d = self.forward_moments(t, r, s)
+        if self.values["smoothing"] == "none" or self.values["eps"] == 0.0:
+            return self.outputs(a, spread)
+        if self.deviation_form:
+            n, eps = self.values["n"], self.values["eps"]
+            return self.outputs(a, np.maximum(r + (1.0 - weight) * (n * eps), 0.0) / d)
+        return self.outputs(a * np.sqrt(weight), spread * weight)
+
+    @property
+    def deviation_form(self) -> bool:
+        """Whether ``R >= (w - 1) n eps`` holds in every draw, so that :meth:`forward_outputs` may weight ``1 - c``
+        alone. ``w = 140 V^3 (1 - V)^3`` exceeds 1 only for ``V`` in ``(v1, 1 - v1)``, ``v1 (1 - v1) = 140^(-1/3)``,
+        where ``R``, increasing in ``V``, is at least its value at ``phi(v1)`` and ``w - 1`` at most
+        ``140 / 64 - 1``."""
+        n, eps = self.values["n"], self.values["eps"]
+        if n == 1:  # R = 0
+            return False
+        v1 = 0.5 * (1.0 - math.sqrt(1.0 - 4.0 * 140.0 ** (-1.0 / 3.0)))
+        r_min = 2.0 * float(special.gammaincinv(0.5 * (n - 1), float(smoothstep7(np.float64(v1)))))
+        return r_min >= (140.0 / 64.0 - 1.0) * n * eps
 
     def conditional_sampler(self, rng: np.random.Generator) -> ConditionalSampler:
         return _ChiSquareConditional(self)
@@ -602,4 +619,4 @@ class _ChiSquareConditional:
         group = self.group
         t, r, s, weight = group.weighted_scalars(x, u)
         _, _, g, _ = group.forward_moments(t, r, s)
-        return group.forward_outputs(x, u, (t, r, s)), (g * weight)[:, None]
+        return group.forward_outputs((t, r, s), weight), (g * weight)[:, None]
