@@ -84,8 +84,8 @@ class Stat:
             return None
         diff = self.estimate - self.reference
         if abs(diff) <= 1e-12 * max(1.0, abs(self.reference)):
-            # Rounding, not sampling: a statistic that is exact in every draw (a normalized group's outputs sum
-            # to 0) has an se made of rounding errors, and dividing one rounding error by another means nothing.
+            # Rounding, not sampling: a statistic that is the same in every draw but not declared exact (a linear
+            # layer's conditional bp std) has an se made of rounding errors, and their ratio means nothing.
             return 0.0
         if self.se == 0.0:
             return None
