@@ -17,7 +17,7 @@ from tests.test_cli import run, run_bad
 
 #: A network whose bp std leaves the default band [0.5, 2] (it grows by 1.2112 per fp-NormProp ReLU: 1.2112^20 =
 #: 46 at the input) while its fp std stays in it.
-DEEP = ("network", "20*(linear relu)", "--input", "32", "--normprop", "fp", "-n", "300", "-q")
+DEEP = ("network", "20*(linear relu)", "--input", "32", "--normprop", "fp", "-n", "300", "--inits", "1", "-q")
 
 
 def test_the_default_band_is_half_to_two() -> None:

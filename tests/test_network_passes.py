@@ -163,7 +163,7 @@ def test_inits_average_independent_networks() -> None:
 
     spec = "linear(init=normal,normalize=none) relu"
     several = normstats.network(spec, input=16, samples=900, seed=5, inits=3)
-    single = normstats.network(spec, input=16, samples=300, seed=5)
+    single = normstats.network(spec, input=16, samples=300, seed=5, inits=1)
     net = build_network(spec, (16,))
     per = [engine.execute(NetworkModel(net, k, 5), 300, draw_seed(5, k), estimator="sampled").estimates["2|fp_std"][0]
            for k in range(3)]

@@ -96,11 +96,12 @@ def test_layers_without_a_limit_have_none_and_block_the_backward_limit() -> None
 
 def test_the_json_document_follows_the_schema_and_says_what_it_ran() -> None:
     out = run("network", "2*res(linear relu linear, alpha=0.2, beta=auto) relu", "--input", "16", "--normprop",
-              "split", "-n", "300", "--format", "json", "-q").stdout
+              "split", "-n", "320", "--format", "json", "-q").stdout
     doc = json.loads(out)
     jsonschema.Draft202012Validator(export.schema()).validate(doc)
     assert doc["network"] == "2*res(linear relu linear, alpha=0.2, beta=auto) relu"
-    assert doc["normprop"] == "split" and doc["true_gradient"] is False and doc["draws"] == 300
+    assert doc["normprop"] == "split" and doc["true_gradient"] is False and doc["draws"] == 320
+    assert doc["inits"] == 8 and doc["describes"] == "architecture"
     assert [row["index"] for row in doc["layers"]] == ["1", "1.1", "1.2", "1.3", "2", "2.1", "2.2", "2.3", "3"]
     block = doc["layers"][0]
     assert block["layer"] == "res" and block["params"]["beta"] == "auto" and "branch_var" in block
@@ -120,8 +121,8 @@ def test_csv_and_markdown_hold_every_layer(tmp_path) -> None:  # type: ignore[no
 
 
 def test_the_table_names_the_run_and_says_where_the_std_leaves_the_band() -> None:
-    out = run("network", "20*(linear relu)", "--input", "32", "--normprop", "fp", "-n", "500", "-q")
-    assert "network 20*(linear relu) · input 32 · normprop fp" in out.stdout
+    out = run("network", "20*(linear relu)", "--input", "32", "--normprop", "fp", "-n", "500", "--inits", "1", "-q")
+    assert "network 20*(linear relu) · input 32 · normprop fp · 500 draws · one network (seed 0)" in out.stdout
     assert "fp std stays within [0.5, 2] at every layer" in out.stdout
     assert "bp std leaves [0.5, 2] first at layer" in out.stdout
     assert "500 draws over 1 network (mc), stopped by samples" in out.stderr

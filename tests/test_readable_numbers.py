@@ -30,7 +30,7 @@ def _numbers(rows: list[normstats.Row]) -> list[str]:
     out = []
     for row in rows:
         for stat in row.stats().values():
-            out += [fmt.pm(stat.estimate, stat.se), fmt.ref(stat.reference)]
+            out += [fmt.estimate(stat), fmt.ref(stat.reference)]
         constants = conventions.constants(row)
         out += [fmt.constant(v) for v in constants.values()]
     return out

@@ -163,6 +163,9 @@ def test_linear_512_to_256_has_unit_std_where_normalized(normalize: str, stat: s
     assert s.reference == 1.0
     assert abs(s.z) < Z_MAX, s
     for other in row.stats().values():
+        if other.exact:  # the conditional bp mean, 0 in every draw: the reference itself, never z-tested
+            assert other.estimate == other.reference and other.z is None, other
+            continue
         assert other.z is not None and abs(other.z) < Z_MAX, other
 
 

@@ -20,7 +20,8 @@ from normstats.output.files.schema import dumps, schema
 @click.command("export", short_help="Export the default table in one format, or every format into a folder.",
                epilog="Regenerate the repository's tables/ folder: normstats export --all --output-dir tables/ "
                "and normstats export --depth --output-dir tables/\n\n" + EXIT_HELP)
-@options.samples("per row of the table; per network of the depth table", "1e6; 5e3 with --depth")
+@options.samples("per row of the table, plain mc; per run of the depth table",
+                 "the table's: every se at most that of 1e6 plain draws; 5e3 with --depth")
 @options.seed
 @options.stopping
 @options.parallel

@@ -108,7 +108,8 @@ def simulate(
 
 
 @click.command(epilog=EXIT_HELP, short_help="The NormProp table: every published layer, estimated and checked.")
-@samples
+@options.samples("per layer; given, plain mc on the layer's own passes, N draws",
+                 "every se at most that of 1e6 plain draws, by qmc on the exact shortcuts")
 @options.seed
 @click.option(
     "--sampler", type=click.Choice((DEFAULT_SAMPLER, AUTO_SAMPLER)), default=None,
@@ -126,11 +127,16 @@ def table(
     samples: int | None, seed: int, sampler: str | None, fmt: str, output: str | None, convention: str,
     quiet: bool, **run: Any
 ) -> None:
-    """The NormProp table: every published layer with estimates, references and published figures. With
-    --target-se it runs each row by qmc on its exact shortcut (--method auto), the fastest way to a precision."""
+    """The NormProp table: every published layer with estimates, references and published figures. By default
+    each row runs by qmc on its exact shortcut until every se is at most what 10^6 plain Monte Carlo draws give
+    (measured by a plain pilot of 16,384 draws): a few seconds. --samples N runs N plain draws a row instead;
+    --target-se runs each row by qmc on its exact shortcut (--method auto) to that se."""
     result = api.table(samples=samples, seed=seed, progress=make_progress(quiet), sampler=sampler, **run)
     title = f"normstats {result.version} · {result.metadata['method']} · bp {run['estimator']} · seed {seed}"
     emit(result, fmt, output, title, convention)
+    if "pilot" in result.metadata:
+        click.echo(f"each se is at most what {api.PLAIN_DRAWS:,} plain draws give (measured by a plain pilot of "
+                   f"{result.metadata['pilot']:,} draws a row)", err=True)
     finish(result, output)
 
 

@@ -17,7 +17,7 @@ from normstats.networks.run import DEFAULT_DRAWS
 from normstats.output.figures.signal import plot_signal_propagation
 from normstats.output.files import network as network_files
 from normstats.output.files.schema import dumps
-from normstats.output.results.network import BAND, check_band
+from normstats.output.results.network import BAND, check_band, population_text
 from normstats.output.terminal.network import network_table
 
 FORMATS = ("table", "json", "csv", "markdown")
@@ -73,8 +73,11 @@ def parse_band(text: str) -> tuple[float, float]:
               "then divide it: fp by its fp std and bp by its bp std (forward and backward alike: the true "
               "gradient), split forward by the fp std and backward by the bp std (not the true gradient). "
               "Weights, normalization layers and maps: see below.")
-@click.option("--inits", default=1, show_default=True, type=int, metavar="K",
-              help="Independent networks (weights and draws); the se then includes the init-to-init spread.")
+@click.option("--inits", type=int, metavar="K",
+              help="Independent networks (weights and draws), each ceil(n/K) draws; the estimate is their mean and "
+              "the se their spread over sqrt(K), so it includes the init-to-init spread and describes the "
+              "architecture. --inits 1: one network (seed S), whose se leaves that spread out. [default: 8; 1 "
+              "with --target-se]")
 @options.samples("in all; a draw: one input forward, one gradient back", f"{DEFAULT_DRAWS:.0e}".replace("+0", ""))
 @options.seed
 @click.option("--method", type=click.Choice(api.METHODS), default=api.AUTO_METHOD, show_default=True,
@@ -99,7 +102,7 @@ def network(
         progress=make_progress(quiet), **run,
     )
     title = (f"network {result.spec} · input {'x'.join(map(str, result.input))} · normprop {result.normprop}"
-             f" · {result.draws:,} draws · {result.inits} network{'s' if result.inits > 1 else ''} · seed {seed}")
+             f" · {result.draws:,} draws · {population_text(result)}")
     if not (output and result.partial):
         emit_document(fmt, output, lambda out: network_table(result, title, band, out.width if out.is_terminal else None), {
             "json": lambda: dumps(result.to_dict(band)), "csv": lambda: network_files.to_csv(result),

@@ -51,20 +51,25 @@ def check_target_se(value: Any, option: str = "--target-se") -> float:
 
 @dataclass
 class StopRule:
-    """Stop once every standard error is at or below ``target_se`` or after ``max_time`` seconds."""
+    """Stop once every standard error is at or below ``target_se`` (or each named one at or below its own
+    target in ``targets``, ``{statistic: se}``: the default table's, :func:`normstats.api.table`) or after
+    ``max_time`` seconds."""
 
     target_se: float | None = None
     max_time: float | None = None
     started: float = field(default_factory=time.monotonic)
+    targets: dict[str, float] | None = None
 
     @property
     def open_ended(self) -> bool:
         """Whether the sample count is only a cap."""
-        return self.target_se is not None or self.max_time is not None
+        return self.target_se is not None or self.max_time is not None or self.targets is not None
 
     def check(self, estimates: dict[str, tuple[float, float]]) -> str | None:
         """The reason to stop now, or None to go on."""
         if self.target_se is not None and all(se <= self.target_se for _, se in estimates.values()):
+            return TARGET_SE
+        if self.targets is not None and all(estimates[name][1] <= se for name, se in self.targets.items()):
             return TARGET_SE
         if self.max_time is not None and time.monotonic() - self.started >= self.max_time:
             return MAX_TIME

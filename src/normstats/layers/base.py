@@ -380,6 +380,12 @@ class Layer:
         """Closed-form values of the statistics this layer knows exactly."""
         return {}
 
+    def exact_statistics(self) -> dict[str, float]:
+        """``{statistic: value}`` of the statistics that take that value in every draw at these settings (a
+        centred normalization's fp mean: its outputs sum to 0), reported as exact, with no se
+        (:mod:`normstats.engine.exactness`). Declared, never inferred from the numbers."""
+        return {}
+
     def quadrature(self) -> dict[str, float]:
         """Values computed by numerical integration (see :mod:`normstats.exact.references`)."""
         return {}

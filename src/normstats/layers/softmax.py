@@ -88,6 +88,13 @@ class Softmax(Layer):
     def formula(self) -> dict[str, float]:
         return {"fp_mean": 1.0 / self.values["n"], "bp_mean": 0.0}
 
+    def exact_statistics(self) -> dict[str, float]:
+        """Every draw's outputs sum to 1 (fp mean ``1/n``) and its gradient to 0 (``sum dx = (sum y dy - sum y
+        sum(y dy)) / T = 0``); a single logit has ``y = 1`` and ``dx = 0``."""
+        if self.values["n"] == 1:
+            return {"fp_mean": 1.0, "fp_std": 0.0, "bp_mean": 0.0, "bp_std": 0.0}
+        return {"fp_mean": 1.0 / self.values["n"], "bp_mean": 0.0}
+
     def quadrature(self) -> dict[str, float]:
         n, t = self.values["n"], self.values["temperature"]
         if n == 1:  # y = 1, J = 0

@@ -20,7 +20,7 @@ from normstats.published.figures import NORMPROP
 
 CSV_COLUMNS = (
     "layer", "params", "statistic", "estimate", "se", "ci95_lo", "ci95_hi", "reference", "reference_kind",
-    "published", "published_text", "published_agrees", "z", "samples", "seed",
+    "published", "published_text", "published_agrees", "z", "samples", "seed", "exact",
 )
 
 
@@ -42,7 +42,7 @@ def to_csv(table: Table) -> str:
             cells = [
                 row.layer, row.describe_params(), name, d["estimate"] if word is None else word, d["se"],
                 d["ci95"][0], d["ci95"][1], reference, d["reference_kind"], d["published"], d["published_text"],
-                d["published_agrees"], d["z"], row.samples, table.seed,
+                d["published_agrees"], d["z"], row.samples, table.seed, stat.exact,
             ]
             writer.writerow([csv_cell(c) for c in cells])
     return buf.getvalue()
@@ -105,7 +105,7 @@ def to_latex(table: Table) -> str:
             lines.append("\\addlinespace")
         for j, (name, stat) in enumerate(row.stats().items()):
             est = fmt.estimate(stat).replace(" ± ", " \\pm ")
-            est = f"${est}$" if stat.status == "finite" else est
+            est = f"${est}$" if stat.status == "finite" and not stat.exact else est
             published = "---" if stat.figure is None else _tex(stat.figure.text)
             if stat.published_agrees is False:
                 published += " (differs)"

@@ -83,6 +83,12 @@ class NetworkResult:
         return self.stop == "interrupted"
 
     @property
+    def describes(self) -> str:
+        """Whose statistics these are: ``architecture`` (several independent networks, the se holding the
+        init-to-init spread) or ``one network`` (its se leaves that spread out)."""
+        return "architecture" if self.inits > 1 else "one network"
+
+    @property
     def true_gradient(self) -> bool:
         """``split`` divides the backward pass by the bp std: not the gradient of the forward pass any more."""
         return self.normprop != "split"
@@ -118,6 +124,7 @@ class NetworkResult:
             "true_gradient": self.true_gradient,
             "batch": self.batch,
             "inits": self.inits,
+            "describes": self.describes,
             "draws": self.draws,
             "method": self.method,
             "stop": self.stop,
@@ -130,6 +137,20 @@ class NetworkResult:
         doc["metadata"] = dict(self.metadata)
         doc["layers"] = [row.to_dict() for row in self.layers]
         return doc
+
+
+def population_text(result: NetworkResult) -> str:
+    """What the run describes, for a title: ``8 networks (seed S)`` or ``one network (seed S)``."""
+    return f"{result.inits} networks (seed {result.seed})" if result.inits > 1 else f"one network (seed {result.seed})"
+
+
+def population_line(result: NetworkResult) -> str:
+    """The closing line saying what ``± se`` describes."""
+    if result.inits > 1:
+        return (f"{result.inits} independent networks (seed {result.seed}): each se is the spread of their "
+                "estimates over sqrt(K), so it includes the init-to-init spread; it describes the architecture")
+    return (f"one network (seed {result.seed}): its se leaves out the init-to-init spread; "
+            "--inits K describes the architecture")
 
 
 def params_text(row: LayerStats) -> str:
@@ -163,6 +184,7 @@ def summary_lines(result: NetworkResult, band: tuple[float, float] = BAND) -> li
         f"bp std stays within [{lo:g}, {hi:g}] at every layer" if bp is None
         else f"bp std leaves [{lo:g}, {hi:g}] first at layer {bp[0]} ({bp[1]:.4g}), counting back from the output"
     )
+    lines.append(population_line(result))
     if not result.true_gradient:
         lines.append("--normprop split divides the backward pass by each layer's bp std: it is no longer the "
                      "gradient of the forward pass")

@@ -8,10 +8,19 @@ from typing import Any, Iterable
 from normstats.output.results.table import Stat
 
 
+#: What a statistic exact in every draw shows in place of ``± se``.
+EXACT_WORDS = "exact in every draw"
+
+
 def estimate(stat: Stat) -> str:
-    """A statistic's estimate as shown: ``estimate ± se``, or the word ``infinite`` / ``undefined`` (never a
-    number with an se) where the moment is not finite (:attr:`Stat.status`)."""
-    return pm(stat.estimate, stat.se) if stat.status == "finite" else stat.status
+    """A statistic's estimate as shown: ``estimate ± se``; ``value (exact in every draw)`` for a statistic that
+    has no sampling error (:attr:`Stat.exact`); or the word ``infinite`` / ``undefined`` (never a number with an
+    se) where the moment is not finite (:attr:`Stat.status`)."""
+    if stat.status != "finite":
+        return stat.status
+    if stat.exact:
+        return f"{ref(stat.estimate)} ({EXACT_WORDS})"
+    return pm(stat.estimate, stat.se)
 
 
 #: Decimals beyond which an estimate near 0 is written in scientific notation.

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from normstats.engine.blocks import DEFAULT_ESTIMATOR, QMC_T95
+from normstats.engine.exactness import agrees
 from normstats.engine.moments import Z95, Tally
 from normstats.exact.references import Reference
 from normstats.layers.base import DEFAULT_SAMPLER
@@ -34,6 +35,9 @@ class Stat:
     #: The 97.5% quantile the interval is built with: the normal's for Monte Carlo; Student's t with 15
     #: degrees of freedom for qmc, whose se comes from 16 replicates (:data:`~normstats.engine.blocks.QMC_T95`).
     quantile: float = field(default=Z95, compare=False)
+    #: Exact in every draw (:mod:`normstats.engine.exactness`): ``estimate`` is the exact value, ``se`` is 0, and
+    #: the statistic is never z-tested.
+    exact: bool = False
 
     @property
     def ci95(self) -> tuple[float, float]:
@@ -73,14 +77,15 @@ class Stat:
 
     @property
     def z(self) -> float | None:
-        """``(estimate - reference) / se``; None without a reference or a usable standard error."""
-        if (self.reference is None or not math.isfinite(self.se) or self.status != "finite"
+        """``(estimate - reference) / se``; None without a reference or a usable standard error, and for a
+        statistic exact in every draw (no noise to test)."""
+        if (self.exact or self.reference is None or not math.isfinite(self.se) or self.status != "finite"
                 or self.reference_kind in LIMIT_KINDS):
             return None
         diff = self.estimate - self.reference
         if abs(diff) <= 1e-12 * max(1.0, abs(self.reference)):
-            # Rounding, not sampling: a statistic that is exact in every draw (a normalized group's outputs sum
-            # to 0) has an se made of rounding errors, and dividing one rounding error by another means nothing.
+            # Rounding, not sampling: a statistic that is the same in every draw but not declared exact (a linear
+            # layer's conditional bp std) has an se made of rounding errors, and their ratio means nothing.
             return 0.0
         if self.se == 0.0:
             return None
@@ -108,6 +113,8 @@ class Stat:
             "published_agrees": self.published_agrees,
             "z": _num(self.z),
         }
+        if self.exact:
+            out["exact"] = True
         if self.status != "finite":  # the numbers are null; these two say why
             out.update(estimate=None, se=None, ci95=[None, None], z=None, status=self.status, reason=self.reason)
         return out
@@ -207,19 +214,26 @@ def stats_from_estimates(
     references: dict[str, Reference | None],
     figures: dict[str, Figure],
     method: str = "mc",
+    exact: dict[str, float] | None = None,
 ) -> dict[str, Stat]:
     """The four :class:`Stat` of a layer from ``{statistic: (estimate, se)}`` (``method``: how the se was
-    estimated, which sets the interval's quantile)."""
+    estimated, which sets the interval's quantile). ``exact``: ``{statistic: value}`` of the statistics exact
+    in every draw (:func:`normstats.engine.exactness.exact_statistics`); one whose estimate is that value up to
+    rounding is reported as the value with se 0 and ``exact=True``, one that is not keeps its estimate, se and z
+    (a declaration the run contradicts is shown, not hidden)."""
+    exact = exact or {}
     out = {}
     for name, (estimate, se) in estimates.items():
         ref = references.get(name)
+        is_exact = name in exact and agrees(estimate, exact[name])
         out[name] = Stat(
-            estimate,
-            se,
+            exact[name] if is_exact else estimate,
+            0.0 if is_exact else se,
             None if ref is None else ref.value,
             None if ref is None else ref.kind,
             figures.get(name),
             quantile=interval_quantile(method),
+            exact=is_exact,
         )
     return out
 
