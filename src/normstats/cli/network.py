@@ -9,7 +9,7 @@ import click
 from normstats import api
 from normstats.cli import options
 from normstats.cli.errors import EXIT_HELP, exit_if_pipe_closed, interrupted
-from normstats.cli.output import emit_document
+from normstats.cli.output import deliver, emit_document, kept
 from normstats.engine.progress import make_progress
 from normstats.networks.build import NORMPROP_MODES
 from normstats.networks.run import DEFAULT_DRAWS
@@ -57,17 +57,19 @@ def network(
     )
     title = (f"network {result.spec} · input {'x'.join(map(str, result.input))} · normprop {result.normprop}"
              f" · {result.draws:,} draws · {result.inits} network{'s' if result.inits > 1 else ''} · seed {seed}")
-    if not (output and result.partial):
-        emit_document(fmt, output, lambda _: network_table(result, title), {
-            "json": lambda: dumps(result.to_dict()), "csv": lambda: network_files.to_csv(result),
-            "markdown": lambda: network_files.to_markdown(result)})
-        if plot is not None:
-            plot_signal_propagation(result, plot)
-            click.echo(f"wrote {plot}", err=True)
+    document = (lambda _: network_table(result, title), {
+        "json": lambda: dumps(result.to_dict()), "csv": lambda: network_files.to_csv(result),
+        "markdown": lambda: network_files.to_markdown(result)})
     networks = f"{result.inits} network{'s' if result.inits > 1 else ''}"
-    click.echo(f"{result.draws:,} draws over {networks} ({result.method}), stopped by {result.stop}", err=True)
+    ending = f"{result.draws:,} draws over {networks} ({result.method}), stopped by {result.stop}"
+    if not result.partial:
+        deliver(fmt, output, *document, plot, lambda path: plot_signal_propagation(result, path), ending=ending)
+        return
+    if output is None:  # the partial results on stdout; no file: an interrupted run writes none
+        emit_document(fmt, None, *document)
+    click.echo(ending, err=True)
     exit_if_pipe_closed()
-    if result.partial and (output is not None or plot is not None):
-        interrupted(f"nothing written to {' or '.join(filter(None, (output, plot)))}")
-    if result.partial:
-        interrupted("the results above are partial (their se hold for the draws taken)")
+    if output is not None or plot is not None:
+        untouched = [f"{path}{kept(path)}" for path in (output, plot) if path is not None]
+        interrupted(f"nothing written to {' or '.join(untouched)}")
+    interrupted("the results above are partial (their se hold for the draws taken)")
