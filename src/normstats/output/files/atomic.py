@@ -1,9 +1,10 @@
 """Writing files so that nothing is ever half-written or replaced when it is no regular file: checks before the
 work, then every file of a set to a temporary name beside its target, then all renamed over their targets.
 
-A path that exists and is no regular file (``/dev/null``, a FIFO, ``/dev/stdout``, a socket) is written
-through, as a shell redirect would write it: opened, truncated and written in place, never replaced. That write
-cannot be atomic; it is the one exception to "whole or not at all".
+A path that exists and is no regular file (``/dev/null``, a FIFO, a terminal) or names an open descriptor
+(``/dev/stdout``) is written through, as a shell redirect would write it: opened, truncated and written in place,
+never replaced (a socket cannot be opened so: an error). That write cannot be atomic; it is the one exception to
+"whole or not at all".
 """
 
 from __future__ import annotations
@@ -267,6 +268,6 @@ def _signals_held() -> Iterator[None]:
         yield
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
         if came:
             signal.raise_signal(came[0])
