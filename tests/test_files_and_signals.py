@@ -119,16 +119,18 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 @pytest.mark.skipif(not hasattr(os, "mknod") or os.geteuid() != 0, reason="making a device node needs root")
 def test_output_onto_a_character_device_writes_through_and_keeps_the_node(tmp_path: Path) -> None:
-    """``-o /dev/null`` run as root: the node stays a character device. The test makes its own null device
-    (the same device number as /dev/null: 1, 3) so that a regression cannot replace the machine's."""
+    """``-o /dev/null`` run as root: the node stays a character device. First on a null device of the test's
+    own (the same device number as /dev/null: 1, 3), so that a regression fails there and never replaces the
+    machine's; then on /dev/null itself."""
     node = tmp_path / "null"
     os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
-    result = run("simulate", "--layer", "relu", "-n", "1000", "--format", "json", "-o", str(node))
-    assert result.returncode == 0, result.stderr
-    assert f"wrote {node}" in result.stderr and result.stdout == ""
-    info = os.stat(node)
-    assert stat.S_ISCHR(info.st_mode) and info.st_rdev == os.makedev(1, 3)
-    assert [p.name for p in tmp_path.iterdir()] == ["null"]  # no temporary file either
+    for path in (node, Path("/dev/null")):
+        result = run("simulate", "--layer", "relu", "-n", "1000", "--format", "json", "-o", str(path))
+        assert result.returncode == 0, result.stderr
+        assert f"wrote {path}" in result.stderr and result.stdout == ""
+        info = os.stat(path)
+        assert stat.S_ISCHR(info.st_mode) and info.st_rdev == os.makedev(1, 3)
+        assert [p.name for p in tmp_path.iterdir()] == ["null"]  # no temporary file either
 
 
 def test_output_onto_a_fifo_writes_the_document_through_it(tmp_path: Path) -> None:
