@@ -7,12 +7,15 @@ are handled before that import; :mod:`normstats.cli` then takes over (exit 130 f
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Any
 
 
 def main() -> None:
+    if sys.stdout is None:  # closed before the start (>&-): hold descriptor 1 so that no file opened while
+        _hold_descriptor_1()  # importing takes it (normstats.cli.errors.guard_closed_stdout reports it)
     received: list[int] = []
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -31,6 +34,18 @@ def main() -> None:
         sys.exit(128 + received[0])
     signal.signal(signal.SIGINT, previous)
     cli_main()
+
+
+def _hold_descriptor_1() -> None:
+    """Point descriptor 1 at /dev/null if it is closed (sys.stdout stays None: the CLI still sees it closed)."""
+    try:
+        os.fstat(1)
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        if devnull != 1:
+            os.dup2(devnull, 1)
+            os.close(devnull)
+
 
 if __name__ == "__main__":
     main()

@@ -470,12 +470,15 @@ def depth_table(*, samples: int | str | None = None, seed: int = DEFAULT_SEED, p
                 **run: Any) -> list[NetworkResult]:
     """Every run of the depth table (:data:`~normstats.published.default_table.DEPTH_RUNS`), each with
     ``samples`` draws (default :data:`~normstats.published.default_table.DEPTH_DRAWS`); ``run`` takes
-    :func:`network`'s options (``workers``, ``processes``, ``dask``, ``target_se``, ``max_time``)."""
-    return [
-        network(spec, input=width, normprop=mode, samples=DEPTH_DRAWS if samples is None else samples, seed=seed,
-                progress=progress, **run)
-        for spec, width, mode in DEPTH_RUNS
-    ]
+    :func:`network`'s options (``workers``, ``processes``, ``dask``, ``target_se``, ``max_time``). Ctrl-C ends it
+    after the run it stopped, which is returned partial (``.partial``), as the last."""
+    results = []
+    for spec, width, mode in DEPTH_RUNS:
+        results.append(network(spec, input=width, normprop=mode, seed=seed, progress=progress,
+                               samples=DEPTH_DRAWS if samples is None else samples, **run))
+        if results[-1].partial:
+            break
+    return results
 
 
 def audit() -> list[AuditEntry]:

@@ -1,8 +1,10 @@
-"""How a command ends: exit codes, signals (Ctrl-C and SIGTERM stop a run; a closed stdout ends it quietly) and
-the group class that turns every error into one line on stderr."""
+"""How a command ends: exit codes, signals (Ctrl-C and SIGTERM stop a run; stdout's reader going away ends it
+quietly; a stdout closed before the start is an error) and the group class that turns every error into one line
+on stderr."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import sys
@@ -15,9 +17,11 @@ from normstats.errors import NormstatsError
 
 EXIT_HELP = """Exit codes: 0 success; 1 an internal error (never bad input); 2 bad input (one line on stderr
 names the parameter, what is allowed and what was given); 130 interrupted by Ctrl-C, 143 by SIGTERM (an
-interrupted run writes no file); 141 stdout closed by its reader."""
+interrupted run writes no file); 141 stdout closed: by its reader (the run ends quietly), or before the start
+(>&-: one line on stderr, and no file written)."""
 
-#: The exit status when stdout's reader has gone (128 + SIGPIPE, what a tool killed by SIGPIPE reports).
+#: The exit status when stdout cannot take the output: its reader has gone (128 + SIGPIPE, what a tool killed
+#: by SIGPIPE reports), or it was closed before the start.
 PIPE_CLOSED = 128 + 13
 
 #: The signal that interrupted this run: SIGINT (Ctrl-C) unless SIGTERM came. The exit status is 128 + its
@@ -49,12 +53,49 @@ def exit_if_pipe_closed() -> None:
         sys.exit(PIPE_CLOSED)
 
 
+class StdoutClosed(Exception):
+    """A write to a stdout that was closed before the start (``normstats table >&-``)."""
+
+
+class _ClosedStdout(io.TextIOBase):
+    """Stands in for a stdout closed before the start (Python then sets ``sys.stdout`` to None, and every write
+    would vanish): the first write raises :class:`StdoutClosed`, which ends the run with one line on stderr."""
+
+    encoding = "utf-8"
+    errors = "strict"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        raise StdoutClosed
+
+
+def guard_closed_stdout() -> None:
+    """If stdout was closed before the start: descriptor 1 goes to /dev/null (so that no file the run opens takes
+    it, and nothing a library writes to it lands in one), and ``sys.stdout`` becomes :class:`_ClosedStdout`."""
+    if sys.stdout is not None:
+        return
+    try:
+        os.fstat(1)
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        if devnull != 1:
+            os.dup2(devnull, 1)
+            os.close(devnull)
+    sys.stdout = _ClosedStdout()
+
+
 class Main(click.Group):
     """Turns every usage error into one line on stderr and exit code 2, and Ctrl-C or SIGTERM into exit code
     130 or 143."""
 
     def main(self, args: Any = None, prog_name: str | None = None, **extra: Any) -> Any:  # type: ignore[override]
         keep_freed_memory()  # this process exists to run normstats (see normstats.engine.allocator)
+        guard_closed_stdout()
         _INTERRUPT["signal"] = int(signal.SIGINT)
         PIPE["closed"] = False
         previous = _install(signal.SIGTERM, _on_sigterm)
@@ -77,6 +118,10 @@ class Main(click.Group):
         except (KeyboardInterrupt, click.Abort):
             click.echo("normstats: interrupted", err=True)
             sys.exit(interrupted_status())
+        except StdoutClosed:
+            click.echo("normstats: error: stdout is closed, so the output has nowhere to go (to discard it, "
+                       "redirect it to /dev/null)", err=True)
+            sys.exit(PIPE_CLOSED)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)

@@ -13,7 +13,8 @@ from normstats.cli.output import emit, kept
 from normstats.engine.progress import make_progress
 from normstats.output.files.atomic import check_directory
 from normstats.output.files.layers import FILE_NAMES, WRITERS, write_all
-from normstats.output.files.network import write_depth
+from normstats.output.files.network import depth_file_names, write_depth
+from normstats.published.default_table import DEPTH_RUNS
 from normstats.output.files.schema import dumps, schema
 
 
@@ -42,8 +43,11 @@ def export_cmd(
         if fmt or all_formats or output or not output_dir:
             raise click.UsageError("--depth writes every format into --output-dir DIR; give no --format, --all "
                                    "or --output with it")
-        check_directory(output_dir, ())
-        for path in write_depth(api.depth_table(samples=samples, seed=seed, progress=progress, **run), output_dir):
+        check_directory(output_dir, depth_file_names(DEPTH_RUNS))
+        results = api.depth_table(samples=samples, seed=seed, progress=progress, **run)
+        if any(r.partial for r in results):  # whole or not at all: a partial run would replace good files
+            interrupted(f"nothing exported to {output_dir} (its files keep their contents)")
+        for path in write_depth(results, output_dir):
             click.echo(f"wrote {path}", err=True)
         return
     if all_formats == bool(fmt):

@@ -7,7 +7,7 @@ import click
 from normstats import api
 from normstats.cli import options
 from normstats.cli.errors import EXIT_HELP
-from normstats.cli.output import emit_document, plot_and_close
+from normstats.cli.output import deliver
 from normstats.engine.progress import make_progress
 from normstats.networks.build import NORMPROP_MODES
 from normstats.output.figures.spectrum import plot_spectrum
@@ -49,6 +49,5 @@ def jacobian(
     result = api.jacobian(spec, input=input_size, init=init, sigma_w2=sigma_w2, normprop=normprop, inits=inits,
                           samples=samples, seed=seed, depths=depths, workers=workers, processes=processes,
                           dask=dask, progress=make_progress(quiet))
-    emit_document(fmt, output, lambda out: jacobian_table(result, out.width if out.is_terminal else None),
-                  {"json": lambda: dumps(result.to_dict())})
-    plot_and_close(plot, lambda path: plot_spectrum(result, path))
+    deliver(fmt, output, lambda out: jacobian_table(result, out.width if out.is_terminal else None),
+            {"json": lambda: dumps(result.to_dict())}, plot, lambda path: plot_spectrum(result, path))

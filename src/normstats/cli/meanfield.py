@@ -9,7 +9,7 @@ import click
 from normstats import api
 from normstats.cli import options
 from normstats.cli.errors import EXIT_HELP
-from normstats.cli.output import emit_document, plot_and_close
+from normstats.cli.output import deliver
 from normstats.output.figures.phase import plot_phase_diagram
 from normstats.output.files.schema import dumps
 from normstats.output.terminal.meanfield import meanfield as meanfield_table
@@ -44,5 +44,5 @@ def meanfield(
     the edge of chaos, e.g. 'normstats meanfield --layer tanh --sigma-w2 1.5 --sigma-b2 0.05'."""
     params = options.layer_params(ctx, layer)
     result = api.meanfield(layer, expr=expr, phase_diagram=plot is not None, **settings, **params)
-    emit_document(fmt, output, lambda _: meanfield_table(result), {"json": lambda: dumps(result.to_dict())})
-    plot_and_close(plot, lambda path: plot_phase_diagram(result, path))
+    deliver(fmt, output, lambda _: meanfield_table(result), {"json": lambda: dumps(result.to_dict())},
+            plot, lambda path: plot_phase_diagram(result, path))

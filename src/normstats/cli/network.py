@@ -9,7 +9,7 @@ import click
 from normstats import api
 from normstats.cli import options
 from normstats.cli.errors import EXIT_HELP, checked, exit_if_pipe_closed, interrupted
-from normstats.cli.output import emit_document
+from normstats.cli.output import deliver, emit_document, kept
 from normstats.engine.progress import make_progress
 from normstats.errors import NormstatsError
 from normstats.networks.build import NORMPROP_MODES
@@ -103,17 +103,19 @@ def network(
     )
     title = (f"network {result.spec} · input {'x'.join(map(str, result.input))} · normprop {result.normprop}"
              f" · {result.draws:,} draws · {population_text(result)}")
-    if not (output and result.partial):
-        emit_document(fmt, output, lambda out: network_table(result, title, band, out.width if out.is_terminal else None), {
-            "json": lambda: dumps(result.to_dict(band)), "csv": lambda: network_files.to_csv(result),
-            "markdown": lambda: network_files.to_markdown(result, band)})
-        if plot is not None:
-            plot_signal_propagation(result, plot, band)
-            click.echo(f"wrote {plot}", err=True)
+    document = (lambda out: network_table(result, title, band, out.width if out.is_terminal else None), {
+        "json": lambda: dumps(result.to_dict(band)), "csv": lambda: network_files.to_csv(result),
+        "markdown": lambda: network_files.to_markdown(result, band)})
     networks = f"{result.inits} network{'s' if result.inits > 1 else ''}"
-    click.echo(f"{result.draws:,} draws over {networks} ({result.method}), stopped by {result.stop}", err=True)
+    ending = f"{result.draws:,} draws over {networks} ({result.method}), stopped by {result.stop}"
+    if not result.partial:
+        deliver(fmt, output, *document, plot, lambda path: plot_signal_propagation(result, path, band), ending=ending)
+        return
+    if output is None:  # the partial results on stdout; no file: an interrupted run writes none
+        emit_document(fmt, None, *document)
+    click.echo(ending, err=True)
     exit_if_pipe_closed()
-    if result.partial and (output is not None or plot is not None):
-        interrupted(f"nothing written to {' or '.join(filter(None, (output, plot)))}")
-    if result.partial:
-        interrupted("the results above are partial (their se hold for the draws taken)")
+    if output is not None or plot is not None:
+        untouched = [f"{path}{kept(path)}" for path in (output, plot) if path is not None]
+        interrupted(f"nothing written to {' or '.join(untouched)}")
+    interrupted("the results above are partial (their se hold for the draws taken)")

@@ -1,6 +1,7 @@
 """Where a command's output goes: the console (rich, as wide as a file needs, plain ASCII where the stream
-cannot encode the tables' characters), ``--output`` files written atomically, ``--plot`` figures, and the lines
-on stderr that say how a run ended."""
+cannot encode the tables' characters), the ``--output`` file and the ``--plot`` figure (rendered first, then
+written as one set, whole or not at all, and never by an interrupted run), and the lines on stderr that say how
+a run ended."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import click
 
 from normstats.cli.errors import PIPE, discard_stdout, exit_if_pipe_closed, interrupted
-from normstats.output.files.atomic import write_atomic
+from normstats.output.figures.backend import rendered
+from normstats.output.files.atomic import write_files
 from normstats.output.files.layers import WRITERS
 from normstats.output.results import numbers as fmt
 from normstats.output.results.table import Table
@@ -112,27 +114,54 @@ def console(file: Any = None) -> Console:
 
 
 def emit_document(fmt_: str, output: str | None, table: Callable[[Any], Any], texts: dict[str, Callable[[], str]]
-                  ) -> None:
-    """Print one result document, or write it atomically to ``output``: ``table(console)`` gives the rich
-    renderable for ``--format table``, ``texts[fmt_]()`` the text of the other formats. A closed stdout is noted
-    (the command then ends quietly with :data:`~normstats.cli.errors.PIPE_CLOSED` after its stderr summary)."""
+                  ) -> str | None:
+    """Print one result document; or, with ``output``, render it and return its text (the caller writes it:
+    :func:`deliver`, :func:`write_outputs`). ``table(console)`` gives the rich renderable for ``--format table``,
+    ``texts[fmt_]()`` the text of the other formats. A closed stdout is noted (the command then ends quietly
+    with :data:`~normstats.cli.errors.PIPE_CLOSED` after its stderr summary)."""
     try:
         if fmt_ == "table":
             buf = io.StringIO() if output else None
             out = _new_console(file=buf, width=FILE_WIDTH, no_color=True) if buf else console()
             out.print(table(out))
-            text = buf.getvalue() if buf else None
-        else:
-            text = texts[fmt_]()
-            if not output:
-                click.echo(text, nl=False)
+            return buf.getvalue() if buf else None
+        text = texts[fmt_]()
+        if output:
+            return text
+        click.echo(text, nl=False)
     except BrokenPipeError:  # stdout's reader went away: still say on stderr how the run ended
         discard_stdout()
         PIPE["closed"] = True
+    return None
+
+
+def deliver(fmt_: str, output: str | None, table: Callable[[Any], Any], texts: dict[str, Callable[[], str]],
+            plot: str | None = None, draw: Callable[[str], None] | None = None, ending: str | None = None) -> None:
+    """A finished run's output: the document printed, or rendered for ``--output``; the ``--plot`` figure
+    (``draw(path)``) rendered; both written as one set (:func:`write_outputs`); the ``ending`` line on stderr;
+    then the end with :data:`~normstats.cli.errors.PIPE_CLOSED` if stdout's reader went away."""
+    files: dict[str, str | bytes] = {}
+    options: dict[str, str] = {}
+    text = emit_document(fmt_, output, table, texts)
+    if output is not None and text is not None:
+        files[output], options[output] = text, "--output"
+    if plot is not None and draw is not None:
+        with rendered() as pngs:
+            draw(plot)
+        files[plot], options[plot] = pngs[plot], "--plot"
+    write_outputs(files, options)
+    if ending is not None:
+        click.echo(ending, err=True)
+    exit_if_pipe_closed()
+
+
+def write_outputs(files: dict[str, str | bytes], options: dict[str, str] | str = "--output") -> None:
+    """Write a run's files as one set, whole or not at all (:func:`~normstats.output.files.atomic.write_files`),
+    and say so on stderr."""
+    if not files:
         return
-    if output and text is not None:
-        write_atomic(output, text)
-        click.echo(f"wrote {output}", err=True)
+    for path in write_files(files, options):
+        click.echo(f"wrote {path}", err=True)
 
 
 def emit(result: Table, fmt_: str, output: str | None, title: str, convention: str = "all") -> None:
@@ -145,16 +174,9 @@ def emit(result: Table, fmt_: str, output: str | None, title: str, convention: s
         width = out.width if out.is_terminal else None
         return render().results(list(result.rows), title, convention, width)
 
-    emit_document(fmt_, output, table, {name: (lambda w=w: w(result)) for name, w in WRITERS.items()})
-
-
-def plot_and_close(plot: str | None, draw: Callable[[str], None]) -> None:
-    """Write the ``--plot`` figure (``draw(path)``), if one was asked for; then end with
-    :data:`~normstats.cli.errors.PIPE_CLOSED` if stdout's reader went away."""
-    if plot is not None:
-        draw(plot)
-        click.echo(f"wrote {plot}", err=True)
-    exit_if_pipe_closed()
+    text = emit_document(fmt_, output, table, {name: (lambda w=w: w(result)) for name, w in WRITERS.items()})
+    if output and text is not None:
+        write_outputs({output: text})
 
 
 def kept(output: str | None) -> str:

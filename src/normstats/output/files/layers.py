@@ -188,8 +188,13 @@ FILE_NAMES = {
 
 
 def write_all(table: Table, directory: str | os.PathLike[str]) -> list[Path]:
-    """Write every format into ``directory``; each file is rendered first, then written atomically."""
+    """Write every format into ``directory``: every file rendered first, then all written as one set, whole or
+    not at all (:func:`~normstats.output.files.atomic.write_files`). A partial table is refused: an interrupted
+    run writes no file."""
+    if table.partial:
+        raise ValueError("write_all: a partial table is never written")
     folder = check_directory(directory, FILE_NAMES.values())
-    return write_files({folder / name: WRITERS[fmt_](table) for fmt_, name in FILE_NAMES.items()})
+    texts = {folder / name: WRITERS[fmt_](table) for fmt_, name in FILE_NAMES.items()}
+    return write_files(texts, "--output-dir")
 
 

@@ -7,7 +7,7 @@ import csv
 import io
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from normstats.output.files.atomic import check_directory, write_files
 from normstats.output.files.layers import csv_cell
@@ -68,15 +68,28 @@ DEPTH_CSV, DEPTH_MARKDOWN = "depth.csv", "depth.md"
 
 
 def depth_json_name(result: Any) -> str:
-    kind = "res" if "res(" in result.spec else "dense"
-    return f"depth_{kind}_{result.normprop}.json"
+    return _depth_json_name(result.spec, result.normprop)
+
+
+def _depth_json_name(spec: str, normprop: str) -> str:
+    return f"depth_{'res' if 'res(' in spec else 'dense'}_{normprop}.json"
+
+
+def depth_file_names(runs: Iterable[tuple[str, int, str]]) -> list[str]:
+    """The files ``normstats export --depth`` writes for ``runs`` (``(spec, width, normprop)``), known before
+    the runs, so that the folder is checked first."""
+    return [*(_depth_json_name(spec, mode) for spec, _, mode in runs), DEPTH_CSV, DEPTH_MARKDOWN]
 
 
 def write_depth(results: list[Any], directory: str | os.PathLike[str]) -> list[Path]:
-    """Write the depth table into ``directory`` (see :data:`DEPTH_CSV`); rendered first, then written atomically."""
+    """Write the depth table into ``directory`` (see :data:`DEPTH_CSV`): every file rendered first, then all
+    written as one set, whole or not at all (:func:`~normstats.output.files.atomic.write_files`). A partial
+    result is refused: an interrupted run writes no file."""
+    if any(r.partial for r in results):
+        raise ValueError("write_depth: a partial depth table is never written")
     names = {depth_json_name(r): dumps(r.to_dict()) for r in results}
     folder = check_directory(directory, [*names, DEPTH_CSV, DEPTH_MARKDOWN])
     texts = {folder / name: text for name, text in names.items()}
     texts[folder / DEPTH_CSV] = to_csv(list(results))
     texts[folder / DEPTH_MARKDOWN] = "\n".join(to_markdown(r) for r in results)
-    return write_files(texts)
+    return write_files(texts, "--output-dir")
