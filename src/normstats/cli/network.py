@@ -28,7 +28,7 @@ FORMATS = ("table", "json", "csv", "markdown")
 )
 @click.argument("spec")
 @click.option("--input", "input_shape", required=True, metavar="SHAPE",
-              help="One input: N values (512) or a CxHxW map (3x32x32).")
+              help="One input: N values (512), a sequence of T tokens of D features (64x256) or a CxHxW map (3x32x32).")
 @click.option("--width", type=int, metavar="N",
               help="Outputs of a linear layer (channels of a conv) that names none. [default: the incoming width]")
 @click.option("--normprop", type=click.Choice(NORMPROP_MODES), default="none", show_default=True,

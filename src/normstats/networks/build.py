@@ -165,7 +165,8 @@ class Network:
         """Values the forward and backward pass of one draw hold (what the memory bound counts)."""
         total = 0
         for item in self.walk():
-            n = math.prod(item.shape) * 2 if isinstance(item, Block) else item.in_values + item.out_values
+            n = math.prod(item.shape) * 2 if isinstance(item, Block) else \
+                item.in_values + item.out_values + item.layer.held_values
             total += n * self.batch
         return total
 
@@ -174,7 +175,9 @@ class Network:
         """Weights of every linear and conv layer."""
         total = 0
         for item in self.walk():
-            if isinstance(item, Stage) and item.name in shapes.WEIGHTED:
+            if isinstance(item, Stage) and item.name in shapes.PROJECTED:
+                total += item.layer.weight_count
+            elif isinstance(item, Stage) and item.name in shapes.WEIGHTED:
                 v = item.layer.values
                 total += v["fan_in"] * v["fan_out"] if item.name == "linear" else \
                     v["out_channels"] * v["in_channels"] * v["k"] ** 2
@@ -192,8 +195,10 @@ class Network:
         """Draws that give every matrix product GEMM_ROWS rows (1 for a network without products)."""
         fewest_rows = None
         for item in self.walk():
-            if isinstance(item, Stage) and item.name in shapes.WEIGHTED:
-                rows = math.prod(item.out_shape[1:]) if item.name == "conv" else 1
+            if isinstance(item, Stage) and (item.name in shapes.WEIGHTED or item.name in shapes.PROJECTED):
+                # a conv's output positions, a sequence's tokens (a linear layer per token, attention)
+                rows = math.prod(item.out_shape[1:]) if item.name == "conv" else \
+                    item.in_shape[0] if len(item.in_shape) == 2 else 1
                 fewest_rows = rows if fewest_rows is None else min(fewest_rows, rows)
         return 1 if fewest_rows is None else -(-GEMM_ROWS // (fewest_rows * self.batch))
 
@@ -204,7 +209,8 @@ class Network:
         the draws, stay those of :meth:`block_draws`)."""
         largest = 1
         for item in self.walk():
-            size = math.prod(item.shape) if isinstance(item, Block) else max(item.in_values, item.out_values)
+            size = math.prod(item.shape) if isinstance(item, Block) else \
+                max(item.in_values, item.out_values, item.layer.held_values)
             largest = max(largest, size)
         fits = max(1, min(self._memory_chunk(), STAGE_VALUES // (largest * self.batch)))
         if self._product_draws() <= fits:
@@ -307,7 +313,8 @@ class _Builder:
         fit = shapes.fit(cls.name, given, shape, self.width, node.pos, probe["pointwise"], cls.spans_batch)
         params = dict(fit.params)
         mode = self.normprop
-        if cls.name in shapes.WEIGHTED and mode != "none" and "normalize" not in given:
+        if (cls.name in shapes.WEIGHTED or cls.name in shapes.PROJECTED) and mode != "none" and \
+                "normalize" not in given:
             params["normalize"] = "fan-out" if mode == "bp" else "fan-in"
         try:
             layer = cls(**params)
@@ -331,7 +338,7 @@ class _Builder:
         refs = reference_moments(_reference_layer(layer))
         fp_mean, fp_std, bp_std = (refs[s].value if refs[s] is not None else None  # type: ignore[union-attr]
                                    for s in ("fp_mean", "fp_std", "bp_std"))
-        if name in shapes.WEIGHTED:
+        if name in shapes.WEIGHTED or name in shapes.PROJECTED:
             if mode != "split":
                 return 0.0, 1.0, 1.0  # the weights are normalized instead
             if fp_std is None or bp_std is None or not fp_std > 0 or not bp_std > 0:
@@ -361,7 +368,7 @@ def _probe(cls: type) -> dict[str, bool]:
 
 def _out_shape(layer: Layer, kind: str, shape: Shape) -> Shape:
     if layer.name == "linear":
-        return (layer.values["fan_out"],)
+        return (shape[0], layer.values["fan_out"]) if kind == shapes.PER_TOKEN else (layer.values["fan_out"],)
     grid = layer.grid  # conv and pooling: a finite map
     channels = layer.values["out_channels"] if layer.name == "conv" else shape[0]
     return (channels, grid.h.windows, grid.w.windows)

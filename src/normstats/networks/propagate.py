@@ -227,7 +227,7 @@ class NetworkSampler:
         rows = len(h)
         start = self.uniform_at[stage.label]
         us = u[:, start : start + stage.n_uniform]
-        if stage.kind == shapes.PER_CHANNEL:
+        if stage.kind in (shapes.PER_CHANNEL, shapes.PER_TOKEN):  # a map's channels, a sequence's tokens
             c = stage.in_shape[0]
             y, st = forward(h.reshape(rows * c, -1), np.empty((rows * c, 0)))
             y = y.reshape(rows, -1)
@@ -281,7 +281,7 @@ class NetworkSampler:
         run.hand()  # g's record, before a pass that may write over g
         rows = len(g)
         g_in = g
-        if stage.kind == shapes.PER_CHANNEL:
+        if stage.kind in (shapes.PER_CHANNEL, shapes.PER_TOKEN):
             g = g.reshape(rows * stage.in_shape[0], -1)
         elif stage.kind == shapes.BATCH:
             g = g.reshape(rows // self.net.batch, -1)
