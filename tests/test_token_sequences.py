@@ -16,6 +16,7 @@ import pytest
 import normstats
 from normstats.networks.build import build_network
 from normstats.networks.propagate import NetworkSampler, weight_rng
+from normstats.networks.sequences import correlate_tokens, token_cosine
 from normstats.networks.shapes import PER_TOKEN, parse_input
 from normstats.networks.spec import SpecError
 
@@ -136,3 +137,108 @@ def test_the_transformer_of_the_issue_runs_on_the_command_line(tmp_path: Path) -
             assert stat["se"] > 0 and stat["estimate"] > 0
         if layer["layer"] == "attention":
             assert layer["fp_std"]["reference"] is None and layer["bp_std"]["reference"] is None
+
+
+# -- token geometry: --input-correlation, token cosine, attention entropy --------------------------------------------
+
+def test_correlated_tokens_have_unit_variance_and_correlation_rho_exactly() -> None:
+    """The map of :func:`correlate_tokens` is linear, ``x = M e`` over the tokens of each feature; its covariance
+    ``M M^T`` (applied to the identity: the exact law, no sampling) has 1 on the diagonal and rho elsewhere."""
+    t, rho = 5, 0.3
+    basis = np.eye(t)  # row j: e = the j-th unit token pattern, one feature
+    m = correlate_tokens(basis, t, rho).T  # column j: the tokens that e_j maps to
+    cov = m @ m.T
+    np.testing.assert_allclose(cov, rho + (1 - rho) * np.eye(t), rtol=1e-14, atol=1e-15)
+    assert np.array_equal(correlate_tokens(basis, t, 0.0), basis)
+
+
+def test_token_cosine_and_attention_entropy_equal_their_definitions() -> None:
+    from scipy.special import entr, softmax
+
+    rng = np.random.default_rng(5)
+    y = rng.standard_normal((4, 6 * 3))
+    y[0, :3] = 0.0  # a token of norm 0: no direction, counts as cosine 0 with every other token
+    seq = y.reshape(4, 6, 3)
+    want = []
+    for row in seq:
+        units = [v / np.linalg.norm(v) if np.linalg.norm(v) > 0 else np.zeros(3) for v in row]
+        want.append(np.mean([units[s] @ units[t] for s in range(6) for t in range(6) if s != t]))
+    np.testing.assert_allclose(token_cosine(y, 6), want, rtol=1e-12)
+
+    sampler = NetworkSampler(build_network("attention(heads=2, causal=true)", (5, 4)), weight_rng(2, 0))
+    x = rng.standard_normal((3, 20))
+    out = sampler(x, np.zeros((3, 20)), np.empty((3, 0)))
+    passes = sampler.passes["1"]
+    w_q, w_k = passes.w_qkv[:4], passes.w_qkv[4:8]
+    tokens = x.reshape(3, 5, 4)
+    logits = np.stack([(tokens @ w_q[h * 2:(h + 1) * 2].T) @ (tokens @ w_k[h * 2:(h + 1) * 2].T).transpose(0, 2, 1)
+                       for h in range(2)], axis=1) / math.sqrt(2)
+    logits[:, :, np.triu(np.ones((5, 5), dtype=bool), 1)] = -np.inf
+    p = softmax(logits, axis=-1)
+    want = entr(p).sum(axis=-1).mean(axis=(1, 2)) / math.log(5)
+    np.testing.assert_allclose(out[sampler.index[("1", "attention_entropy")]][:, 0], want, rtol=1e-12)
+
+
+def test_input_correlation_gives_the_tokens_the_law_of_a_shared_direction() -> None:
+    """``identity`` on correlated tokens: its mean token cosine against numpy drawing ``sqrt(rho) z +
+    sqrt(1 - rho) e_t`` itself (a shared z, its own e_t), independent draws, within 4 combined se."""
+    t, d, rho, draws = 4, 8, 0.3, 8000
+    result = normstats.network("identity", input=f"{t}x{d}", input_correlation=rho, samples=draws, seed=6,
+                               workers=1)
+    (row,) = result.layers
+    rng = np.random.default_rng(60)
+    x = math.sqrt(rho) * rng.standard_normal((draws, 1, d)) + math.sqrt(1 - rho) * rng.standard_normal((draws, t, d))
+    theirs = token_cosine(x.reshape(draws, -1), t)
+    ours = row.stats["token_cosine"]
+    se = math.hypot(ours.se, theirs.std(ddof=1) / math.sqrt(draws))
+    assert abs(ours.estimate - theirs.mean()) < 4 * se and se < 0.01
+    assert abs(ours.estimate - rho) < 0.1  # about rho (the mean cosine of Gaussian vectors is not rho exactly)
+    stat = row.stats["fp_std"]
+    assert abs(stat.estimate - 1.0) < 4 * stat.se
+    assert result.input_correlation == rho and result.to_dict()["input_correlation"] == rho
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5])
+def test_zero_query_attention_on_correlated_tokens(rho: float) -> None:
+    """Uniform attention (``q_init=zeros``, raw orthogonal weights): ``Y_t = W_o W_v mean_s X_s`` with
+    ``|W_o W_v|^2 = D``, so fp std ``sqrt(rho + (1 - rho) / T)`` (the variance of a mean of T tokens of
+    correlation rho); ``dX_s = W_v^T W_o^T mean_t dY_t``, bp std ``sqrt(1 / T)`` whatever rho; every output token
+    is the same vector (token cosine 1) and the attention uniform (entropy / log T = 1), in every draw."""
+    t, d = 6, 8
+    result = normstats.network("attention(heads=2, q_init=zeros, init=orthogonal, normalize=none)",
+                               input=f"{t}x{d}", input_correlation=rho, samples=4000, seed=9, workers=1)
+    (row,) = result.layers
+    for name, value in (("fp_std", math.sqrt(rho + (1 - rho) / t)), ("bp_std", math.sqrt(1 / t)),
+                        ("fp_mean", 0.0)):
+        stat = row.stats[name]
+        assert abs(stat.estimate - value) < 4 * stat.se, (name, stat.estimate, value, stat.se)
+        assert stat.se < 0.03
+    for name in ("token_cosine", "attention_entropy"):
+        assert row.stats[name].estimate == pytest.approx(1.0, abs=1e-12) and row.stats[name].se < 1e-12
+
+
+@pytest.mark.parametrize("args, message", [
+    (["identity", "--input", "4x8", "--input-correlation", "1"], "--input-correlation must be a number in [0, 1); "
+                                                                 "got '1'"),
+    (["identity", "--input", "4x8", "--input-correlation", "-0.1"], "--input-correlation must be a number in [0, 1)"),
+    (["identity", "--input", "4x8", "--input-correlation", "half"], "got 'half'"),
+    (["linear", "--input", "32", "--input-correlation", "0.2"], "it needs --input TxD; got 32"),
+])
+def test_bad_input_correlation_is_one_line(args: list[str], message: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "normstats.cli", "network", *args], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.startswith("normstats: error: ") and done.stderr.count("\n") == 1
+    assert message in done.stderr
+
+
+def test_a_sequence_run_validates_against_the_json_schema() -> None:
+    import jsonschema
+
+    from normstats.output.files.schema import schema
+
+    result = normstats.network("res(layernorm attention(heads=2)) mean", input="4x8", input_correlation=0.2,
+                               samples=200, seed=1, workers=1)
+    doc = result.to_dict()
+    jsonschema.Draft202012Validator(schema()).validate(doc)
+    assert doc["input"] == [4, 8] and doc["input_correlation"] == 0.2
+    assert {"token_cosine", "attention_entropy"} <= set(doc["layers"][2])

@@ -350,6 +350,7 @@ def network(
     dask: str | None = None,
     progress: Progress | None = None,
     processes: bool = False,
+    input_correlation: float = 0.0,
 ) -> NetworkResult:
     """The fp and bp statistics of every layer of a network, with standard errors and the infinite-width
     (mean-field) value where one is computed.
@@ -363,7 +364,8 @@ def network(
     :data:`~normstats.networks.run.DEFAULT_DRAWS`), over ``inits`` independent networks (weights drawn from
     the seed). The other options are :func:`simulate`'s.
     """
-    net = build_network(spec, parse_input(input), width=width, normprop=normprop)
+    net = build_network(spec, parse_input(input), width=width, normprop=normprop,
+                        input_correlation=input_correlation)
     if samples is None and target_se is None and max_time is None:
         samples = DEFAULT_DRAWS
     opts = run_options(samples, seed, method, target_se, max_time, workers, dask, None, progress,

@@ -136,10 +136,12 @@ class Network:
     batch: int
     normprop: str
     width: int | None
+    #: Correlation RHO of a token sequence's input tokens (:func:`~normstats.networks.sequences.correlate_tokens`); 0: independent tokens.
+    input_correlation: float = 0.0
 
     @property
     def key(self) -> tuple[Any, ...]:
-        return (self.spec, self.input, self.batch, self.normprop, self.width)
+        return (self.spec, self.input, self.batch, self.normprop, self.width, self.input_correlation)
 
     def __hash__(self) -> int:
         return hash(self.key)
@@ -228,8 +230,10 @@ class Network:
 
 
 def build_network(spec: str | tuple[Node, ...], input: Shape, *, width: int | None = None,
-                  normprop: str = "none") -> Network:
-    """Parse (if needed) and build ``spec`` on inputs of ``input`` shape; one-line errors name the position."""
+                  normprop: str = "none", input_correlation: float = 0.0) -> Network:
+    """Parse (if needed) and build ``spec`` on inputs of ``input`` shape; one-line errors name the position.
+    ``input_correlation`` (a token sequence only) is the correlation of its input tokens."""
+    rho = check_input_correlation(input_correlation, tuple(input))
     if normprop not in NORMPROP_MODES:
         raise NormstatsError(f"--normprop must be one of: {', '.join(NORMPROP_MODES)}; got {normprop!r}")
     if width is not None and (isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= 16384):
@@ -238,7 +242,7 @@ def build_network(spec: str | tuple[Node, ...], input: Shape, *, width: int | No
     builder = _Builder(width, normprop)
     items, out_shape = builder.chain(nodes, tuple(input), prefix="", var=1.0)
     batch = builder.batch or 1
-    net = Network(format_spec(nodes), items, tuple(input), out_shape, batch, normprop, width)
+    net = Network(format_spec(nodes), items, tuple(input), out_shape, batch, normprop, width, rho)
     if net.weights > MAX_WEIGHTS:
         raise SpecError(
             f"network spec: this network holds {net.weights:,} weights ({net.weights * 8 / 2**20:,.0f} MiB, copied "
@@ -252,6 +256,22 @@ def build_network(spec: str | tuple[Node, ...], input: Shape, *, width: int | No
             f"({MAX_DRAW_VALUES * 8 / 2**20:,.0f} MiB)"
         )
     return net
+
+
+def check_input_correlation(rho: Any, input: Shape) -> float:
+    """``rho`` as a float in [0, 1), on a token sequence input (``TxD``) unless it is 0."""
+    try:
+        value = float(rho)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(rho, bool) or not 0.0 <= value < 1.0:
+        raise NormstatsError(f"--input-correlation must be a number in [0, 1); got {rho!r}")
+    if value != 0.0 and len(input) != 2:
+        raise NormstatsError(
+            f"--input-correlation correlates the tokens of a sequence: it needs --input TxD; got "
+            f"{describe_shape(input)} (two correlated inputs of a vector network are not built yet)"
+        )
+    return value
 
 
 class _Builder:

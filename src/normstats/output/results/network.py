@@ -16,7 +16,7 @@ from normstats.output.results.table import Stat, _num
 
 #: The per-layer statistics every row has, then the ones only some rows have (maps, residual blocks).
 NETWORK_STATS = ("fp_mean", "fp_std", "bp_mean", "bp_std")
-EXTRA_STATS = ("branch_var", "channel_mean_sq", "channel_var")
+EXTRA_STATS = ("branch_var", "channel_mean_sq", "channel_var", "token_cosine", "attention_entropy")
 #: A std outside this band counts as having left "normalized" (the closing line of the table).
 BAND = (0.5, 2.0)
 
@@ -66,6 +66,8 @@ class NetworkResult:
     stop: str
     layers: tuple[LayerStats, ...]
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: The correlation RHO of a token sequence's input tokens (0: independent).
+    input_correlation: float = 0.0
 
     @property
     def partial(self) -> bool:
@@ -99,6 +101,7 @@ class NetworkResult:
             "seed": self.seed,
             "network": self.spec,
             "input": list(self.input),
+            "input_correlation": self.input_correlation,
             "width": self.width,
             "normprop": self.normprop,
             "true_gradient": self.true_gradient,

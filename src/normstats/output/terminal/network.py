@@ -30,13 +30,32 @@ def network_table(result: NetworkResult, title: str) -> Any:
             t.add_row(row.index if first else "", name if first else "", shape_text(row) if first else "", p,
                       stat_cell(mean), limit_cell(mean), stat_cell(std), limit_cell(std), difference_cell(std))
     extras = _extras_table(result)
+    tokens = _token_table(result)
     legend = Text(
         "fp: the layer's output; bp: the gradient at its input. limit: the infinite-width (mean-field) value, a "
         "limit and not a test (Δ = estimate - limit); — where none is computed.",
         style="dim",
     )
-    parts = [t] + ([extras] if extras is not None else []) + [legend, Text("\n".join(summary_lines(result)))]
+    parts = [t] + ([extras] if extras is not None else []) + ([tokens] if tokens is not None else []) + [legend, Text("\n".join(summary_lines(result)))]
     return Group(*parts)
+
+
+def _token_table(result: NetworkResult) -> Any:
+    """A token sequence's geometry per layer: the mean cosine between two tokens of its output and, for
+    attention, the mean attention entropy over log T (each per input, with its se over inputs)."""
+    from rich.table import Table as RichTable
+
+    rows = [r for r in result.layers if "token_cosine" in r.stats or "attention_entropy" in r.stats]
+    if not rows:
+        return None
+    t = RichTable(title="Token geometry (per input: over pairs of tokens; attention over heads and queries)",
+                  title_justify="left", header_style="bold")
+    for col in ("#", "layer", "token cosine", "attention entropy / log T"):
+        t.add_column(col, justify="left" if col in ("#", "layer") else "right")
+    for row in rows:
+        s = row.stats
+        t.add_row(row.index, row.layer, stat_cell(s.get("token_cosine")), stat_cell(s.get("attention_entropy")))
+    return t
 
 
 def _extras_table(result: NetworkResult) -> Any:
