@@ -250,6 +250,8 @@ def test_zero_query_attention_outputs_one_token_in_every_draw() -> None:
     ("token(index=-5)", (4, 8), "index=-5 is out of range"),
     ("attention(heads=4)", (2048, 8), "position 1 ('attention'): layer 'attention' holds H T^2 = 4 * 2048^2"),
     ("conv", (4, 8), "position 1 ('conv'): this layer has no rule for a token sequence"),
+    ("8*(attention(heads=2))", (1024, 64), "holds 37,748,736 values (288 MiB: every layer's input and output, and "
+                                           "the arrays attention holds over a batch of 1)"),
 ])
 def test_bad_sequence_specs_name_the_position(spec: str, shape: tuple[int, ...], message: str) -> None:
     with pytest.raises(NormstatsError) as info:

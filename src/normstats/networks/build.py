@@ -164,7 +164,8 @@ class Network:
 
     @property
     def values_per_draw(self) -> int:
-        """Values the forward and backward pass of one draw hold (what the memory bound counts)."""
+        """Values the forward and backward pass of one draw hold (what the memory bound counts): every layer's
+        input and output, and what a layer's passes hold besides (attention's weights, ``held_values``)."""
         total = 0
         for item in self.walk():
             n = math.prod(item.shape) * 2 if isinstance(item, Block) else \
@@ -250,9 +251,11 @@ def build_network(spec: str | tuple[Node, ...], input: Shape, *, width: int | No
         )
     need = net.values_per_draw
     if need > MAX_DRAW_VALUES:
+        held_text = ", and the arrays attention holds" if any(
+            isinstance(i, Stage) and i.layer.held_values for i in net.walk()) else ""
         raise SpecError(
             f"network spec: one draw of this network holds {need:,} values ({need * 8 / 2**20:,.0f} MiB: every "
-            f"layer's input and output over a batch of {batch}); the bound is {MAX_DRAW_VALUES:,} values "
+            f"layer's input and output{held_text} over a batch of {batch}); the bound is {MAX_DRAW_VALUES:,} values "
             f"({MAX_DRAW_VALUES * 8 / 2**20:,.0f} MiB)"
         )
     return net
