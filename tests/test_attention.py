@@ -275,3 +275,29 @@ def test_blocks_keep_the_sequence_shape() -> None:
     blocks = [item for item in net.items if isinstance(item, Block)]
     assert len(blocks) == 8 and all(b.shape == (64, 256) for b in blocks)
     assert net.output == (64, 256)
+
+
+def test_prenorm_stream_second_moment_is_one_plus_the_branches_over_inits() -> None:
+    """Pre-LN: block k adds ``f_k(x_k)`` to the stream, and ``f_k`` is linear in its last weight (``W_o`` or the
+    MLP's second linear), drawn independently of ``x_k`` and symmetric (``W -> -W`` equally likely), so over
+    inits ``E[x_k . f_k] = 0`` and ``E|x_{k+1}|^2 = E|x_k|^2 + E|f_k|^2``: the stream's second moment is
+    ``1 + sum of the branches' second moments``. Per init, the difference between the two sides (pooled over
+    draws and values) has mean 0 over inits; checked within 4 se of its spread over 60 inits, and each side
+    is far from the other's value without the branches (the test can fail)."""
+    spec = "3*(res(layernorm attention(heads=2)) res(layernorm linear gelu linear))"
+    net = build_network(spec, (4, 8))
+    blocks = [item.label for item in net.items]
+    gaps, totals = [], []
+    rng = np.random.default_rng(12)
+    for init in range(60):
+        sampler = NetworkSampler(net, weight_rng(5, init + 1))
+        x = rng.standard_normal((200, 32))
+        out = sampler(x, np.zeros((200, 32)), np.empty((200, 0)))
+        stream = np.mean(out[sampler.index[(blocks[-1], "fp")]] ** 2)
+        branches = sum(np.mean(out[sampler.index[(label, "branch")]] ** 2) for label in blocks)
+        gaps.append(stream - 1.0 - branches)
+        totals.append(branches)
+    gaps_a, totals_a = np.array(gaps), np.array(totals)
+    se = gaps_a.std(ddof=1) / math.sqrt(len(gaps_a))
+    assert abs(gaps_a.mean()) < 4 * se, (gaps_a.mean(), se)
+    assert totals_a.mean() > 20 * se  # the branches add far more than the test's resolution
