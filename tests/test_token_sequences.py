@@ -242,3 +242,18 @@ def test_a_sequence_run_validates_against_the_json_schema() -> None:
     jsonschema.Draft202012Validator(schema()).validate(doc)
     assert doc["input"] == [4, 8] and doc["input_correlation"] == 0.2
     assert {"token_cosine", "attention_entropy"} <= set(doc["layers"][2])
+
+
+def test_the_wide_limit_has_no_reference_for_the_sequence_layers() -> None:
+    """No mean-field limit is computed for attention, mean or token (nor for what follows them): ``None``, shown
+    as "—"; a per-token linear layer and an activation at the input keep theirs (every value is N(0, 1) there)."""
+    from normstats.networks.wide_limit import mean_field
+
+    ref = mean_field(build_network("linear relu attention linear mean", (4, 8)))
+    assert ref["1|fp_std"] == 1.0 and ref["2|fp_std"] == pytest.approx(math.sqrt(0.5 - 1 / (2 * math.pi)))
+    for label in ("3", "4", "5"):
+        assert ref[f"{label}|fp_std"] is None and ref[f"{label}|bp_std"] is None
+    for label in ("1", "2"):  # the gradient comes back through attention: no limit below it either
+        assert ref[f"{label}|bp_std"] is None
+    ref = mean_field(build_network("linear relu token(index=1)", (4, 8)))
+    assert ref["3|fp_std"] is None and ref["1|fp_std"] == 1.0
