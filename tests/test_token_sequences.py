@@ -276,3 +276,15 @@ def test_the_plot_has_a_token_geometry_panel(tmp_path: Path) -> None:
     for colour in (FP_COLOUR, BP_COLOUR, COSINE_COLOUR):
         rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])
         assert (np.abs(pixels - rgb).sum(axis=1) < 30).sum() > 50, colour
+
+
+def test_a_transformer_run_is_the_same_on_any_number_of_workers_and_stops_at_a_target_se() -> None:
+    spec = "res(layernorm attention(heads=2, causal=true)) res(layernorm linear gelu linear) mean"
+    one = normstats.network(spec, input="5x8", input_correlation=0.3, samples=600, seed=2, workers=1)
+    two = normstats.network(spec, input="5x8", input_correlation=0.3, samples=600, seed=2, workers=2)
+    for a, b in zip(one.layers, two.layers):
+        for name, stat in a.stats.items():
+            assert stat.estimate == pytest.approx(b.stats[name].estimate, rel=1e-12, abs=1e-15), (a.index, name)
+    stopped = normstats.network(spec, input="5x8", target_se=0.02, seed=2, workers=1)
+    assert stopped.stop == "target-se"
+    assert max(s.se for row in stopped.layers for s in row.stats.values()) <= 0.02
