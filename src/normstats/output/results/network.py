@@ -101,7 +101,7 @@ class NetworkResult:
             "seed": self.seed,
             "network": self.spec,
             "input": list(self.input),
-            "input_correlation": self.input_correlation,
+            **({"input_correlation": self.input_correlation} if self.input_correlation else {}),
             "width": self.width,
             "normprop": self.normprop,
             "true_gradient": self.true_gradient,
