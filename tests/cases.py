@@ -75,6 +75,16 @@ LAYER_CASES: dict[str, list[dict[str, Any]]] = {
     "rmsnorm": [{"features": 16, "eps": 0.0}, {"features": 2, "eps": 0.2}, {"features": 5}],
     "groupnorm": [{"groups": 2, "channels": 4, "positions": 3}, {"groups": 3, "channels": 3, "positions": 2, "eps": 0.4}],
     "softmax": [{"n": 4}, {"n": 5, "temperature": 2.0}, {"n": 3, "temperature": 0.5}],
+    "attention": [
+        {"tokens": 3, "features": 4, "heads": 2},
+        {"tokens": 4, "features": 4, "heads": 1, "causal": "true", "logit_scale": "mup"},
+        {"tokens": 3, "features": 6, "heads": 3, "logit_scale": "2.5", "normalize": "fan-out"},
+        {"tokens": 3, "features": 4, "q_init": "zeros", "init": "orthogonal", "normalize": "none"},
+        {"tokens": 4, "features": 4, "heads": 2, "causal": "true", "q_init": "zeros", "init": "orthogonal",
+         "normalize": "none", "gain": 1.2},
+    ],
+    "mean": [{"tokens": 4, "features": 3}, {"tokens": 1, "features": 2}],
+    "token": [{"tokens": 4, "features": 3, "index": 2}, {"tokens": 3, "features": 2, "index": -1}],
 }
 
 

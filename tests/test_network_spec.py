@@ -96,8 +96,8 @@ def test_the_memory_bounds_say_how_much_the_network_would_need() -> None:
 
 
 @pytest.mark.parametrize("args, message", [
-    (("linear", "--input", "0"), "--input must be N (a vector of N values) or CxHxW"),
-    (("linear", "--input", "3x4"), "--input must be N"),
+    (("linear", "--input", "0"), "--input must be N (a vector of N values), TxD (T tokens of D features) or CxHxW"),
+    (("linear", "--input", "3x4x5x6"), "--input must be N"),
     (("linear", "--input", "16", "--normprop", "half"), "'half' is not one of"),
     (("linear", "--input", "16", "--width", "0"), "--width must be an integer in [1, 16384]; got 0"),
     (("linear", "--input", "16", "--inits", "0"), "--inits must be an integer in [1, 1000]; got 0"),

@@ -434,6 +434,7 @@ def network(
     dask: str | None = None,
     progress: Progress | None = None,
     processes: bool = False,
+    input_correlation: float = 0.0,
 ) -> NetworkResult:
     """The fp and bp statistics of every layer of a network, with standard errors and the infinite-width
     (mean-field) value where one is computed.
@@ -449,7 +450,8 @@ def network(
     init-to-init spread and describes the architecture; ``inits=1`` describes network 0 of the seed alone, and
     ``result.describes`` says which). The other options are :func:`simulate`'s.
     """
-    net = build_network(spec, parse_input(input), width=width, normprop=normprop)
+    net = build_network(spec, parse_input(input), width=width, normprop=normprop,
+                        input_correlation=input_correlation)
     if samples is None and target_se is None and max_time is None:
         samples = DEFAULT_DRAWS
     opts = run_options(samples, seed, method, target_se, max_time, workers, dask, None, progress,

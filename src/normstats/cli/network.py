@@ -65,7 +65,10 @@ def parse_band(text: str) -> tuple[float, float]:
 )
 @click.argument("spec")
 @click.option("--input", "input_shape", required=True, metavar="SHAPE",
-              help="One input: N values (512) or a CxHxW map (3x32x32).")
+              help="One input: N values (512), a sequence of T tokens of D features (64x256) or a CxHxW map (3x32x32).")
+@click.option("--input-correlation", "input_correlation", default="0", show_default=True, metavar="RHO",
+              help="A token sequence's input tokens sqrt(RHO) z + sqrt(1-RHO) e_t (z shared): any two start with "
+              "cosine about RHO; 0 <= RHO < 1.")
 @click.option("--width", type=int, metavar="N",
               help="Outputs of a linear layer (channels of a conv) that names none. [default: the incoming width]")
 @click.option("--normprop", type=click.Choice(NORMPROP_MODES), default="none", show_default=True,
@@ -92,16 +95,18 @@ def parse_band(text: str) -> tuple[float, float]:
               help="The closing lines' pass band (0 < LO < 1 < HI): the std range a layer's signal may reach "
               "before they flag it (see below).")
 def network(
-    spec: str, input_shape: str, width: int | None, normprop: str, inits: int, samples: int | None, seed: int,
-    fmt: str, output: str | None, plot: str | None, quiet: bool, band: tuple[float, float], **run: Any,
+    spec: str, input_shape: str, input_correlation: str, width: int | None, normprop: str, inits: int,
+    samples: int | None, seed: int, fmt: str, output: str | None, plot: str | None, quiet: bool,
+    band: tuple[float, float], **run: Any,
 ) -> None:
     """Per-layer fp/bp statistics of a whole network at depth, beside the infinite-width (mean-field) limit,
     e.g. 'normstats network "20*(linear relu)" --input 512 --normprop fp'."""
     result = api.network(
         spec, input=input_shape, width=width, normprop=normprop, inits=inits, samples=samples, seed=seed,
-        progress=make_progress(quiet), **run,
+        progress=make_progress(quiet), input_correlation=input_correlation, **run,
     )
-    title = (f"network {result.spec} · input {'x'.join(map(str, result.input))} · normprop {result.normprop}"
+    rho = f" · input correlation {result.input_correlation:g}" if result.input_correlation else ""
+    title = (f"network {result.spec} · input {'x'.join(map(str, result.input))}{rho} · normprop {result.normprop}"
              f" · {result.draws:,} draws · {population_text(result)}")
     document = (lambda out: network_table(result, title, band, out.width if out.is_terminal else None), {
         "json": lambda: dumps(result.to_dict(band)), "csv": lambda: network_files.to_csv(result),

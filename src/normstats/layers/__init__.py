@@ -5,7 +5,17 @@ import here.
 May import: ``exact`` (the Gaussian integrals a layer's references are made of) and the foundation modules.
 """
 
-from normstats.layers import activations, conv, dropout, linear, norms, pooling, softmax  # noqa: F401
+from normstats.layers import (  # noqa: F401
+    activations,
+    attention,
+    conv,
+    dropout,
+    linear,
+    norms,
+    pooling,
+    softmax,
+    tokens,
+)
 from normstats.layers.base import Elementwise, Layer
 
 __all__ = ["Elementwise", "Layer"]

@@ -309,6 +309,12 @@ class Layer:
         """Uniform random numbers the sampler needs per draw."""
         return 0
 
+    @property
+    def held_values(self) -> int:
+        """Values per draw that the passes hold besides the input and the output (attention's ``T x T``
+        probabilities): a network sizes its chunks from them. 0 for most layers."""
+        return 0
+
     def sampler(self, rng: np.random.Generator) -> Sampler:
         """The forward/backward function for one run; ``rng`` draws what stays fixed for the run."""
         return self.forward_backward

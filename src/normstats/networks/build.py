@@ -143,10 +143,12 @@ class Network:
     batch: int
     normprop: str
     width: int | None
+    #: Correlation RHO of a token sequence's input tokens (:func:`~normstats.networks.sequences.correlate_tokens`); 0: independent tokens.
+    input_correlation: float = 0.0
 
     @property
     def key(self) -> tuple[Any, ...]:
-        return (self.spec, self.input, self.batch, self.normprop, self.width)
+        return (self.spec, self.input, self.batch, self.normprop, self.width, self.input_correlation)
 
     def __hash__(self) -> int:
         return hash(self.key)
@@ -169,10 +171,12 @@ class Network:
 
     @property
     def values_per_draw(self) -> int:
-        """Values the forward and backward pass of one draw hold (what the memory bound counts)."""
+        """Values the forward and backward pass of one draw hold (what the memory bound counts): every layer's
+        input and output, and what a layer's passes hold besides (attention's weights, ``held_values``)."""
         total = 0
         for item in self.walk():
-            n = math.prod(item.shape) * 2 if isinstance(item, Block) else item.in_values + item.out_values
+            n = math.prod(item.shape) * 2 if isinstance(item, Block) else \
+                item.in_values + item.out_values + item.layer.held_values
             total += n * self.batch
         return total
 
@@ -181,7 +185,9 @@ class Network:
         """Weights of every linear and conv layer."""
         total = 0
         for item in self.walk():
-            if isinstance(item, Stage) and item.name in shapes.WEIGHTED:
+            if isinstance(item, Stage) and item.name in shapes.PROJECTED:
+                total += item.layer.weight_count
+            elif isinstance(item, Stage) and item.name in shapes.WEIGHTED:
                 v = item.layer.values
                 total += v["fan_in"] * v["fan_out"] if item.name == "linear" else \
                     v["out_channels"] * v["in_channels"] * v["k"] ** 2
@@ -199,8 +205,10 @@ class Network:
         """Draws that give every matrix product GEMM_ROWS rows (1 for a network without products)."""
         fewest_rows = None
         for item in self.walk():
-            if isinstance(item, Stage) and item.name in shapes.WEIGHTED:
-                rows = math.prod(item.out_shape[1:]) if item.name == "conv" else 1
+            if isinstance(item, Stage) and (item.name in shapes.WEIGHTED or item.name in shapes.PROJECTED):
+                # a conv's output positions, a sequence's tokens (a linear layer per token, attention)
+                rows = math.prod(item.out_shape[1:]) if item.name == "conv" else \
+                    item.in_shape[0] if len(item.in_shape) == 2 else 1
                 fewest_rows = rows if fewest_rows is None else min(fewest_rows, rows)
         return 1 if fewest_rows is None else -(-GEMM_ROWS // (fewest_rows * self.batch))
 
@@ -211,7 +219,8 @@ class Network:
         the draws, stay those of :meth:`block_draws`)."""
         largest = 1
         for item in self.walk():
-            size = math.prod(item.shape) if isinstance(item, Block) else max(item.in_values, item.out_values)
+            size = math.prod(item.shape) if isinstance(item, Block) else \
+                max(item.in_values, item.out_values, item.layer.held_values)
             largest = max(largest, size)
         fits = max(1, min(self._memory_chunk(), STAGE_VALUES // (largest * self.batch)))
         if self._product_draws() <= fits:
@@ -229,8 +238,10 @@ class Network:
 
 
 def build_network(spec: str | tuple[Node, ...], input: Shape, *, width: int | None = None,
-                  normprop: str = "none") -> Network:
-    """Parse (if needed) and build ``spec`` on inputs of ``input`` shape; one-line errors name the position."""
+                  normprop: str = "none", input_correlation: float = 0.0) -> Network:
+    """Parse (if needed) and build ``spec`` on inputs of ``input`` shape; one-line errors name the position.
+    ``input_correlation`` (a token sequence only) is the correlation of its input tokens."""
+    rho = check_input_correlation(input_correlation, tuple(input))
     if normprop not in NORMPROP_MODES:
         raise NormstatsError(f"--normprop must be one of: {', '.join(NORMPROP_MODES)}; got {normprop!r}")
     if width is not None and (isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= 16384):
@@ -239,7 +250,7 @@ def build_network(spec: str | tuple[Node, ...], input: Shape, *, width: int | No
     builder = _Builder(width, normprop)
     items, out_shape = builder.chain(nodes, tuple(input), prefix="", var=1.0)
     batch = builder.batch or 1
-    net = Network(format_spec(nodes), items, tuple(input), out_shape, batch, normprop, width)
+    net = Network(format_spec(nodes), items, tuple(input), out_shape, batch, normprop, width, rho)
     if net.weights > MAX_WEIGHTS:
         raise SpecError(
             f"network spec: this network holds {net.weights:,} weights ({net.weights * 8 / 2**20:,.0f} MiB, copied "
@@ -247,12 +258,30 @@ def build_network(spec: str | tuple[Node, ...], input: Shape, *, width: int | No
         )
     need = net.values_per_draw
     if need > MAX_DRAW_VALUES:
+        held_text = ", and the arrays attention holds" if any(
+            isinstance(i, Stage) and i.layer.held_values for i in net.walk()) else ""
         raise SpecError(
             f"network spec: one draw of this network holds {need:,} values ({need * 8 / 2**20:,.0f} MiB: every "
-            f"layer's input and output over a batch of {batch}); the bound is {MAX_DRAW_VALUES:,} values "
+            f"layer's input and output{held_text} over a batch of {batch}); the bound is {MAX_DRAW_VALUES:,} values "
             f"({MAX_DRAW_VALUES * 8 / 2**20:,.0f} MiB)"
         )
     return net
+
+
+def check_input_correlation(rho: Any, input: Shape) -> float:
+    """``rho`` as a float in [0, 1), on a token sequence input (``TxD``) unless it is 0."""
+    try:
+        value = float(rho)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(rho, bool) or not 0.0 <= value < 1.0:
+        raise NormstatsError(f"--input-correlation must be a number in [0, 1); got {rho!r}")
+    if value != 0.0 and len(input) != 2:
+        raise NormstatsError(
+            f"--input-correlation correlates the tokens of a sequence: it needs --input TxD; got "
+            f"{describe_shape(input)} (two correlated inputs of a vector network are not built yet)"
+        )
+    return value
 
 
 class _Builder:
@@ -314,7 +343,8 @@ class _Builder:
         fit = shapes.fit(cls.name, given, shape, self.width, node.pos, probe["pointwise"], cls.spans_batch)
         params = dict(fit.params)
         mode = self.normprop
-        if cls.name in shapes.WEIGHTED and mode != "none" and "normalize" not in given:
+        if (cls.name in shapes.WEIGHTED or cls.name in shapes.PROJECTED) and mode != "none" and \
+                "normalize" not in given:
             params["normalize"] = "fan-out" if mode == "bp" else "fan-in"
         try:
             layer = cls(**params)
@@ -338,7 +368,7 @@ class _Builder:
         refs = reference_moments(_reference_layer(layer))
         fp_mean, fp_std, bp_std = (refs[s].value if refs[s] is not None else None  # type: ignore[union-attr]
                                    for s in ("fp_mean", "fp_std", "bp_std"))
-        if name in shapes.WEIGHTED:
+        if name in shapes.WEIGHTED or name in shapes.PROJECTED:
             if mode != "split":
                 return 0.0, 1.0, 1.0  # the weights are normalized instead
             if fp_std is None or bp_std is None or not fp_std > 0 or not bp_std > 0:
@@ -368,7 +398,7 @@ def _probe(cls: type) -> dict[str, bool]:
 
 def _out_shape(layer: Layer, kind: str, shape: Shape) -> Shape:
     if layer.name == "linear":
-        return (layer.values["fan_out"],)
+        return (shape[0], layer.values["fan_out"]) if kind == shapes.PER_TOKEN else (layer.values["fan_out"],)
     grid = layer.grid  # conv and pooling: a finite map
     channels = layer.values["out_channels"] if layer.name == "conv" else shape[0]
     return (channels, grid.h.windows, grid.w.windows)

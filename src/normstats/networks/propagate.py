@@ -30,9 +30,12 @@ from normstats.engine.moments import DrawSums, PowerSums, Tally
 from normstats.errors import NormstatsError
 from normstats.networks import shapes
 from normstats.networks.build import Block, Item, Network, Stage
+from normstats.networks.sequences import attention_entropy, correlate_tokens, token_cosine
 
 #: What is tallied of an item, by kind of record.
 FP, BP, BRANCH, CHANNEL_MEAN_SQ, CHANNEL_VAR = "fp", "bp", "branch", "channel_mean_sq", "channel_var"
+#: A token sequence's geometry per input (:mod:`normstats.networks.sequences`).
+TOKEN_COSINE, ATTENTION_ENTROPY = "token_cosine", "attention_entropy"
 #: Where a pass hands each record: ``sink(record index, values of shape (draws, width))``.
 Sink = Callable[[int, np.ndarray], None]
 #: Where a summed pass writes a record's row summaries (``(row means, row sums of squares)``, one value a draw),
@@ -70,7 +73,20 @@ def records(net: Network) -> tuple[Record, ...]:
         if len(shape) == 3:
             out.append(Record(item.label, CHANNEL_MEAN_SQ, b))
             out.append(Record(item.label, CHANNEL_VAR, b))
+        if _is_sequence(shape):
+            out.append(Record(item.label, TOKEN_COSINE, b))
+        if _is_attention(item):
+            out.append(Record(item.label, ATTENTION_ENTROPY, b))
     return tuple(out)
+
+
+def _is_sequence(shape: tuple[int, ...]) -> bool:
+    """Whether ``shape`` is a token sequence of at least two tokens (whose geometry is tallied)."""
+    return len(shape) == 2 and shape[0] >= 2
+
+
+def _is_attention(item: Item) -> bool:
+    return isinstance(item, Stage) and item.name == "attention" and item.in_shape[0] >= 2
 
 
 def weight_rng(seed: int, init: int) -> np.random.Generator:
@@ -166,6 +182,8 @@ class NetworkSampler:
         draws = len(x)
         n_rows = draws * net.batch
         h = x.reshape(n_rows, -1)
+        if net.input_correlation:
+            h = correlate_tokens(h, net.input[0], net.input_correlation)
         uu = u.reshape(n_rows, -1)
         states: dict[str, Any] = {}
         run = _Run(sink, rows, draws)
@@ -212,6 +230,10 @@ class NetworkSampler:
             shape = item.shape if isinstance(item, Block) else item.out_shape
             if len(shape) == 3:
                 self._channel_figures(item.label, y, shape, run)
+            if _is_sequence(shape):
+                run.record(self.index[(item.label, TOKEN_COSINE)], token_cosine(y, shape[0]))
+            if _is_attention(item):
+                run.record(self.index[(item.label, ATTENTION_ENTROPY)], attention_entropy(states[item.label][3]))
             h = y
         run.hand()
         return h
@@ -233,7 +255,7 @@ class NetworkSampler:
         rows = len(h)
         start = self.uniform_at[stage.label]
         us = u[:, start : start + stage.n_uniform]
-        if stage.kind == shapes.PER_CHANNEL:
+        if stage.kind in (shapes.PER_CHANNEL, shapes.PER_TOKEN):  # a map's channels, a sequence's tokens
             c = stage.in_shape[0]
             y, st = forward(h.reshape(rows * c, -1), np.empty((rows * c, 0)))
             y = y.reshape(rows, -1)
@@ -287,7 +309,7 @@ class NetworkSampler:
         run.hand()  # g's record, before a pass that may write over g
         rows = len(g)
         g_in = g
-        if stage.kind == shapes.PER_CHANNEL:
+        if stage.kind in (shapes.PER_CHANNEL, shapes.PER_TOKEN):
             g = g.reshape(rows * stage.in_shape[0], -1)
         elif stage.kind == shapes.BATCH:
             g = g.reshape(rows // self.net.batch, -1)

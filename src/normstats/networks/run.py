@@ -95,6 +95,7 @@ def run_network(
     return NetworkResult(
         version, seed, net.spec, net.input, net.width, net.normprop, net.batch, len(results),
         sum(r.draws for r in results), method, stop_reason, rows, dict(metadata or {}),
+        input_correlation=net.input_correlation,
     )
 
 

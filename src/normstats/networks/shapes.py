@@ -9,7 +9,14 @@ its shape parameters are filled in (a linear layer's ``fan_in``, a convolution's
 * ``pointwise``: one value in, one out (activations, dropout), called on the whole array;
 * ``direct``: the layer takes all values of one input (linear, conv, per-example normalizations, softmax);
 * ``per_channel``: the layer sees one channel's map (pooling), so the rows are ``rows * C``;
-* ``batch``: one draw of the layer is the whole batch (batch norm), so the rows are ``draws``.
+* ``batch``: one draw of the layer is the whole batch (batch norm), so the rows are ``draws``;
+* ``per_token``: the layer sees one token of a sequence (linear, layer norm, RMS norm), so the rows are
+  ``rows * T``.
+
+A token sequence (``--input TxD``, a shape of two numbers) is ``T`` tokens of ``D`` features, token after token
+(``T x D`` row-major). Linear layers act on every token's ``D`` features, layer and RMS norm normalize each token
+over its ``D`` features, activations and dropout act on every value; attention takes the whole sequence; ``mean``
+(over the tokens) and ``token`` (one token) end it with a vector of ``D`` values.
 
 Maps run as a framework runs them: a finite map with the padding given, every position counted.
 """
@@ -24,12 +31,17 @@ from normstats.networks.spec import SpecError
 
 Shape = tuple[int, ...]
 
-POINTWISE, DIRECT, PER_CHANNEL, BATCH = "pointwise", "direct", "per_channel", "batch"
+POINTWISE, DIRECT, PER_CHANNEL, BATCH, PER_TOKEN = "pointwise", "direct", "per_channel", "batch", "per_token"
 
 #: Layers whose weights NormProp normalizes (by rows for fp, by columns for bp) instead of shifting and scaling.
 WEIGHTED = ("linear", "conv")
 #: Layers that normalize their own output; NormProp leaves them as they are.
 NORMALIZERS = ("batchnorm", "layernorm", "rmsnorm", "groupnorm")
+#: Layers with weights that are not a linear or conv layer's (attention's four projections): NormProp normalizes
+#: them as it does a linear layer's, and leaves their passes unscaled.
+PROJECTED = ("attention",)
+#: Layers that take a whole token sequence.
+SEQUENCE_LAYERS = ("attention", "mean", "token")
 
 
 @dataclass(frozen=True)
@@ -42,7 +54,8 @@ class Fit:
 
 
 def parse_input(text: str | int | tuple[int, ...]) -> Shape:
-    """``512`` -> ``(512,)``; ``"3x32x32"`` -> ``(3, 32, 32)``: a vector or a ``C x H x W`` map."""
+    """``512`` -> ``(512,)``; ``"64x256"`` -> ``(64, 256)``; ``"3x32x32"`` -> ``(3, 32, 32)``: a vector, a
+    sequence of ``T`` tokens of ``D`` features or a ``C x H x W`` map."""
     if isinstance(text, int) and not isinstance(text, bool):
         parts: list[Any] = [text]
     elif isinstance(text, tuple):
@@ -53,9 +66,10 @@ def parse_input(text: str | int | tuple[int, ...]) -> Shape:
         shape = tuple(int(p) for p in parts)
     except (TypeError, ValueError):
         shape = ()
-    if len(shape) not in (1, 3) or any(d < 1 for d in shape) or math.prod(shape) > 1 << 20:
+    if len(shape) not in (1, 2, 3) or any(d < 1 for d in shape) or math.prod(shape) > 1 << 20:
         raise SpecError(
-            "--input must be N (a vector of N values) or CxHxW (C channels of H x W), each >= 1 and at most "
+            "--input must be N (a vector of N values), TxD (T tokens of D features) or CxHxW (C channels of "
+            "H x W), each >= 1 and at most "
             f"{1 << 20:,} values; got {text!r}"
         )
     return shape
@@ -82,6 +96,11 @@ def fit(name: str, given: dict[str, str], shape: Shape, width: int | None, pos: 
     params: dict[str, Any] = dict(given)
     if pointwise:
         return Fit(params, POINTWISE, shape)
+    if len(shape) == 2:
+        return _fit_sequence(name, given, params, shape, width, where, set_auto)
+    if name in SEQUENCE_LAYERS:
+        raise SpecError(f"{where}: needs a token sequence input (TxD: use --input TxD, and put it before any "
+                        f"'mean' or 'token'); got {describe_shape(shape)}")
     if name == "linear":
         set_auto(params, "fan_in", values)
         params.setdefault("fan_out", str(width or values))
@@ -116,6 +135,31 @@ def fit(name: str, given: dict[str, str], shape: Shape, width: int | None, pos: 
         raise SpecError(f"{where}: this layer spans a batch and has no network shape rule yet")
     raise SpecError(f"{where}: this layer has no network shape rule (it cannot take a {describe_shape(shape)} "
                     "input)")
+
+
+def _fit_sequence(name: str, given: dict[str, str], params: dict[str, Any], shape: Shape, width: int | None,
+                  where: str, set_auto: Any) -> Fit:
+    """The fit of a layer on a sequence of ``T`` tokens of ``D`` features (the module docstring)."""
+    t, d = shape
+    if name == "linear":
+        set_auto(params, "fan_in", d)
+        params.setdefault("fan_out", str(width or d))
+        return Fit(params, PER_TOKEN, None)
+    if name in ("layernorm", "rmsnorm"):
+        set_auto(params, "features", d)
+        return Fit(params, PER_TOKEN, shape)
+    if name in SEQUENCE_LAYERS:
+        set_auto(params, "tokens", t)
+        set_auto(params, "features", d)
+        if name == "token":
+            index = _as_int(given.get("index", "0"))
+            if index is not None and not -t <= index < t:
+                raise SpecError(f"{where}: index={given['index']} is out of range for a sequence of {t} tokens "
+                                f"(0 to {t - 1}, or -{t} to -1 from the end)")
+        return Fit(params, DIRECT, shape if name == "attention" else (d,))
+    raise SpecError(f"{where}: this layer has no rule for a token sequence (TxD; {describe_shape(shape)} here): "
+                    "on a sequence, use linear, layernorm, rmsnorm, attention, activations, dropout, then mean or "
+                    "token")
 
 
 def _map(shape: Shape, where: str) -> tuple[int, int, int]:

@@ -4,7 +4,8 @@ axis with its 95% band, the infinite-width (mean-field) value dashed where there
 pass band dotted; as the plots people check normalizer-free networks with (Brock et al. 2021) but with error bars
 and the backward pass. The two passes get an axis each because they may be orders of magnitude apart (fp
 NormProp keeps fp at 1 while bp grows to 46 at depth 40). For maps, a third panel shows the NF-ResNet figures:
-the average squared channel mean and the average channel variance.
+the average squared channel mean and the average channel variance; for a token sequence, a panel of the mean
+cosine between two tokens of each layer's output (rank collapse drives it to 1).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from normstats.output.results.table import Z95
 #: Line colours (matplotlib's default cycle): forward, backward; the NF-ResNet figures.
 FP_COLOUR, BP_COLOUR = "#1f77b4", "#d62728"
 MEAN_SQ_COLOUR, VAR_COLOUR = "#2ca02c", "#9467bd"
+#: The token cosine of a sequence.
+COSINE_COLOUR = "#ff7f0e"
 #: The panels in order, left to right: the two passes, then (maps only) the NF-ResNet figures.
 PASS_PANELS = (
     ("fp_std", FP_COLOUR, "fp std: the layer's output"),
@@ -51,7 +54,8 @@ def plot_signal_propagation(result: NetworkResult, path: str, band: tuple[float,
 
     rows = result.top_level()
     maps = any("channel_var" in r.stats for r in rows)
-    panels = 3 if maps else 2
+    tokens = any("token_cosine" in r.stats for r in rows)
+    panels = 2 + maps + tokens
     fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.2), squeeze=False)
     depth = np.arange(1, len(rows) + 1)
     for ax in axes[0]:
@@ -85,6 +89,18 @@ def plot_signal_propagation(result: NetworkResult, path: str, band: tuple[float,
         ax.set_yscale("log")
         ax.set_xlabel("layer (top level)")
         ax.set_title("NF-ResNet figures (per input, over positions)", fontsize=10)
+        ax.legend(fontsize=8)
+    if tokens:
+        ax = axes[0][2 + maps]
+        est, se, _ = _series(result, "token_cosine")
+        ok = np.isfinite(est)
+        ax.plot(depth[ok], est[ok], color=COSINE_COLOUR, marker="o", markersize=3, label="token cosine ± 95% band")
+        ax.fill_between(depth[ok], est[ok] - Z95 * se[ok], est[ok] + Z95 * se[ok], color=COSINE_COLOUR, alpha=0.25,
+                        linewidth=0)
+        ax.set_ylim(min(0.0, float(np.nanmin(est - Z95 * se))) if ok.any() else 0.0, 1.02)
+        ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
+        ax.set_xlabel("layer (top level)")
+        ax.set_title("token geometry (per input: mean cosine of two tokens)", fontsize=10)
         ax.legend(fontsize=8)
     spec = result.spec if len(result.spec) <= 70 else result.spec[:67] + "..."
     networks = f"{result.inits} network{'s' if result.inits > 1 else ''}"

@@ -17,7 +17,7 @@ from normstats.output.results.table import Stat, _num
 
 #: The per-layer statistics every row has, then the ones only some rows have (maps, residual blocks).
 NETWORK_STATS = ("fp_mean", "fp_std", "bp_mean", "bp_std")
-EXTRA_STATS = ("branch_var", "channel_mean_sq", "channel_var")
+EXTRA_STATS = ("branch_var", "channel_mean_sq", "channel_var", "token_cosine", "attention_entropy")
 #: The pass band of the closing lines (``--band``): the range of std a layer's output (fp) or input gradient (bp)
 #: may reach before the closing line flags it as having left "normalized". By default a factor of 2 either way
 #: from the unit std that NormProp aims at.
@@ -77,6 +77,8 @@ class NetworkResult:
     stop: str
     layers: tuple[LayerStats, ...]
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: The correlation RHO of a token sequence's input tokens (0: independent).
+    input_correlation: float = 0.0
 
     @property
     def partial(self) -> bool:
@@ -119,6 +121,7 @@ class NetworkResult:
             "seed": self.seed,
             "network": self.spec,
             "input": list(self.input),
+            **({"input_correlation": self.input_correlation} if self.input_correlation else {}),
             "width": self.width,
             "normprop": self.normprop,
             "true_gradient": self.true_gradient,

@@ -32,7 +32,8 @@ def network_table(result: NetworkResult, title: str, band: tuple[float, float] =
         "limit and not a test (Δ = estimate - limit); — where none is computed.",
         style="dim",
     )
-    parts = [t] + ([extras] if extras is not None else []) + [legend, Text("\n".join(summary_lines(result, band)))]
+    tokens = _token_table(result)
+    parts = [t] + [x for x in (extras, tokens) if x is not None] + [legend, Text("\n".join(summary_lines(result, band)))]
     return Group(*parts)
 
 
@@ -76,6 +77,24 @@ def _layers_table(result: NetworkResult, title: str) -> Any:
             first = p == "fp"
             t.add_row(row.index if first else "", name if first else "", shape_text(row) if first else "", p,
                       stat_cell(mean), limit_cell(mean), stat_cell(std), limit_cell(std), difference_cell(std))
+    return t
+
+
+def _token_table(result: NetworkResult) -> Any:
+    """A token sequence's geometry per layer: the mean cosine between two tokens of its output and, for
+    attention, the mean attention entropy over log T (each per input, with its se over inputs)."""
+    from rich.table import Table as RichTable
+
+    rows = [r for r in result.layers if "token_cosine" in r.stats or "attention_entropy" in r.stats]
+    if not rows:
+        return None
+    t = RichTable(title="Token geometry (per input: over pairs of tokens; attention over heads and queries)",
+                  title_justify="left", header_style="bold")
+    for col in ("#", "layer", "token cosine", "attention entropy / log T"):
+        t.add_column(col, justify="left" if col in ("#", "layer") else "right")
+    for row in rows:
+        s = row.stats
+        t.add_row(row.index, row.layer, stat_cell(s.get("token_cosine")), stat_cell(s.get("attention_entropy")))
     return t
 
 
