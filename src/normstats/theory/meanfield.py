@@ -201,6 +201,8 @@ class MeanField:
         2, 8, ... up to ``sqrt(q)``) split the pieces, as in :meth:`_expect`. A rule that converges on neither is
         an internal failure (:class:`ArithmeticError`, exit 1), not bad input."""
         r = math.sqrt(q)
+        if c == 0.0:  # independent: E[f(u1)] E[f(u2)], two 1-D integrals
+            return self._expect(lambda u, z: f(u), q) ** 2
         if q <= _GRADE_2D_FROM:
             try:
                 return bivariate_expectation(f, f, q, q, c, self.kinks, self.kinks)
@@ -310,13 +312,13 @@ class MeanField:
         def gap(c: float) -> float:
             return self.c_map(c, q_star) - c
 
+        if gap(0.0) <= 0.0:  # C(0) = 0 (odd f, no bias): 0 is the fixed point in [0, 1)
+            return 0.0
         eps = 0.5
         while gap(1.0 - eps) >= 0.0:  # C(c) < c just below 1 because C'(1) > 1; find where that shows
             eps /= 4.0
             if eps < 1e-13:
                 return 1.0
-        if gap(0.0) <= 0.0:
-            return 0.0
         return float(optimize.brentq(gap, 0.0, 1.0 - eps, xtol=1e-15, rtol=8.9e-16, maxiter=200))
 
     def c_limit(self, q_star: float, c0: float, c_star: float) -> float | None:
