@@ -315,7 +315,7 @@ def _backward(items: tuple[Item, ...], after: list[_State], before: _State, g_to
         below = after[i - 1] if i > 0 else before
         if isinstance(item, Block):
             gb = None if g is None else _backward(item.branch, walk.branch_after[item.label], None,
-                                                  g * item.alpha * item.alpha, walk)
+                                                  g * (item.alpha * item.alpha), walk)
             g = None if g is None or gb is None or after[i] is None else g + gb / (item.beta * item.beta)
             seg_state, seg_g = below, g
         elif item.name in shapes.WEIGHTED:
