@@ -121,3 +121,18 @@ def test_the_fixed_points_of_gelu_and_their_stability() -> None:
     assert "unstable" in at["fixed_point"]["note"]
     table = run("meanfield", "--layer", "gelu", "--sigma-w2", repr(w), "--depth", "1").stdout
     assert "UNSTABLE" in table and "fixed points" in table
+
+
+def test_the_phase_grid_at_huge_variances() -> None:
+    """The --plot grid at sigma_w^2 up to 1.5e8 (tanh): chi_1 and xi_c against the accurate path (it once coloured
+    the whole grid ordered, chi_1 = 0, missing tanh's spike at q* = 1e8)."""
+    from normstats.theory.meanfield import MeanField
+    from normstats.theory.phase import phase_diagram
+
+    layer = make_layer("tanh")
+    grid = phase_diagram(layer, 1e8, 0.0, grid=(3, 2))
+    for j in (1, 2):
+        w = float(grid.sigma_w2[j])
+        fp = MeanField(layer, w, 0.0).fixed_point(1.0, None)
+        assert grid.chi_1[0, j] == pytest.approx(fp.chi_1, rel=1e-6) and fp.chi_1 > 1000
+        assert grid.xi_c[0, j] == pytest.approx(fp.xi_c, rel=1e-5)
