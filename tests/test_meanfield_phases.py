@@ -136,3 +136,19 @@ def test_the_phase_grid_at_huge_variances() -> None:
         fp = MeanField(layer, w, 0.0).fixed_point(1.0, None)
         assert grid.chi_1[0, j] == pytest.approx(fp.chi_1, rel=1e-6) and fp.chi_1 > 1000
         assert grid.xi_c[0, j] == pytest.approx(fp.xi_c, rel=1e-5)
+
+
+@pytest.mark.parametrize("w", [1e100, 1e300])
+def test_tanh_at_the_top_of_double_precision(w: float) -> None:
+    """q* = sigma_w^2 (1 - E[sech^2]) = sigma_w^2 (1 - 2 / sqrt(2 pi q*) + ...) and chi_1 = sigma_w^2 (4/3) /
+    sqrt(2 pi q*) (1 + O(1/q*)): at these q* the corrections are below double precision."""
+    fp = _at("tanh", w)
+    assert fp["phase"] == "chaotic" and fp["q_star"] == pytest.approx(w, rel=1e-14)
+    assert fp["chi_1"] == pytest.approx(w * 4 / 3 / math.sqrt(2 * math.pi * fp["q_star"]), rel=1e-12)
+
+
+def test_extreme_starts_and_slopes_get_answers() -> None:
+    fp = _at("relu", 1e300)  # q grows without bound; chi_1 = sigma_w^2 / 2 at every q
+    assert fp["phase"] == "unbounded" and fp["chi_1"] == pytest.approx(5e299, rel=1e-12)
+    fp = _meanfield("--layer", "tanh", "--sigma-w2", "0.5", "--q0", "1e300")["fixed_point"]
+    assert fp["phase"] == "ordered" and fp["q_star"] == 0.0 and fp["chi_1"] == pytest.approx(0.5, rel=1e-12)

@@ -69,6 +69,8 @@ _SCAN_PER_DECADE = 3
 _GAP_NOISE = 1e-12
 #: Steps of the C-map tried from a negative c0 before giving up.
 _C_STEPS = 200
+#: C(0) below this is 0 to rounding (an odd f's E[f] is not exactly 0 by quadrature): c* = 0 within it.
+_C_ZERO = 1e-15
 #: Beyond this |z| the Gaussian weight underflows: the 1-D integrands are set to 0 there (as for --expr).
 _CUTOFF = 38.0
 _NORM = 1.0 / math.sqrt(2.0 * math.pi)
@@ -78,15 +80,23 @@ _NORM = 1.0 / math.sqrt(2.0 * math.pi)
 _GRADE_1D = 0.125
 _GRADE_2D = 0.5
 _GRADE_2D_FROM = 4.0
+#: At most this many graded points a side in 2-D (the tensor rule's memory grows with their square).
+_MAX_LEVELS_2D = 9
 
 
 def graded_points(kinks: tuple[float, ...], r: float, first: float, ratio: float, panel: float = 0.5,
-                  far: float = _CUTOFF) -> list[float]:
+                  far: float = _CUTOFF, max_levels: int = 1100) -> list[float]:
     """Split points in ``z`` for a function of ``u = r z``: 0 and each kink ``k`` (at ``z = k / r``), and on both
     sides of each, points at distances ``first / r * ratio^j`` while those are below ``panel``. Each piece then
     holds a feature of width about 1 in ``u`` at a fixed fraction of its length, so the fixed rule converges
     geometrically for every ``q`` (a bounded number of pieces per factor ``ratio`` of ``r``)."""
     points = set()
+    if not (math.isfinite(r) and r > 0.0):
+        return sorted({0.0, *kinks}) if r == 0.0 else [0.0]
+    # At most max_levels a side: past that the ratio grows (a rule that then fails to converge says so).
+    levels = math.log(max(panel * r / first, 1.0)) / math.log(ratio)
+    if levels > max_levels:
+        ratio = (panel * r / first) ** (1.0 / max_levels)
     for k in {0.0, *kinks}:
         centre = k / r
         points.add(centre)
@@ -208,7 +218,8 @@ class MeanField:
                 return bivariate_expectation(f, f, q, q, c, self.kinks, self.kinks)
             except NormstatsError:
                 pass
-        kinks = tuple(r * z for z in graded_points(self.kinks, r, _GRADE_2D, 4.0, panel=1.0, far=10.0))
+        kinks = tuple(r * z for z in graded_points(self.kinks, r, _GRADE_2D, 4.0, panel=1.0, far=10.0,
+                                                        max_levels=_MAX_LEVELS_2D))
         try:
             return bivariate_expectation(f, f, q, q, c, kinks, kinks)
         except NormstatsError as exc:
@@ -283,7 +294,7 @@ class MeanField:
         :data:`_SCAN_PER_DECADE` points a decade over ``[1e-10, 1e10] * max(1, q0, sigma_w^2, sigma_b^2)`` (a pair
         of roots closer than one step can be missed), and ``inf`` when the q-map still rises above ``q`` at the
         top of the scan (the variance grows without bound from there up)."""
-        scale = max(1.0, q0, self.sigma_w2, self.sigma_b2)
+        scale = min(max(1.0, q0, self.sigma_w2, self.sigma_b2), 1e280)  # the scan's top stays finite
         out: list[QFixedPoint] = []
         f0 = float(np.asarray(self.layer.f(np.zeros(1)), dtype=float)[0])
         if self.sigma_b2 == 0.0 and f0 == 0.0:
@@ -312,7 +323,7 @@ class MeanField:
         def gap(c: float) -> float:
             return self.c_map(c, q_star) - c
 
-        if gap(0.0) <= 0.0:  # C(0) = 0 (odd f, no bias): 0 is the fixed point in [0, 1)
+        if gap(0.0) <= _C_ZERO:  # C(0) = 0 (odd f, no bias; E[f] = 0 to rounding): 0 is the fixed point
             return 0.0
         eps = 0.5
         while gap(1.0 - eps) >= 0.0:  # C(c) < c just below 1 because C'(1) > 1; find where that shows
@@ -367,10 +378,17 @@ class MeanField:
                 "chi_q are their limits q -> 0+",
                 stable=stable,
             )
-        cs = self.c_star(qs, chi1)
-        chic = chi1 if cs == 1.0 else self.cross_slope(qs, cs)
-        from_c0 = None if c0 is None else self.c_limit(qs, c0, cs)
         notes = [unstable] if unstable else []
+        try:
+            cs = self.c_star(qs, chi1)
+            chic = chi1 if cs == 1.0 else self.cross_slope(qs, cs)
+            from_c0 = None if c0 is None else self.c_limit(qs, c0, cs)
+        except ArithmeticError as exc:  # the 2-D integral at an extreme q*: said, not guessed
+            notes.append(f"c*, chi_c and xi_c not computed: {exc}")
+            return FixedPoint(
+                q_star=qs, c_star=None, c_star_from_c0=None, chi_1=chi1, chi_c=None, chi_q=chiq,
+                xi_q=depth_scale(chiq), xi_c=None, phase=phase, note="; ".join(notes), stable=stable,
+            )
         if c0 is not None and from_c0 is None:
             notes.append(f"the C-map iterated from c0 = {c0:g} did not settle within {_C_STEPS} layers")
         return FixedPoint(
@@ -391,7 +409,10 @@ class MeanField:
             if c == 1.0:
                 nc: float | None = 1.0
             elif nq > 0.0 and math.isfinite(nq):
-                nc = (self.sigma_w2 * self.cross(q, c) + self.sigma_b2) / nq
+                try:
+                    nc = (self.sigma_w2 * self.cross(q, c) + self.sigma_b2) / nq
+                except ArithmeticError:  # the 2-D integral at an extreme q: c is left undefined from here
+                    nc = None
             else:
                 nc = None
             q, c = (nq if math.isfinite(nq) else math.inf), nc
