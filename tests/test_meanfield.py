@@ -177,9 +177,10 @@ def test_edge_of_chaos_of_erf_relu_and_tanh() -> None:
         b = q - w * 2 / math.pi * math.asin(2 * q / (1 + 2 * q))
         found_w, found_q = edge_of_chaos(_erf(), b, 1.0)
         assert found_w == pytest.approx(w, rel=1e-10) and found_q == pytest.approx(q, rel=1e-8)
-    for b in (0.0, 0.1):
-        w, q = edge_of_chaos(make_layer("relu"), b, 1.0)
-        assert w == pytest.approx(2.0, rel=1e-12) and q == math.inf
+    w, q = edge_of_chaos(make_layer("relu"), 0.0, 1.0)  # every q is fixed at sigma_w^2 = 2: q0 stays
+    assert w == pytest.approx(2.0, rel=1e-12) and q == pytest.approx(1.0, rel=1e-12)
+    w, q = edge_of_chaos(make_layer("relu"), 0.1, 1.0)  # q* = 0.1 / (1 - sigma_w^2 / 2) runs off to infinity
+    assert w == pytest.approx(2.0, rel=1e-12) and q == math.inf
     w, _ = edge_of_chaos(make_layer("tanh"), 0.0, 1.0)  # chi_1 = sigma_w^2 tanh'(0)^2 where q* = 0
     assert w == pytest.approx(1.0, rel=1e-9)
 

@@ -548,14 +548,14 @@ def meanfield(
     if critical:
         if sigma_w2 is not None:
             raise NormstatsError(f"--critical finds sigma_w2 itself: give no --sigma-w2; got --sigma-w2 {sigma_w2!r}")
-        w, qs = mf.edge_of_chaos(inst, b, q0)
-        edge = EdgeOfChaos(b, w, qs, mf.CRITICAL_RANGE)
+        w, qs, jumps = mf.find_edge(inst, b, q0)
+        edge = EdgeOfChaos(b, w, qs, mf.CRITICAL_RANGE, jumps)
     else:
         if sigma_w2 is None:
             raise NormstatsError("--sigma-w2 is required (or --critical, which finds it)")
         w = mf.check_real("--sigma-w2", sigma_w2, 0.0, low_open=True)
     theory = mf.MeanField(inst, w, b)
-    fixed = theory.fixed_point(q0, c_start)
+    fixed = replace(theory.fixed_point(q0, c_start), fixed_points=theory.fixed_points(q0))
     path = theory.trajectory(q0, 0.0 if c_start is None else c_start, depth)
     if width is not None:
         from normstats.theory.finite_width import propagate

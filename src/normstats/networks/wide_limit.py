@@ -26,20 +26,54 @@ is every bp reference (the backward pass runs through it).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Callable, Union
 
 import numpy as np
 
-from normstats.exact.quadrature import gaussian_expectation
+from normstats.exact.quadrature import FAR, _fixed_rule
 from normstats.layers.base import Elementwise
 from normstats.layers.weights import init_variance, squared_norm
 from normstats.networks import shapes
 from normstats.networks.build import Block, Item, Network, Stage
 
 Fn = Callable[[np.ndarray], np.ndarray]
+
+#: Arrays of nodes remembered per function (a quadrature's pieces at two panel widths, a few calls).
+_CACHE = 48
+
+
+def _key(z: np.ndarray) -> tuple[tuple[int, ...], bytes]:
+    return z.shape, hashlib.blake2b(np.ascontiguousarray(z).tobytes(), digest_size=16).digest()
+
+
+class _Cached:
+    """``fn`` remembered by the content of its argument. A run of pointwise layers composes ``f_l(f_{l-1}(...
+    (z)))``; every layer's moments are integrated on the same nodes (the run's kinks, hence the quadrature's
+    pieces, do not change along it), so with each layer's values remembered the next costs one evaluation of
+    its own ``f``: the reference of an ``L``-layer run costs ``O(L)`` evaluations, not ``O(L^2)`` (and no
+    recursion ``L`` calls deep)."""
+
+    __slots__ = ("fn", "cache")
+
+    def __init__(self, fn: Fn) -> None:
+        self.fn = fn
+        self.cache: OrderedDict[tuple[tuple[int, ...], bytes], np.ndarray] = OrderedDict()
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z, dtype=float)
+        key = _key(z)
+        hit = self.cache.get(key)
+        if hit is None:
+            hit = np.asarray(self.fn(z), dtype=float)
+            self.cache[key] = hit
+            if len(self.cache) > _CACHE:
+                self.cache.popitem(last=False)
+        return hit
 
 
 @dataclass(frozen=True)
@@ -51,6 +85,8 @@ class _Component:
     affine: tuple[float, float] | None  # fn(z) = a z + c, when it is
     kinks: tuple[float, ...]  # z where fn or a derivative below has a kink
     dchain: tuple[tuple[str, Fn], ...]  # (label, d_j) of this run of pointwise layers, in forward order
+    #: The backward walk's running product ``prod_{k >= j} d_k(z)^2`` per array of nodes: ``(j, product)``.
+    suffix: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -65,9 +101,37 @@ _State = Union[tuple[_Component, ...], _Moments, None]
 
 
 def _expect(g: Fn, kinks: tuple[float, ...]) -> float:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # scipy's IntegrationWarning from the adaptive fallback at hidden kinks
-        return gaussian_expectation(g, kinks)
+    """``E g(z)``, ``z ~ N(0, 1)``: the fixed rule of :func:`~normstats.exact.quadrature.gaussian_expectation`,
+    the same arithmetic (pieces split at 0 and ``kinks``, panels of 0.5 checked against 0.25 to 1e-13), so the
+    references are those it gives; but where the two passes disagree, a third on panels of 0.125 must agree
+    with the second to 1e-9, else nan (no reference), instead of its adaptive fallback, whose scalar nodes
+    miss every layer's remembered values (:class:`_Cached`) and would cost a deep run ``O(L)`` a node."""
+    points = sorted({0.0, *(float(k) for k in kinks if abs(float(k)) < FAR)})
+    edges = [-FAR, *points, FAR]
+    norm = 1.0 / math.sqrt(2 * math.pi)
+
+    def h(t: np.ndarray) -> np.ndarray:
+        return g(t) * (np.exp(-0.5 * t * t) * norm)
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        try:
+            coarse, fine, scale = 0.0, [], 0.0
+            for a, b in zip(edges, edges[1:]):
+                c, _ = _fixed_rule(h, a, b, 0.5)
+                f, size = _fixed_rule(h, a, b, 0.25)
+                coarse += c
+                fine.append(f)
+                scale += size
+            total = math.fsum(fine)
+            if not math.isfinite(total):
+                return math.nan
+            if abs(total - coarse) <= 1e-13 * scale + 1e-15:
+                return total
+            finer = math.fsum(_fixed_rule(h, a, b, 0.125)[0] for a, b in zip(edges, edges[1:]))
+            return finer if abs(finer - total) <= 1e-9 * scale + 1e-15 else math.nan
+        except (RecursionError, OverflowError, ZeroDivisionError):
+            return math.nan
 
 
 def _moments(state: _State) -> tuple[float, float] | None:
@@ -132,7 +196,9 @@ def mean_field(net: Network) -> dict[str, float | None]:
     x0 = (_Component(1.0, lambda z: z, (1.0, 0.0), (), ()),)
     states = _forward(net.items, x0, walk)
     _backward(net.items, states, x0, 1.0, walk)
-    return walk.out
+    # A value that left double precision (or a nan from a quadrature that could not be computed) is no
+    # reference: None, as where the limit is not computed.
+    return {k: v if v is None or math.isfinite(v) else None for k, v in walk.out.items()}
 
 
 def _forward(items: tuple[Item, ...], state: _State, walk: _Walk) -> list[_State]:
@@ -167,14 +233,20 @@ def _stage_forward(stage: Stage, state: _State) -> _State:
     shift, fwd, grad = stage.shift, stage.fwd_scale, stage.grad_scale
     out: list[_Component] = []
     if stage.name == "dropout":
+        # Dropped values are the constant -shift * fwd whatever came before, and their derivative chain holds a
+        # 0 at this layer (so every gradient moment through it from below is 0): the dropped parts of all
+        # components are one component. The mixture grows by one per dropout, not twofold.
         p = layer.values["p"]
         c = layer.scale
         for comp in state:
-            out.append(_Component(comp.weight * p, lambda z, f=comp.fn: (c * f(z) - shift) * fwd,
+            out.append(_Component(comp.weight * p, _Cached(lambda z, f=comp.fn: (c * f(z) - shift) * fwd),
                                   None, comp.kinks, comp.dchain + ((stage.label, lambda z: np.full_like(z, c * grad)),)))
-            if p < 1.0:
-                out.append(_Component(comp.weight * (1 - p), lambda z: np.full_like(z, -shift * fwd), None,
-                                      comp.kinks, comp.dchain + ((stage.label, lambda z: np.zeros_like(z)),)))
+        if p < 1.0:
+            first = state[0]
+            zero = lambda z: np.zeros_like(z)  # noqa: E731
+            out.append(_Component(sum(comp.weight for comp in state) * (1 - p),
+                                  lambda z: np.full_like(z, -shift * fwd), None, first.kinks,
+                                  tuple((lab, zero) for lab, _ in first.dchain) + ((stage.label, zero),)))
         return tuple(out)
     if not isinstance(layer, Elementwise):
         return None
@@ -185,7 +257,7 @@ def _stage_forward(stage: Stage, state: _State) -> _State:
             kinks = tuple(sorted({*kinks, *((b - c0) / a for b in layer.breakpoints)}))
         out.append(_Component(
             comp.weight,
-            lambda z, f=comp.fn: (layer.f(f(z)) - shift) * fwd,
+            _Cached(lambda z, f=comp.fn: (layer.f(f(z)) - shift) * fwd),
             None,
             kinks,
             comp.dchain + ((stage.label, lambda z, f=comp.fn: grad * layer.df(f(z))),),
@@ -243,8 +315,8 @@ def _backward(items: tuple[Item, ...], after: list[_State], before: _State, g_to
         below = after[i - 1] if i > 0 else before
         if isinstance(item, Block):
             gb = None if g is None else _backward(item.branch, walk.branch_after[item.label], None,
-                                                  g * item.alpha**2, walk)
-            g = None if g is None or gb is None or after[i] is None else g + gb / item.beta**2
+                                                  g * (item.alpha * item.alpha), walk)
+            g = None if g is None or gb is None or after[i] is None else g + gb / (item.beta * item.beta)
             seg_state, seg_g = below, g
         elif item.name in shapes.WEIGHTED:
             factors = weight_factors(item)
@@ -260,19 +332,33 @@ def _backward(items: tuple[Item, ...], after: list[_State], before: _State, g_to
 
 
 def _chain_moment(state: tuple[_Component, ...], label: str) -> float:
-    """``sum_k w_k E[prod_{j >= label} d_j(z)^2]`` over the components of the run's top state."""
+    """``sum_k w_k E[prod_{j >= label} d_j(z)^2]`` over the components of the run's top state. The backward walk
+    asks for the labels from the top down: each component keeps its running product per array of nodes, so
+    each layer multiplies in one factor (linear in the run's length)."""
     total = 0.0
     for comp in state:
         labels = [lab for lab, _ in comp.dchain]
         if label not in labels:
             return math.nan
-        fns = [d for _, d in comp.dchain[labels.index(label):]]
+        start = labels.index(label)
+        fns = [d for _, d in comp.dchain]
 
-        def h(z: np.ndarray, fns: list[Fn] = fns) -> np.ndarray:
-            prod = np.ones_like(z)
-            for d in fns:
-                prod = prod * d(z)
-            return prod * prod
+        def h(z: np.ndarray, comp: _Component = comp, fns: list[Fn] = fns, start: int = start) -> np.ndarray:
+            z = np.asarray(z, dtype=float)
+            key = _key(z)
+            known = comp.suffix.get(key)
+            if known is not None and known[0] == start + 1:
+                prod = known[1] * fns[start](z) ** 2
+            elif known is not None and known[0] == start:
+                return known[1]
+            else:
+                prod = np.ones_like(z)
+                for d in fns[start:]:
+                    prod = prod * d(z) ** 2
+            comp.suffix[key] = (start, prod)
+            if len(comp.suffix) > _CACHE:
+                comp.suffix.pop(next(iter(comp.suffix)))
+            return prod
 
         total += comp.weight * _expect(h, comp.kinks)
     return total

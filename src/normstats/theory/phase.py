@@ -62,6 +62,17 @@ def _split_rule(kinks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return z.reshape(lead + (-1,)), w.reshape(lead + (-1,))
 
 
+def _graded(kinks: np.ndarray, r_max: float) -> np.ndarray:
+    """The split points (in ``u``) of the 1-D rule: the kinks, and where ``q`` is large (``sqrt(q) > 4``: a feature
+    of width 1 in ``u`` narrower than a quarter in ``z``) points at distances 1/2, 2, 8, ... below ``sqrt(q)``
+    on both sides of each, so that tanh' at ``q = 1e8`` (a spike 1e-4 wide in ``z``) is resolved; below, the
+    kinks alone (the grid of the usual plots is as before)."""
+    if not r_max > 4.0:
+        return kinks
+    d = 0.5 * 4.0 ** np.arange(max(1, math.ceil(math.log(2.0 * r_max, 4.0))))
+    return np.sort(np.concatenate([kinks, (kinks[:, None] + d).ravel(), (kinks[:, None] - d).ravel()]))
+
+
 def phase_diagram(layer: Elementwise, sigma_w2: float, sigma_b2: float, q0: float = 1.0,
                   grid: tuple[int, int] = GRID) -> PhaseDiagram:
     (w_lo, w_hi), (b_lo, b_hi) = grid_ranges(sigma_w2, sigma_b2)
@@ -73,7 +84,7 @@ def phase_diagram(layer: Elementwise, sigma_w2: float, sigma_b2: float, q0: floa
 
     def e1(g, q: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
         r = np.sqrt(q)[..., None]
-        z, w = _split_rule(kinks / r)
+        z, w = _split_rule(_graded(kinks, float(np.max(r, initial=0.0))) / r)
         return np.sum(g(r * z) * w, axis=-1)
 
     with np.errstate(all="ignore"):
@@ -106,7 +117,15 @@ def phase_diagram(layer: Elementwise, sigma_w2: float, sigma_b2: float, q0: floa
         xi_c[ordered] = -1.0 / np.log(chi_1[ordered])
         chaotic = live & (chi_1 > 1.0) & (q > 0)
         if np.any(chaotic):
-            xi_c[chaotic] = _chaotic_depth_scale(f, df, kinks, W[chaotic], B[chaotic], q[chaotic])
+            xi = _chaotic_depth_scale(f, df, kinks, W[chaotic], B[chaotic], q[chaotic])
+            # Where the C-map sends 0 to 0 (odd f, no bias: C(0) = (sigma_w^2 E[f]^2 + sigma_b^2) / q* = 0), c* = 0
+            # and chi_c = sigma_w^2 E[f']^2: 1-D integrals, graded at large q as chi_1's are (the 2-D rule is not).
+            qc = q[chaotic]
+            zero = (W[chaotic] * e1(f, qc) ** 2 + B[chaotic]) / qc <= 1e-14
+            if np.any(zero):
+                chi_c = W[chaotic][zero] * e1(df, q[chaotic][zero]) ** 2
+                xi[zero] = np.where(chi_c < 1.0, -1.0 / np.log(chi_c), np.inf)
+            xi_c[chaotic] = xi
         xi_c[live & (chi_1 == 1.0)] = np.inf
     return PhaseDiagram(ws, bs, chi_1, xi_c, unbounded)
 

@@ -29,6 +29,18 @@ def num(x: float | None) -> float | str | None:
 
 
 @dataclass(frozen=True)
+class QFixedPoint:
+    """A fixed point ``q`` of the q-map (``inf``: the variance grows without bound above the last finite one) and
+    whether it attracts the iterates near it."""
+
+    q: float
+    stable: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"q": num(self.q), "stable": self.stable}
+
+
+@dataclass(frozen=True)
 class FixedPoint:
     """The fixed point of the q-map and the C-map and the slopes and depth scales there (see
     :mod:`normstats.theory.meanfield`). ``phase`` is ``ordered`` (chi_1 < 1), ``chaotic`` (chi_1 > 1),
@@ -45,10 +57,16 @@ class FixedPoint:
     xi_c: float | None
     phase: str
     note: str | None = None
+    #: Whether ``q_star`` attracts (False only for a ``q0`` exactly on an unstable fixed point).
+    stable: bool | None = None
+    #: Every fixed point of the q-map that was found (see :meth:`normstats.theory.meanfield.MeanField.fixed_points`).
+    fixed_points: tuple[QFixedPoint, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "q_star": num(self.q_star),
+            "stable": self.stable,
+            "fixed_points": [p.to_dict() for p in self.fixed_points],
             "c_star": num(self.c_star),
             "c_star_from_c0": num(self.c_star_from_c0),
             "chi_1": num(self.chi_1),
@@ -96,6 +114,27 @@ class LayerPoint:
 
 
 @dataclass(frozen=True)
+class Jump:
+    """A ``sigma_w^2`` where the fixed point that the q-map reaches from ``q0`` jumps (``q0`` lies on an unstable
+    fixed point there, between two basins) and ``chi_1`` there leaps over 1 instead of passing through it: the
+    values just below and just above (``sigma_w^2 (1 -+ 1e-9)``)."""
+
+    sigma_w2: float
+    q_below: float
+    q_above: float
+    chi_below: float
+    chi_above: float
+
+    def text(self) -> str:
+        return (f"at sigma_w2 = {self.sigma_w2:.10g} q* jumps from {self.q_below:.6g} to {self.q_above:.6g} and "
+                f"chi_1 from {self.chi_below:.6g} to {self.chi_above:.6g}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sigma_w2": self.sigma_w2, "q_below": num(self.q_below), "q_above": num(self.q_above),
+                "chi_below": num(self.chi_below), "chi_above": num(self.chi_above)}
+
+
+@dataclass(frozen=True)
 class EdgeOfChaos:
     """The ``sigma_w^2`` where ``chi_1 = 1`` at ``sigma_b^2``, its ``q*``, and the range that was searched."""
 
@@ -103,6 +142,8 @@ class EdgeOfChaos:
     sigma_w2: float
     q_star: float
     searched: tuple[float, float]
+    #: Jumps of the attracting q* below the edge where chi_1 leaps over 1 (not an edge: see the README).
+    jumps: tuple[Jump, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,6 +151,7 @@ class EdgeOfChaos:
             "sigma_w2": num(self.sigma_w2),
             "q_star": num(self.q_star),
             "searched": [self.searched[0], self.searched[1]],
+            "jumps": [j.to_dict() for j in self.jumps],
         }
 
 

@@ -31,7 +31,7 @@ def depth(x: float | None) -> str:
 def meanfield(result: MeanFieldResult) -> Group:
     fp = result.fixed_point
     title = (f"{result.label} · σw² = {value(result.sigma_w2)} · σb² = {value(result.sigma_b2)} · "
-             f"mean field (infinite width) · {fp.phase}")
+             f"mean field (infinite width) · {fp.phase}" + ("" if fp.stable is not False else " (unstable q*)"))
     t = RichTable(title=title, title_justify="left", header_style="bold")
     t.add_column("quantity")
     t.add_column("value", justify="right")
@@ -40,7 +40,15 @@ def meanfield(result: MeanFieldResult) -> Group:
         t.add_row("σw² at the edge", value(result.edge.sigma_w2),
                   f"chi_1 = 1 at σb² = {result.edge.sigma_b2:g} (searched σw² in "
                   f"[{result.edge.searched[0]:g}, {result.edge.searched[1]:g}])")
-    t.add_row("q*", value(fp.q_star), f"fixed point of the q-map, from q0 = {result.q0:g}")
+        for jump in result.edge.jumps:
+            t.add_row("jump (no edge)", value(jump.sigma_w2),
+                      f"q* {value(jump.q_below)} -> {value(jump.q_above)}, chi_1 {value(jump.chi_below)} -> "
+                      f"{value(jump.chi_above)}: leaps over 1")
+    stability = "" if fp.stable is None else (" (stable)" if fp.stable else " (UNSTABLE)")
+    t.add_row("q*", value(fp.q_star), f"fixed point of the q-map reached from q0 = {result.q0:g}{stability}")
+    if len(fp.fixed_points) > 1:
+        listed = ", ".join(f"{value(p.q)} ({'stable' if p.stable else 'unstable'})" for p in fp.fixed_points)
+        t.add_row("fixed points", str(len(fp.fixed_points)), f"of the q-map: {listed}")
     t.add_row("c*", value(fp.c_star), "fixed point of the C-map from c0 = 0 (attracts all of [0, 1))")
     if result.c0 is not None:
         t.add_row("c* from c0", value(fp.c_star_from_c0), f"where the C-map from c0 = {result.c0:g} ends")
