@@ -17,6 +17,7 @@ from normstats.api import (
     jacobian,
     layers,
     meanfield,
+    model,
     network,
     simulate,
     solve,
@@ -25,6 +26,7 @@ from normstats.api import (
 )
 from normstats.errors import NormstatsError, ParameterError, UnknownLayerError
 from normstats.output.results.jacobian import JacobianResult
+from normstats.output.results.model import ModelResult, ModuleStats
 from normstats.output.results.network import LayerStats, NetworkResult
 from normstats.output.results.table import Row, Stat, Table
 from normstats.registry import get_layer, list_layers, make_layer, register_layer
@@ -37,6 +39,8 @@ __all__ = [
     "JacobianResult",
     "LayerInfo",
     "LayerStats",
+    "ModelResult",
+    "ModuleStats",
     "NetworkResult",
     "NormstatsError",
     "ParameterError",
@@ -53,6 +57,7 @@ __all__ = [
     "make_layer",
     "jacobian",
     "meanfield",
+    "model",
     "register_layer",
     "simulate",
     "solve",
