@@ -86,11 +86,11 @@ class ModelResult:
         return sorted(self.modules, key=lambda m: m.order)
 
     def first_exits(self) -> dict[str, tuple[str, float] | None]:
-        """Where the fp std (in the forward pass's order) and the bp std (counting back from the output) first
-        leave :data:`~normstats.output.results.network.BAND`: ``(name, estimate)`` or None."""
-        flow = self.in_flow_order()
+        """Where the fp std (in the order the outputs are produced) and the bp std (in the order the backward pass
+        completes the input gradients: the calls' starts, from the last) first leave
+        :data:`~normstats.output.results.network.BAND`: ``(name, estimate)`` or None."""
         out: dict[str, tuple[str, float] | None] = {}
-        for stat, rows in (("fp_std", flow), ("bp_std", flow[::-1])):
+        for stat, rows in (("fp_std", self.in_flow_order()), ("bp_std", self.modules[::-1])):
             out[stat] = next(
                 ((r.label, r.stats[stat].estimate) for r in rows if stat in r.stats
                  and math.isfinite(r.stats[stat].estimate) and not BAND[0] <= r.stats[stat].estimate <= BAND[1]),
@@ -101,9 +101,8 @@ class ModelResult:
     def first_nonfinite(self) -> dict[str, str | None]:
         """The first module (fp: in the forward pass's order; bp: counting back from the output) where a value
         is not finite (NaN or infinity), or None."""
-        flow = self.in_flow_order()
         out: dict[str, str | None] = {}
-        for p, rows in (("fp", flow), ("bp", flow[::-1])):
+        for p, rows in (("fp", self.in_flow_order()), ("bp", self.modules[::-1])):
             out[p] = next((r.label for r in rows
                            if any(not math.isfinite(r.stats[s].estimate) for s in (f"{p}_mean", f"{p}_std")
                                   if s in r.stats)), None)
