@@ -393,6 +393,7 @@ def model(
     output_key: str | None = None,
     args: dict[str, Any] | None = None,
     max_memory: float | None = None,
+    threads: int | None = None,
     progress: Progress | None = None,
 ) -> ModelResult:
     """The fp and bp statistics of every module of a PyTorch model at initialization, with standard errors.
@@ -405,7 +406,8 @@ def model(
     re-initialized by ``reset_parameters()``, or the module itself for one init). ``mode`` is ``train`` (batch
     norm uses the batch, dropout is on) or ``eval``. ``output_key`` names the output tensor the gradient goes
     into (default ``logits`` where there is one, else the first tensor). ``max_memory``: bytes a draw may need
-    (default :data:`normstats.models.run.MEMORY_BOUND`). See :mod:`normstats.models.run`.
+    (default :data:`normstats.models.run.MEMORY_BOUND`); ``threads``: CPU threads for the run (default torch's).
+    The same seed gives the same numbers (on the same device and thread count). See :mod:`normstats.models.run`.
     """
     from normstats.models import require_torch
 
@@ -419,7 +421,7 @@ def model(
     return model_run.run_model(
         make, source=label, init_method=init_method, input=input, batch=batch, draws=draws, inits=inits, mode=mode,
         seed=seed, device=device, output_key=output_key, version=version(), max_memory=max_memory,
-        progress=progress or NULL_PROGRESS, restore=restore,
+        progress=progress or NULL_PROGRESS, restore=restore, threads=threads,
     )
 
 

@@ -53,6 +53,8 @@ def _memory(text: str) -> float:
 @click.option("--max-memory", default=str(DEFAULT_MEMORY_GIB), show_default=True, metavar="GIB",
               callback=lambda ctx, p, v: _checked_memory(v),
               help="Refuse a run whose parameters and one batch's activations need more than GIB GiB.")
+@click.option("--threads", type=click.IntRange(1, 1024), metavar="N",
+              help="CPU threads for torch (torch.set_num_threads). [default: torch's own]")
 @options.factory_args
 @options.seed
 @options.quiet
@@ -61,7 +63,7 @@ def _memory(text: str) -> float:
 @options.plot("the signal-propagation plot")
 def model(
     source: str, input_shape: str, batch: int, samples: int | None, inits: int, mode: str, output_key: str | None,
-    device: str, depth: int | None, max_memory: float, args: dict[str, Any], seed: int, quiet: bool, fmt: str,
+    device: str, depth: int | None, max_memory: float, threads: int | None, args: dict[str, Any], seed: int, quiet: bool, fmt: str,
     output: str | None, plot: str | None,
 ) -> None:
     """Per-module fp/bp statistics of a PyTorch model at initialization, with standard errors over draws and
@@ -71,7 +73,7 @@ def model(
 
     result = api.model(
         source, input=input_shape, batch=batch, samples=samples, inits=inits, mode=mode, seed=seed, device=device,
-        output_key=output_key, args=args, max_memory=max_memory * 2**30, progress=make_progress(quiet),
+        output_key=output_key, args=args, max_memory=max_memory * 2**30, threads=threads, progress=make_progress(quiet),
     )
     from normstats.output.files import model as model_files
     from normstats.output.terminal.model import model_table, model_title

@@ -160,9 +160,10 @@ def probe(model: torch.nn.Module, inputs: _Inputs, input_text: str, output_key: 
             m.training = flag
     tensor, name = pick_tensor(out, output_key)
     if tensor is None:
-        what = f"has no output {output_key!r}" if output_key is not None else "returns no floating tensor"
+        what = ("returns a single tensor, which has no key" if isinstance(out, torch.Tensor) else
+                f"has no output {output_key!r}") if output_key is not None else "returns no floating tensor"
         keys = list(out.keys()) if isinstance(out, dict) else None
-        raise NormstatsError(f"--output-key: the model {what}" + (f" (its outputs: {', '.join(map(str, keys))})"
+        raise NormstatsError(f"--output-key {output_key}: the model {what}" + (f" (its outputs: {', '.join(map(str, keys))})"
                                                                    if keys else ""))
     if not tensor.is_floating_point():
         raise NormstatsError(f"the model has no differentiable output: its output {name} is of type {tensor.dtype}"
@@ -174,8 +175,26 @@ def run_model(
     make: Callable[[int], torch.nn.Module], *, source: str, init_method: str, input: Any, batch: int, draws: int,
     inits: int, mode: str, seed: int, device: Any, output_key: str | None, version: str,
     max_memory: float | None = None, progress: Progress = NULL_PROGRESS, restore: Callable[[], None] | None = None,
+    threads: int | None = None,
 ) -> ModelResult:
-    """Run the model that ``make(k)`` builds for init ``k`` (called under that init's seed)."""
+    """Run the model that ``make(k)`` builds for init ``k`` (called under that init's seed), on ``threads`` CPU
+    threads (``torch.set_num_threads`` for the run, then as it was; default: torch's own)."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(_check_int("--threads", threads, 1, 1024))
+    try:
+        return _run(make, source=source, init_method=init_method, input=input, batch=batch, draws=draws,
+                    inits=inits, mode=mode, seed=seed, device=device, output_key=output_key, version=version,
+                    max_memory=max_memory, progress=progress, restore=restore)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run(
+    make: Callable[[int], torch.nn.Module], *, source: str, init_method: str, input: Any, batch: int, draws: int,
+    inits: int, mode: str, seed: int, device: Any, output_key: str | None, version: str,
+    max_memory: float | None, progress: Progress, restore: Callable[[], None] | None,
+) -> ModelResult:
     kind, shape = parse_model_input(input)
     input_text = ("ids:" if kind == "ids" else "") + "x".join(map(str, shape))
     batch = _check_int("--batch", batch, 1, MAX_BATCH)

@@ -51,7 +51,7 @@ def pick_tensor(out: Any, key: str | None = None) -> tuple[Any, str]:
     given, else ``logits`` where there is one, else the first floating tensor of a tuple, list or dict
     (a Hugging Face ``ModelOutput`` is a dict). ``(None, "")`` when there is none."""
     if isinstance(out, torch.Tensor):
-        return out, "(tensor)"
+        return (out, "(tensor)") if key is None else (None, "")
     if key is not None:
         if isinstance(out, dict):
             return (out[key], key) if key in out else (None, "")
@@ -165,6 +165,7 @@ class Tap:
         self.calls: dict[str, Call] = {}  # by row name
         self._started: dict[str, None] = {}  # row names in the order the calls first start
         self._handles: list[Any] = []
+        self._inplace: Any = None  # the no_inplace context while the tap is open
         self._open: dict[str, list[str]] = {}  # module name -> row names of its calls still running
         self._count: dict[str, int] = {}
         self._fp: dict[str, torch.Tensor] = {}
@@ -174,6 +175,8 @@ class Tap:
 
     # -- context ----------------------------------------------------------------------------------------------
     def __enter__(self) -> Tap:
+        self._inplace = no_inplace(self.model)
+        self._inplace.__enter__()
         try:
             for name, module in self.model.named_modules():
                 self._handles.append(module.register_forward_pre_hook(self._pre(name), with_kwargs=True))
@@ -191,6 +194,9 @@ class Tap:
             handle.remove()
         self._handles.clear()
         self._clear()
+        if self._inplace is not None:
+            self._inplace.__exit__(None, None, None)
+            self._inplace = None
 
     def _clear(self) -> None:
         self._open.clear()
