@@ -36,7 +36,8 @@ def plot_model(result: ModelResult, path: str) -> None:
     for ax, name, colour, label in ((axes[0][0], "fp_std", FP_COLOUR, "fp std (output)"),
                                     (axes[1][0], "bp_std", BP_COLOUR, "bp std (gradient at the input)")):
         est, q = _series(result, name)
-        _band(ax, x, est, q, colour, label)
+        zeros = int(np.sum(est == 0))
+        _band(ax, x, est, q, colour, label + (f"; {zeros} exact zeros not drawn (log axis)" if zeros else ""))
         ax.set_yscale("log")
         ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
         for edge in (0.5, 2.0):
