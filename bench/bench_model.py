@@ -15,7 +15,9 @@ median of --repeat rounds:
 * ``normstats``: ``normstats.model(module, inits=1, samples=n)`` on the same module: the tap's hooks and
   reductions, the input aliases, and the one probe pass of a single input it makes before the draws.
 
-The overhead is normstats's time over the ``bare (input grad)`` loop's. Peak memory (the maximum resident set
+The overhead is normstats's time over the ``bare (input grad)`` loop's, in wall seconds and in CPU seconds of
+the process (``time.process_time``: on a shared machine the less noisy of the two, since other processes' load
+stretches the wall clock but not this process's CPU time). Peak memory (the maximum resident set
 size, ``resource.getrusage``) comes from two fresh processes that run ``normstats.model`` at ``-n N`` and
 ``-n 4N``: flat in N, since nothing of a draw is kept.
 """
@@ -28,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 import torch
 
@@ -43,9 +46,8 @@ print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
 """
 
 
-def bare(model: torch.nn.Module, shape: tuple[int, ...], n: int, input_grad: bool) -> float:
+def bare(model: torch.nn.Module, shape: tuple[int, ...], n: int, input_grad: bool) -> None:
     g = torch.Generator().manual_seed(0)
-    start = time.perf_counter()
     for _ in range(n):
         x = torch.randn(shape, generator=g, requires_grad=input_grad)
         y = model(x)
@@ -54,7 +56,13 @@ def bare(model: torch.nn.Module, shape: tuple[int, ...], n: int, input_grad: boo
             torch.autograd.grad(y, [x], dy)
         else:
             y.backward(dy)
-    return time.perf_counter() - start
+
+
+def timed(run: Any) -> tuple[float, float]:
+    """Wall and CPU seconds (this process, all its threads) of ``run()``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    run()
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> None:
@@ -72,21 +80,24 @@ def main() -> None:
     model = make_factory(args.model)()
     model.train()
     shape = (args.batch, *map(int, args.input.split("x")))
-    times: dict[str, list[float]] = {"bare (input grad)": [], "bare (backward)": [], "normstats": []}
+    runs = {
+        "bare (input grad)": lambda: bare(model, shape, args.n, True),
+        "bare (backward)": lambda: bare(model, shape, args.n, False),
+        "normstats": lambda: normstats.model(model, input=args.input, batch=args.batch, samples=args.n, inits=1,
+                                             seed=0),
+    }
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
     for _ in range(args.repeat):
-        times["bare (input grad)"].append(bare(model, shape, args.n, True))
-        times["bare (backward)"].append(bare(model, shape, args.n, False))
-        model.zero_grad(set_to_none=True)
-        start = time.perf_counter()
-        normstats.model(model, input=args.input, batch=args.batch, samples=args.n, inits=1, seed=0)
-        times["normstats"].append(time.perf_counter() - start)
+        for name, run in runs.items():
+            times[name].append(timed(run))
+            model.zero_grad(set_to_none=True)
     print(f"{args.model} · batch {args.batch} · input {args.input} · {args.n} draws · {args.threads} threads · "
-          f"torch {torch.__version__} · median of {args.repeat} interleaved rounds")
-    base = statistics.median(times["bare (input grad)"])
+          f"torch {torch.__version__} · median of {args.repeat} interleaved rounds (wall s, CPU s)")
+    base = [statistics.median(t[i] for t in times["bare (input grad)"]) for i in (0, 1)]
     for name, values in times.items():
-        med = statistics.median(values)
-        print(f"  {name:<18} {med:8.2f} s  {med / args.n:6.3f} s/draw  x{med / base:.3f} of bare (input grad)"
-              f"   rounds: {', '.join(f'{v:.2f}' for v in values)}")
+        wall, cpu = (statistics.median(t[i] for t in values) for i in (0, 1))
+        print(f"  {name:<18} wall {wall:7.2f} s x{wall / base[0]:.3f}   CPU {cpu:7.2f} s x{cpu / base[1]:.3f}   "
+              f"rounds (CPU): {', '.join(f'{t[1]:.2f}' for t in values)}")
     if not args.no_memory:
         for n in (args.n, 4 * args.n):
             code = CHILD.format(model=args.model, input=args.input, batch=args.batch, n=n, threads=args.threads)

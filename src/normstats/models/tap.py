@@ -171,7 +171,7 @@ class Tap:
         self._fp: dict[str, torch.Tensor] = {}
         self._bp: dict[str, torch.Tensor] = {}
         self._finished = 0
-        self._seen: dict[int, tuple[Any, int, torch.Tensor]] = {}  # id -> (weak ref, version, figures)
+        self._seen: dict[tuple[int, bool], tuple[Any, int, torch.Tensor]] = {}  # (id, maps) -> (ref, version, figures)
 
     # -- context ----------------------------------------------------------------------------------------------
     def __enter__(self) -> Tap:
@@ -235,14 +235,21 @@ class Tap:
         return len(self._fp) + len(self._bp) + len(self._seen)
 
     # -- hooks ------------------------------------------------------------------------------------------------
-    def _reduced(self, tensor: torch.Tensor) -> torch.Tensor:
-        """The fp figures of ``tensor``, computed once per draw for the same tensor unchanged (a container's
-        output is often its last child's: the same object at the same version)."""
-        seen = self._seen.get(id(tensor))
+    def _reduced(self, tensor: torch.Tensor, maps: bool = True) -> torch.Tensor:
+        """The figures of ``tensor``, computed once per draw for the same values: the same tensor at the same
+        version, or a view of it with its shape and layout (a container's output is often its last child's; an
+        ``nn.Identity`` returns the alias of its input; a gradient passed back through an alias is a view of the
+        one before). Only weak references are kept: nothing stays alive for this."""
+        base = tensor._base
+        if base is not None and base.shape == tensor.shape and base.stride() == tensor.stride() \
+                and base.storage_offset() == tensor.storage_offset() and base.dtype == tensor.dtype:
+            tensor = base
+        key = (id(tensor), maps)
+        seen = self._seen.get(key)
         if seen is not None and seen[0]() is tensor and seen[1] == tensor._version:
             return seen[2]
-        figures = _figures(tensor, maps=True)
-        self._seen[id(tensor)] = (weakref.ref(tensor), tensor._version, figures)
+        figures = _figures(tensor, maps=maps)
+        self._seen[key] = (weakref.ref(tensor), tensor._version, figures)
         return figures
 
     def _pre(self, name: str) -> Any:
@@ -278,7 +285,7 @@ class Tap:
 
     def _grad(self, row: str) -> Any:
         def hook(grad: torch.Tensor) -> None:
-            self._bp[row] = _figures(grad, maps=False)
+            self._bp[row] = self._reduced(grad, maps=False)
 
         return hook
 
