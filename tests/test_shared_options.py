@@ -20,10 +20,12 @@ COMMANDS: dict[str, list[str]] = {
     "export": ["export", "--format", "json"],
     "jacobian": ["jacobian", "2*(linear tanh)", "--input", "4"],
     "meanfield": ["meanfield", "--layer", "tanh", "--sigma-w2", "1.5"],
+    "model": ["model", "tests.model_factories:tiny_mlp", "--input", "8"],
 }
 
 #: The shared options each command takes: all that apply to it (meanfield runs no engine: no sample count,
-#: workers or stopping rule; jacobian's draw count is bounded and has no stopping rule; a table has no plot).
+#: workers or stopping rule; jacobian's draw count is bounded and has no stopping rule; a table has no plot;
+#: model: torch runs its own threads (--threads), and a draw count has no stopping rule).
 RUN = ("--samples", "--seed", "--workers", "--processes", "--dask", "--quiet", "--format", "--output")
 APPLIES: dict[str, tuple[str, ...]] = {
     "simulate": (*RUN, "--target-se", "--max-time"),
@@ -32,6 +34,7 @@ APPLIES: dict[str, tuple[str, ...]] = {
     "export": (*RUN, "--target-se", "--max-time"),
     "jacobian": (*RUN, "--plot"),
     "meanfield": ("--seed", "--format", "--output", "--plot"),
+    "model": ("--samples", "--seed", "--quiet", "--format", "--output", "--plot"),  # torch runs its own threads
 }
 
 #: Per option: its flags, a bad value and the message every command gives for it.

@@ -18,6 +18,7 @@ from normstats.api import (
     jacobian,
     layers,
     meanfield,
+    model,
     network,
     simulate,
     solve,
@@ -27,6 +28,7 @@ from normstats.api import (
 from normstats.errors import NormstatsError, ParameterError, UnknownLayerError
 from normstats.output.results.init_audit import ParamAudit
 from normstats.output.results.jacobian import JacobianResult
+from normstats.output.results.model import ModelResult, ModuleStats
 from normstats.output.results.network import LayerStats, NetworkResult
 from normstats.output.results.table import Row, Stat, Table
 from normstats.registry import get_layer, list_layers, make_layer, register_layer
@@ -39,6 +41,8 @@ __all__ = [
     "JacobianResult",
     "LayerInfo",
     "LayerStats",
+    "ModelResult",
+    "ModuleStats",
     "NetworkResult",
     "NormstatsError",
     "ParamAudit",
@@ -57,6 +61,7 @@ __all__ = [
     "make_layer",
     "jacobian",
     "meanfield",
+    "model",
     "register_layer",
     "simulate",
     "solve",

@@ -1,5 +1,6 @@
 """The Python API: :func:`simulate`, :func:`table`, :func:`network`, :func:`layers`, :func:`audit`,
-:func:`solve`, :func:`meanfield`, :func:`jacobian` and :func:`init_audit`. The CLI calls nothing else."""
+:func:`solve`, :func:`meanfield`, :func:`jacobian`, :func:`model` and :func:`init_audit`. The CLI calls nothing
+else."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from normstats.networks.shapes import parse_input
 from normstats.output.results.init_audit import ParamAudit
 from normstats.output.results.jacobian import JacobianResult
 from normstats.output.results.meanfield import EdgeOfChaos, LayerPoint, MeanFieldResult
+from normstats.output.results.model import ModelResult
 from normstats.output.results.network import NetworkResult
 from normstats.output.results.table import LayerInfo, Row, Table, stats_from_estimates
 from normstats.published import constants as published_constants
@@ -466,6 +468,54 @@ def network(
             net, samples=opts.samples, seed=opts.seed, version=version(), method=opts.method, inits=inits,
             stop=opts.stop_rule(), executor=executor, progress=opts.progress, metadata=meta,
         )
+
+
+def model(
+    model: Any,
+    *,
+    input: str = "3x224x224",
+    batch: int = 8,
+    samples: int | str | None = None,
+    inits: int = 8,
+    mode: str = "train",
+    seed: int = DEFAULT_SEED,
+    device: str = "cpu",
+    output_key: str | None = None,
+    args: dict[str, Any] | None = None,
+    max_memory: float | None = None,
+    threads: int | None = None,
+    params: bool = False,
+    progress: Progress | None = None,
+) -> ModelResult:
+    """The fp and bp statistics of every module of a PyTorch model at initialization, with standard errors.
+
+    ``model`` is an ``nn.Module``, a zero-argument factory returning one, or a SOURCE string (``"timm:resnet18"``,
+    ``"torchvision:resnet18"``, ``"package.module:callable"``; ``args`` are its keyword arguments). ``input`` is
+    the shape of one input (``"3x224x224"``) or ``"ids:T"`` (T token ids uniform over the first embedding's
+    vocabulary); ``batch`` inputs per draw; ``samples`` draws in all (default 32), split over ``inits``
+    independent inits (a factory called again under a seed of its own; a module passed in: deep copies
+    re-initialized by ``reset_parameters()``, or the module itself for one init). ``mode`` is ``train`` (batch
+    norm uses the batch, dropout is on) or ``eval``. ``output_key`` names the output tensor the gradient goes
+    into (default ``logits`` where there is one, else the first tensor). ``max_memory``: bytes a draw may need
+    (default :data:`normstats.models.run.MEMORY_BOUND`); ``threads``: CPU threads for the run (default torch's).
+    The same seed gives the same numbers (on the same device and thread count). ``params=True`` also audits the
+    init of every parameter of the first init, as built (:func:`init_audit`), into ``result.params``. See
+    :mod:`normstats.models.run`.
+    """
+    from normstats.models import require_torch
+
+    require_torch()
+    from normstats.models import run as model_run
+
+    draws = model_run.DEFAULT_DRAWS if samples is None else parse_samples(samples)
+    check_seed(seed)
+    inits = model_run._check_int("--inits", inits, 1, model_run.MAX_INITS)
+    make, label, init_method, restore = model_run.model_maker(model, inits, args)
+    return model_run.run_model(
+        make, source=label, init_method=init_method, input=input, batch=batch, draws=draws, inits=inits, mode=mode,
+        seed=seed, device=device, output_key=output_key, version=version(), max_memory=max_memory,
+        progress=progress or NULL_PROGRESS, restore=restore, threads=threads, params=params,
+    )
 
 
 def depth_table(*, samples: int | str | None = None, seed: int = DEFAULT_SEED, progress: Progress | None = None,

@@ -10,6 +10,7 @@ from normstats.cli.export import export_cmd, schema_cmd
 from normstats.cli.jacobian import jacobian
 from normstats.cli.layers import audit, list_cmd, simulate, solve, table
 from normstats.cli.meanfield import meanfield
+from normstats.cli.model import model
 from normstats.cli.network import network
 
 
@@ -20,5 +21,5 @@ def main() -> None:
     estimates with standard errors, checked against exact references."""
 
 
-for command in (list_cmd, simulate, table, network, export_cmd, schema_cmd, meanfield, audit, solve, jacobian):
+for command in (list_cmd, simulate, table, network, export_cmd, schema_cmd, meanfield, audit, solve, jacobian, model):
     main.add_command(command)

@@ -1,0 +1,304 @@
+"""Hooks on every module of a model (leaves and containers) that reduce, as a draw runs, its output and the
+gradient at its input to a few numbers on the device, and keep nothing else.
+
+Per module call and draw: the mean ``a`` and the mean square ``q`` of its output (fp) and of the gradient at its
+input (bp), and for a 4-D feature map ``(batch, channels, height, width)`` the NF-ResNet figures, per input and
+averaged over the batch: the average over channels of the squared channel mean and of the channel variance
+(over positions). The draw is the independent unit of every standard error
+(:class:`~normstats.engine.moments.ConditionalTally` takes the ``(a, q)`` pairs).
+
+The backward pass is read through tensor hooks, not ``register_full_backward_hook`` (unreliable with in-place
+operations, several inputs or reused modules: pytorch issues #54405, #38951, #12331). A forward pre-hook gives
+the module a fresh alias ``x.view_as(x)`` of its first floating input that needs a gradient, and a hook on that
+alias receives exactly the gradient flowing into this module's input (not what other users of ``x``, such as
+a residual shortcut, add to it). An in-place operation on a view loses the hooks on it (autograd rebases the
+view's history), so :func:`no_inplace` turns off the ``inplace`` flag of modules that have one (``nn.ReLU``,
+timm's activations; the values are the same, only memory differs) while the model is measured, and a module
+still found modifying its input in place (:func:`inplace_modules`) gets a copy of its input instead of a view.
+A module called twice in one forward pass (torchvision's ``BasicBlock`` calls
+its ``relu`` twice) gets a row per call (``name#2``). Every handle is removed when the :class:`Tap` closes, so
+the model is left as it was found.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import weakref
+
+import torch
+
+#: What a module call's fp figures hold, in order (``a``, ``q``, then a map's channel figures); bp holds (a, q).
+FP_MAP_FIGURES = ("a", "q", "channel_mean_sq", "channel_var")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One module call of the forward pass: qualified name (``#k`` for a k-th call), class, depth, the shape of
+    its output, and where its output came in the forward pass (``finish``: 0 for the first output produced)."""
+
+    name: str
+    module: str
+    depth: int
+    shape: tuple[int, ...]
+    finish: int
+
+
+def pick_tensor(out: Any, key: str | None = None) -> tuple[Any, str]:
+    """The tensor of a module's output and what it is called: the output itself, ``out[key]`` where a key is
+    given, else ``logits`` where there is one, else the first floating tensor of a tuple, list or dict
+    (a Hugging Face ``ModelOutput`` is a dict). ``(None, "")`` when there is none."""
+    if isinstance(out, torch.Tensor):
+        return (out, "(tensor)") if key is None else (None, "")
+    if key is not None:
+        if isinstance(out, dict):
+            return (out[key], key) if key in out else (None, "")
+        if isinstance(out, (tuple, list)) and key.isdigit() and int(key) < len(out):
+            return out[int(key)], key
+        return None, ""
+    if isinstance(out, dict):
+        if isinstance(out.get("logits"), torch.Tensor):
+            return out["logits"], "logits"
+        items = list(out.items())
+    elif isinstance(out, (tuple, list)):
+        items = [(str(i), v) for i, v in enumerate(out)]
+    else:
+        return None, ""
+    for name, value in items:
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value, name
+    return None, ""
+
+
+def _figures(t: torch.Tensor, maps: bool) -> torch.Tensor:
+    """``(a, q)`` of ``t`` (mean, mean square), and with ``maps`` a 4-D map's channel figures, on t's device.
+
+    Two passes over the values: a sum and a norm (``torch.linalg.vector_norm``, one pass without a temporary),
+    over the whole tensor, or for a map over each channel of each input (``height x width`` values), combined
+    in float64. (``torch.var_mean`` computes the same in one call but runs several times slower on the CPU.)"""
+    t = t.detach()
+    if t.dtype in (torch.float16, torch.bfloat16):
+        t = t.float()
+    four = maps and t.dim() == 4 and t.shape[2] * t.shape[3] > 0
+    n = t.numel()
+    if n == 0:
+        return torch.full((4 if four else 2,), float("nan"), dtype=torch.float64, device=t.device)
+    if not four:  # whole-tensor reductions: the fastest kernels
+        a = t.sum().double() / n
+        q = torch.linalg.vector_norm(t).double() ** 2 / n
+        return torch.stack((a, q))
+    width = t.shape[2] * t.shape[3]
+    rows = t.reshape(-1, width)  # the channels of each input
+    sums = rows.sum(dim=1).double()
+    squares = torch.linalg.vector_norm(rows, dim=1).double() ** 2
+    mean = sums / width  # per input and channel
+    var = squares / width - mean * mean
+    return torch.stack((sums.sum() / n, squares.sum() / n, (mean * mean).mean(), var.mean()))
+
+
+@contextmanager
+def no_inplace(model: torch.nn.Module) -> Iterator[None]:
+    """Every module's boolean ``inplace`` attribute set to False inside the block, then restored."""
+    changed = [m for m in model.modules() if getattr(m, "inplace", None) is True]
+    try:
+        for m in changed:
+            m.inplace = False
+        yield
+    finally:
+        for m in changed:
+            m.inplace = True
+
+
+def first_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor | None:
+    """A module call's first floating tensor input (positional first)."""
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value
+    return None
+
+
+def inplace_modules(model: torch.nn.Module, run: Any) -> set[str]:
+    """The names of the modules that modify their first floating input in place during ``run()`` (seen through
+    the tensor's version counter)."""
+    found: set[str] = set()
+    seen: dict[str, list[tuple[torch.Tensor, int]]] = {}
+
+    def pre(name: str) -> Any:
+        def hook(module: Any, args: Any, kwargs: Any) -> None:
+            t = first_input(args, kwargs)
+            seen.setdefault(name, []).append((t, t._version) if t is not None else None)  # type: ignore[arg-type]
+
+        return hook
+
+    def post(name: str) -> Any:
+        def hook(module: Any, args: Any, out: Any) -> None:
+            entry = seen[name].pop() if seen.get(name) else None
+            if entry is not None and entry[0]._version != entry[1]:
+                found.add(name)
+
+        return hook
+
+    handles = []
+    try:
+        for name, module in model.named_modules():
+            handles.append(module.register_forward_pre_hook(pre(name), with_kwargs=True))
+            handles.append(module.register_forward_hook(post(name)))
+        run()
+    finally:
+        for h in handles:
+            h.remove()
+    return found
+
+
+class Tap:
+    """A context manager over ``model``: while open, each draw (:meth:`begin` ... forward, backward ...
+    :meth:`end`) yields every module call's figures; :attr:`calls` describes the calls in the order they start
+    (a container before its children). ``root_key`` picks the model's own output as ``run`` does."""
+
+    def __init__(self, model: torch.nn.Module, root_key: str | None = None, copy_inputs: set[str] | None = None
+                 ) -> None:
+        self.model = model
+        self.root_key = root_key
+        self.copy_inputs = copy_inputs or set()  # modules that modify their input in place: alias by a copy
+        self.calls: dict[str, Call] = {}  # by row name
+        self._started: dict[str, None] = {}  # row names in the order the calls first start
+        self._handles: list[Any] = []
+        self._inplace: Any = None  # the no_inplace context while the tap is open
+        self._open: dict[str, list[str]] = {}  # module name -> row names of its calls still running
+        self._count: dict[str, int] = {}
+        self._fp: dict[str, torch.Tensor] = {}
+        self._bp: dict[str, torch.Tensor] = {}
+        self._finished = 0
+        self._seen: dict[tuple[int, bool], tuple[Any, int, torch.Tensor]] = {}  # (id, maps) -> (ref, version, figures)
+
+    # -- context ----------------------------------------------------------------------------------------------
+    def __enter__(self) -> Tap:
+        self._inplace = no_inplace(self.model)
+        self._inplace.__enter__()
+        try:
+            for name, module in self.model.named_modules():
+                self._handles.append(module.register_forward_pre_hook(self._pre(name), with_kwargs=True))
+                self._handles.append(module.register_forward_hook(self._post(name)))
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._clear()
+        if self._inplace is not None:
+            self._inplace.__exit__(None, None, None)
+            self._inplace = None
+
+    def _clear(self) -> None:
+        self._open.clear()
+        self._count.clear()
+        self._fp.clear()
+        self._bp.clear()
+        self._seen.clear()
+
+    # -- a draw -----------------------------------------------------------------------------------------------
+    def begin(self) -> None:
+        self._clear()
+        self._finished = 0
+
+    def end(self) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+        """The draw's figures, ``(fp, bp)`` by row name, as Python floats (one copy from the device); the tap
+        holds no tensor afterwards."""
+        fp_names, bp_names = list(self._fp), list(self._bp)
+        parts = list(self._fp.values()) + list(self._bp.values())
+        flat = torch.cat(parts).double().cpu().tolist() if parts else []
+        self._clear()
+        fp: dict[str, list[float]] = {}
+        bp: dict[str, list[float]] = {}
+        at = 0
+        for i, name in enumerate(fp_names + bp_names):
+            size = len(parts[i])
+            (fp if i < len(fp_names) else bp)[name] = flat[at: at + size]
+            at += size
+        return fp, bp
+
+    def ordered_calls(self) -> list[Call]:
+        """Every call seen, in the order the calls first started (a container before its children)."""
+        return [self.calls[row] for row in self._started if row in self.calls]
+
+    def held_tensors(self) -> int:
+        """Tensors the tap holds right now (0 between draws: nothing of a draw is kept)."""
+        return len(self._fp) + len(self._bp) + len(self._seen)
+
+    # -- hooks ------------------------------------------------------------------------------------------------
+    def _reduced(self, tensor: torch.Tensor, maps: bool = True) -> torch.Tensor:
+        """The figures of ``tensor``, computed once per draw for the same values: the same tensor at the same
+        version, or a view of it with its shape and layout (a container's output is often its last child's; an
+        ``nn.Identity`` returns the alias of its input; a gradient passed back through an alias is a view of the
+        one before). Only weak references are kept: nothing stays alive for this."""
+        base = tensor._base
+        if base is not None and base.shape == tensor.shape and base.stride() == tensor.stride() \
+                and base.storage_offset() == tensor.storage_offset() and base.dtype == tensor.dtype:
+            tensor = base
+        key = (id(tensor), maps)
+        seen = self._seen.get(key)
+        if seen is not None and seen[0]() is tensor and seen[1] == tensor._version:
+            return seen[2]
+        figures = _figures(tensor, maps=maps)
+        self._seen[key] = (weakref.ref(tensor), tensor._version, figures)
+        return figures
+
+    def _pre(self, name: str) -> Any:
+        def hook(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            count = self._count.get(name, 0) + 1
+            self._count[name] = count
+            row = name if count == 1 else f"{name}#{count}"
+            self._open.setdefault(name, []).append(row)
+            self._started.setdefault(row, None)
+            if not torch.is_grad_enabled():
+                return None
+            args, kwargs, done = self._alias(row, args, kwargs, name in self.copy_inputs)
+            return (args, kwargs) if done else None
+
+        return hook
+
+    def _alias(self, row: str, args: tuple[Any, ...], kwargs: dict[str, Any], copy: bool
+               ) -> tuple[Any, Any, bool]:
+        """Replace the first floating input that needs a gradient by an alias whose gradient is tallied (a view,
+        or a copy for a module that modifies its input in place)."""
+        def wrap(t: torch.Tensor) -> torch.Tensor:
+            alias = t.clone() if copy else t.view_as(t)
+            alias.register_hook(self._grad(row))
+            return alias
+
+        for i, value in enumerate(args):
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and value.requires_grad:
+                return args[:i] + (wrap(value),) + args[i + 1:], kwargs, True
+        for key, value in kwargs.items():
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and value.requires_grad:
+                return args, {**kwargs, key: wrap(value)}, True
+        return args, kwargs, False
+
+    def _grad(self, row: str) -> Any:
+        def hook(grad: torch.Tensor) -> None:
+            self._bp[row] = self._reduced(grad, maps=False)
+
+        return hook
+
+    def _post(self, name: str) -> Any:
+        def hook(module: torch.nn.Module, args: tuple[Any, ...], out: Any) -> None:
+            stack = self._open.get(name)
+            row = stack.pop() if stack else name
+            tensor, _ = pick_tensor(out, self.root_key if name == "" else None)
+            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+                self._fp[row] = self._reduced(tensor)
+                if row not in self.calls:
+                    depth = 0 if name == "" else name.count(".") + 1
+                    self.calls[row] = Call(row, type(module).__name__, depth, tuple(tensor.shape), self._finished)
+            self._finished += 1
+
+        return hook

@@ -1,0 +1,314 @@
+"""``normstats model`` and ``normstats.model``: a PyTorch model's per-module statistics at initialization.
+
+Two independent paths agree (an ``nn.Sequential`` of layers normstats knows against ``normstats.network`` on the
+same spec); real models (GPT-2 from transformers, a timm ViT and NF-ResNet) run and give sane, well-formed
+results; a seed fixes the numbers; the tap keeps nothing of a draw and leaves the model as it was found; every bad
+input is one line and exit 2 through the CLI, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import jsonschema
+import pytest
+
+torch = pytest.importorskip("torch")  # the test extra installs it; see pyproject.toml
+from torch import nn  # noqa: E402
+
+import normstats  # noqa: E402
+from normstats.models.tap import Tap  # noqa: E402
+from normstats.output.files.schema import schema  # noqa: E402
+from tests.model_factories import unit_rows  # noqa: E402
+from tests.test_cli import run, run_bad  # noqa: E402
+
+#: Largest |z| accepted where two estimates are compared: each se comes from 16 inits (Student's t on 15
+#: degrees of freedom each), so the difference over its combined se has P(|z| > 5) below 1e-4 per comparison.
+Z_MAX = 5.0
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread: on a shared machine, torch's thread pool makes small operations 100x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# -- (a) two independent paths: torch layers against normstats' own network ------------------------------------
+ARCHITECTURES: dict[str, tuple[str, Any, str, int]] = {
+    # spec, torch factory, input, batch
+    "mlp-norms": (
+        "linear(fan_out=32) batchnorm(batch=8) relu linear(fan_out=32) tanh linear(fan_out=16) layernorm "
+        "dropout(p=0.8, convention=inverted) softmax",
+        lambda: nn.Sequential(unit_rows(nn.Linear(64, 32, bias=False)), nn.BatchNorm1d(32), nn.ReLU(),
+                              unit_rows(nn.Linear(32, 32, bias=False)), nn.Tanh(),
+                              unit_rows(nn.Linear(32, 16, bias=False)), nn.LayerNorm(16), nn.Dropout(0.2),
+                              nn.Softmax(dim=-1)),
+        "64", 8,
+    ),
+    "conv-maxpool": (
+        "conv(out_channels=8,k=3,padding=1) relu maxpool(k=2) conv(out_channels=8,k=3,padding=1) tanh",
+        lambda: nn.Sequential(unit_rows(nn.Conv2d(3, 8, 3, padding=1, bias=False)), nn.ReLU(), nn.MaxPool2d(2),
+                              unit_rows(nn.Conv2d(8, 8, 3, padding=1, bias=False)), nn.Tanh()),
+        "3x8x8", 4,
+    ),
+    "conv-batchnorm": (
+        "conv(out_channels=4,k=3,padding=1) batchnorm(batch=4) relu maxpool(k=2)",
+        lambda: nn.Sequential(unit_rows(nn.Conv2d(2, 4, 3, padding=1, bias=False)), nn.BatchNorm2d(4), nn.ReLU(),
+                              nn.MaxPool2d(2)),
+        "2x6x6", 4,
+    ),
+}
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_a_sequential_agrees_with_the_network_of_the_same_spec(arch: str) -> None:
+    spec, factory, shape, batch = ARCHITECTURES[arch]
+    net = normstats.network(spec, input=shape, inits=16, samples=3200, seed=1)
+    mod = normstats.model(factory, input=shape, batch=batch, samples=256, inits=16, seed=2)
+    leaves = [m for m in mod.modules if m.depth == 1]
+    assert [m.module for m in leaves] == [type(m).__name__ for m in factory()]
+    assert len(leaves) == len(net.layers)
+    compared = 0
+    for layer, module in zip(net.layers, leaves):
+        for name in ("fp_mean", "fp_std", "bp_mean", "bp_std", "channel_mean_sq", "channel_var"):
+            if name not in layer.stats:
+                assert name not in module.stats or name.startswith("channel"), (module.name, name)
+                continue
+            a, b = layer.stats[name], module.stats[name]
+            diff = a.estimate - b.estimate
+            if abs(diff) <= 1e-6 * max(1.0, abs(a.estimate)):  # exact in every draw on both sides (softmax's mean)
+                continue
+            z = diff / math.hypot(a.se, b.se)
+            assert abs(z) < Z_MAX, (arch, module.name, layer.layer, name, a.estimate, a.se, b.estimate, b.se)
+            compared += 1
+    assert compared >= 3 * len(leaves)
+
+
+# -- (b) real models run, with sane and well-formed results ----------------------------------------------------
+def test_b_gpt2_from_a_small_config_takes_token_ids() -> None:
+    pytest.importorskip("transformers")
+    result = normstats.model("tests.model_factories:gpt2_tiny", input="ids:16", batch=2, samples=4, inits=2, seed=0)
+    assert (result.input_kind, result.input, result.vocabulary, result.output_key) == ("ids", (16,), 100, "logits")
+    rows = {m.name: m for m in result.modules}
+    assert rows[""].module == "GPT2LMHeadModel" and rows[""].shape == (2, 16, 100)
+    assert "bp_std" not in rows["transformer.wte"].stats  # token ids: no gradient reaches the embedding's input
+    assert {"transformer.h.0", "transformer.h.1", "transformer.h.1.attn.c_proj", "lm_head"} <= set(rows)
+    # a LayerNorm with weight 1 and bias 0 has std sqrt(v / (v + eps)) for an input of variance v: just below 1,
+    # here visibly so since GPT-2's residual stream starts small (embeddings of std 0.02: v of order 1e-3)
+    for name in ("transformer.h.0.ln_1", "transformer.h.1.ln_2", "transformer.ln_f"):
+        assert 0.99 < rows[name].stats["fp_std"].estimate <= 1.0, name
+    for row in result.modules:
+        for stat in row.stats.values():
+            assert math.isfinite(stat.estimate)
+    assert result.first_nonfinite() == {"fp": None, "bp": None}
+    jsonschema.Draft202012Validator(schema()).validate(json.loads(json.dumps(result.to_dict())))
+
+
+def test_b_a_timm_vit_has_unit_layernorm_outputs() -> None:
+    pytest.importorskip("timm")
+    result = normstats.model("timm:vit_tiny_patch16_224", args={"img_size": 32}, input="3x32x32", batch=2,
+                             samples=4, inits=2, seed=0)
+    norms = [m for m in result.modules if m.module == "LayerNorm"]
+    assert len(norms) == 2 * 12 + 1  # norm1 and norm2 in each of the 12 blocks, and the final norm
+    for m in norms:
+        assert abs(m.stats["fp_std"].estimate - 1.0) < 1e-3, m.name  # LayerNorm at init: weight 1, bias 0
+    assert result.modules[0].shape == (2, 1000) and result.output_key == "(tensor)"
+    assert [m.name for m in result.modules if m.depth == 2 and m.name.startswith("blocks.")] == \
+        [f"blocks.{i}" for i in range(12)]
+
+
+def test_b_a_timm_nf_resnet_keeps_its_signal_through_the_first_stages() -> None:
+    pytest.importorskip("timm")
+    result = normstats.model("timm:nf_resnet26", input="3x32x32", batch=2, samples=2, inits=1, seed=0)
+    rows = {m.name: m for m in result.modules}
+    std = {name: rows[name].stats["fp_std"].estimate for name in ("stem", "stages.0", "stages.1", "stages.2")}
+    for name in ("stem", "stages.0", "stages.1"):
+        assert 0.5 <= std[name] <= 2.0, (name, std)
+    # timm zero-inits the last layer of every residual branch (skipinit), so a block that is not a stage's first
+    # passes its input on unchanged: its output's std is the previous block's, to float rounding
+    for stage in range(4):
+        first, second = rows[f"stages.{stage}.0"], rows[f"stages.{stage}.1"]
+        assert second.stats["fp_std"].estimate == pytest.approx(first.stats["fp_std"].estimate, rel=1e-5)
+    # every map has the NF-ResNet figures, and the average channel variance is below the pooled variance
+    for name in ("stem", "stages.0", "stages.2"):  # (stage 3's maps are 1x1 at this input: no channel variance)
+        s = rows[name].stats
+        assert 0 < s["channel_var"].estimate <= s["fp_std"].estimate ** 2 + s["fp_mean"].estimate ** 2
+
+
+# -- (c) the same seed gives the same numbers --------------------------------------------------------------------
+def test_c_the_same_seed_gives_the_same_numbers() -> None:
+    def once(seed: int) -> dict[str, Any]:
+        return normstats.model("tests.model_factories:tiny_mlp", input="8", batch=4, samples=8, inits=4,
+                               seed=seed).to_dict()
+
+    first, again, other = once(3), once(3), once(4)
+    assert first == again
+    assert first["modules"][1]["fp_std"] != other["modules"][1]["fp_std"]
+
+
+# -- (d) nothing of a draw is kept; the user's model is left as found --------------------------------------------
+def _live_tensors() -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if issubclass(type(o), torch.Tensor))
+
+
+def test_d_the_tap_holds_no_tensor_after_a_draw_and_memory_is_flat_in_draws() -> None:
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(64, 3))
+    with Tap(model) as tap:
+        for _ in range(3):
+            tap.begin()
+            x = torch.randn(4, 2, 6, 6, requires_grad=True)
+            y = model(x)
+            torch.autograd.grad(y, [x], torch.randn_like(y))
+            fp, bp = tap.end()
+            assert tap.held_tensors() == 0
+            assert len(fp) == 6 and len(bp) == 6  # the model and its five layers, forward and back
+    counts = []
+    for n in (4, 16):
+        normstats.model(model, input="2x6x6", batch=4, samples=n, inits=1)
+        counts.append(_live_tensors())
+    assert counts[0] == counts[1]  # live tensors after a run do not grow with the draws
+
+
+def test_d_a_module_passed_in_is_left_as_it_was_found() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8), nn.ReLU(inplace=True), nn.Linear(8, 2)).eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    for inits in (1, 3):
+        normstats.model(model, input="8", batch=4, samples=6, inits=inits, mode="train")
+    assert not model.training and model[2].inplace
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())  # weights and running stats
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    assert all(p.grad is None for p in model.parameters())
+    assert torch.equal(rng, torch.get_rng_state())  # the caller's global generator is untouched
+
+
+def test_the_api_takes_a_module_a_factory_or_a_source() -> None:
+    for target in (nn.Linear(8, 4), lambda: nn.Linear(8, 4), "torch.nn:Linear"):
+        result = normstats.model(target, input="8", batch=2, samples=4, inits=2,
+                                 args={"in_features": 8, "out_features": 4} if isinstance(target, str) else None)
+        assert result.modules[0].module == "Linear" and result.draws == 4
+    assert result.init_method == "factory" and "init-to-init spread included" in result.se_population
+    one = normstats.model(nn.Linear(8, 4), input="8", batch=2, samples=4, inits=1)
+    assert one.init_method == "as given" and "leaves out the init-to-init spread" in one.se_population
+
+
+def test_nan_and_inf_are_no_error_and_the_output_names_where_they_start() -> None:
+    out = run("model", "tests.model_factories:Overflow", "--input", "8", "--batch", "4", "-n", "2", "--inits", "1",
+              "-q").stdout
+    assert "fp is not finite first at blow" in out
+    result = normstats.model("tests.model_factories:Overflow", input="8", batch=4, samples=2, inits=1)
+    assert result.first_nonfinite()["fp"] == "blow"
+    jsonschema.Draft202012Validator(schema()).validate(json.loads(json.dumps(result.to_dict())))
+
+
+# -- output ----------------------------------------------------------------------------------------------------
+def test_formats_depth_and_plot(tmp_path: Path) -> None:
+    base = ["model", "timm:resnet18", "--arg", "num_classes=10", "--input", "3x32x32", "--batch", "2", "-n", "2",
+            "--inits", "1", "-q"]
+    pytest.importorskip("timm")
+    doc = json.loads(run(*base, "--format", "json").stdout)
+    jsonschema.Draft202012Validator(schema()).validate(doc)
+    assert doc["model"] == "timm:resnet18" and doc["inits"] == 1 and doc["batch"] == 2
+    names = [m["name"] for m in doc["modules"]]
+    assert "layer1.0.conv1" in names and "layer4" in names and names[0] == ""
+    table = run(*base, "--depth", "1").stdout
+    assert "│  layer1 " in table and "│    layer1.0" not in table
+    assert "folded into their containers" in " ".join(table.split())
+    assert "bp std leaves [0.5, 2] first at" in table or "bp std stays within" in table
+    csv_text = run(*base, "--format", "csv").stdout
+    assert csv_text.splitlines()[0].startswith("model,input,batch,mode,name,module")
+    assert "| layer1 |" in run(*base, "--format", "markdown").stdout.replace("&nbsp;", "")
+    png = tmp_path / "model.png"
+    run(*base, "--plot", str(png))
+    from matplotlib import image
+
+    pixels = image.imread(str(png))
+    assert pixels.shape[0] > 300 and pixels.shape[1] > 600
+    assert pixels[..., :3].std() > 0.05  # not a blank canvas
+
+
+# -- bad input: one line, exit 2, nothing written ----------------------------------------------------------------
+BAD: list[tuple[list[str], str]] = [
+    (["timm:resnet181"], "timm has no model 'resnet181'; did you mean resnet18"),
+    (["torchvision:resnet1"], "torchvision has no model 'resnet1'"),
+    (["not a source"], "SOURCE must be timm:NAME, torchvision:NAME or package.module:callable"),
+    (["no_such_package.mod:make"], "cannot import 'no_such_package.mod'"),
+    (["tests.model_factories:tiny_mlpp"], "has no attribute 'tiny_mlpp'; did you mean tiny_mlp"),
+    (["tests.model_factories:raises"], "the factory raised ValueError: depth 3 is not supported second line"),
+    (["tests.model_factories:not_a_module", "--input", "8"], "must return a torch.nn.Module; got int"),
+    (["tests.model_factories:tiny_mlp", "--arg", "width=1+"], "--arg width: the value must be a Python literal"),
+    (["tests.model_factories:tiny_mlp", "--input", "3x5"], "--input 3x5: the model rejects an input of shape"),
+    (["tests.model_factories:tiny_mlp", "--input", "ids:5"], "has no nn.Embedding to draw token ids for"),
+    (["tests.model_factories:ArgMax", "--input", "8"], "the model has no differentiable output"),
+    (["tests.model_factories:tiny_mlp", "--arg", "width=100000", "--input", "8", "--batch", "100000"],
+     "over the bound of 8.00 GiB"),
+    (["tests.model_factories:tiny_mlp", "--input", "8", "--device", "cuda"], "--device cuda: torch sees no CUDA GPU"),
+    (["tests.model_factories:tiny_mlp", "--input", "8", "--output-key", "hidden"], "--output-key"),
+    (["tests.model_factories:tiny_mlp", "--input", "8", "--inits", "4", "-n", "3"], "--samples must give each"),
+    (["timm:resnet18", "--arg", "pretrained=True"], "normstats never downloads or loads weights"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_is_one_line_and_exit_2_and_nothing_is_written(args: list[str], message: str, tmp_path: Path
+                                                                 ) -> None:
+    if args[0].startswith("timm:"):
+        pytest.importorskip("timm")
+    if args[0].startswith("torchvision:"):
+        pytest.importorskip("torchvision")
+    if "--device" in args and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: --device cuda is valid here")
+    out = tmp_path / "out.json"
+    line = run_bad("model", *args, "-q", "--format", "json", "-o", str(out))
+    assert message in line, line
+    assert not out.exists()
+
+
+def test_the_memory_bound_says_how_much_a_run_would_need() -> None:
+    line = run_bad("model", "tests.model_factories:tiny_mlp", "--arg", "width=100000", "--input", "8", "--batch",
+                   "100000", "-q")
+    # one input: the hidden layer's output and its ReLU's, 2 x 100,000 float32 = 800 kB (and 16 bytes of logits);
+    # 100,000 inputs: 8.0e10 bytes = 74.51 GiB
+    assert "a draw needs about 74.51 GiB" in line and "--max-memory" in line
+    run("model", "tests.model_factories:tiny_mlp", "--input", "8", "--batch", "20000", "-n", "2", "--inits", "1", "-q",
+        "--max-memory", "0.001", code=2)
+
+
+def test_without_torch_the_command_says_how_to_install_it_and_nothing_else_imports_torch() -> None:
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from normstats.cli.main import main\n"
+            "main(['model', 'timm:resnet18'])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == ("normstats: error: normstats model needs PyTorch: pip install 'normstats[torch]' "
+                                   "(or pip install torch)")
+    code = ("import sys, normstats; from normstats.cli.main import main\n"
+            "try:\n    main(['network', 'linear relu', '--input', '4', '-n', '100', '-q', '--format', 'json'])\n"
+            "except SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.strip().splitlines()[-1] == "False", proc.stderr
+
+
+def test_params_adds_the_init_audit_to_the_table_and_the_json() -> None:
+    """``--params``: the audit of init 0's parameters as built, beside the module rows; the JSON's ``params``
+    section follows the schema (null without the flag). PyTorch's default Linear init is named as such."""
+    args = ("model", "tests.model_factories:tiny_mlp", "--input", "8", "--batch", "4", "-n", "4", "--inits", "2", "-q")
+    table = run(*args, "--params").stdout
+    assert "Init audit" in table and "kaiming_uniform(a=sqrt(5))" in table
+    doc = json.loads(run(*args, "--params", "--format", "json").stdout)
+    jsonschema.Draft202012Validator(schema()).validate(doc)
+    weights = [p for p in doc["params"] if p["name"].endswith("weight")]
+    assert weights and all(p["rule"].startswith("kaiming_uniform(a=sqrt(5))") for p in weights)
+    assert json.loads(run(*args, "--format", "json").stdout)["params"] is None
