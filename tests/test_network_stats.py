@@ -183,10 +183,10 @@ def test_the_committed_depth_table_is_what_the_documented_command_writes() -> No
     assert same_up_to_rounding(text, (TABLES / "depth_dense_fp.json").read_text()) is None
 
 
-def test_the_readme_quotes_the_depth_table() -> None:
+def test_the_networks_guide_quotes_the_depth_table() -> None:
     from normstats.output.results.numbers import pm
 
-    readme = (TABLES.parent / "README.md").read_text()
+    readme = (TABLES.parent / "docs" / "guide" / "networks.md").read_text()
     for mode in ("fp", "bp", "split", "none"):
         rows = {r["index"]: r for r in _depth_doc(f"depth_dense_{mode}.json")["layers"]}
         fp, bp = rows["40"]["fp_std"], rows["1"]["bp_std"]
@@ -194,20 +194,3 @@ def test_the_readme_quotes_the_depth_table() -> None:
         assert pm(fp["estimate"], fp["se"]) in line and pm(bp["estimate"], bp["se"]) in line, line
 
 
-@pytest.mark.slow
-def test_the_readme_network_example_is_what_the_command_prints() -> None:
-    """The excerpt of ``normstats network "20*(linear relu)" --input 512 --normprop fp`` in the README: its
-    rows are the command's rows (up to float rounding, tests.rounding)."""
-    from tests.rounding import same_up_to_rounding
-
-    readme = (TABLES.parent / "README.md").read_text()
-    start = readme.index('$ normstats network "20*(linear relu)" --input 512 --normprop fp\n')
-    excerpt = readme[start:readme.index("```", start)].splitlines()
-    quoted = [line for line in excerpt if line.startswith("│")]
-    out = run("network", "20*(linear relu)", "--input", "512", "--normprop", "fp", "-q").stdout.splitlines()
-    printed = {line.rstrip() for line in out}
-    for line in quoted:
-        match = [p for p in printed if same_up_to_rounding(p, line.rstrip()) is None]
-        assert match, line
-    summary = [line for line in excerpt if line.startswith(("fp std", "bp std"))]
-    assert all(any(same_up_to_rounding(p, s) is None for p in printed) for s in summary)

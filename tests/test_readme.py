@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
-def _section(title: str) -> str:
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", README, re.S | re.M)
+def _section(title: str, text: str = README) -> str:
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
     assert match, title
     return match.group(1)
 
@@ -33,10 +33,11 @@ def test_quick_start_has_exactly_two_commands_and_ci_runs_the_second() -> None:
 
 @pytest.mark.slow
 def test_python_api_example_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
-    (code,) = re.findall(r"```python\n(.*?)```", _section("Python API"), re.S)
-    exec(compile(code, "README.md", "exec"), {})
+    page = (ROOT / "docs" / "guide" / "python.md").read_text(encoding="utf-8")
+    (code,) = re.findall(r"```python\n(.*?)```", page, re.S)
+    exec(compile(code, "docs/guide/python.md", "exec"), {})
     printed = capsys.readouterr().out.splitlines()
-    # The figures the README quotes in comments are what the code prints: a whole-line comment shows the
+    # The figures the page quotes in comments are what the code prints: a whole-line comment shows the
     # output of the print above it, an inline comment the output of its own line.
     lines = code.splitlines()
     quoted_stats = next(line[2:] for line in lines if line.startswith("# "))
@@ -61,3 +62,17 @@ def test_what_it_finds_quotes_the_committed_tables() -> None:
         layer, params = where[label]
         (row,) = [r for r in rows if r["layer"] == layer and r["params"] == params and r["statistic"] == f"{part}_{stat}"]
         assert text.strip() == pm(float(row["estimate"]), float(row["se"])), (label, part, stat)
+
+
+def test_the_readme_is_short_and_every_link_resolves() -> None:
+    """The front door: at most about 250 lines, and every relative link leads to a file of the repository."""
+    assert len(README.splitlines()) <= 260
+    links = re.findall(r"\]\(((?!https?:)[^)#]+)\)", README)
+    assert links
+    for link in links:
+        assert (ROOT / link).exists(), link
+
+
+def test_a_newcomer_finds_install_table_and_a_2x2_max_pool_in_the_readme() -> None:
+    assert "normstats table" in _section("Quick start")
+    assert "normstats simulate --layer maxpool --k 2" in _section("A layer's constants")
