@@ -10,7 +10,7 @@ output, then ``...``, then (optionally) its last lines. Outputs are compared up 
 (:mod:`tests.rounding`). A command shown without running it belongs in a ``bash`` block.
 
     python -m tests.docs_examples            # check every example (as tests/test_docs.py does)
-    python -m tests.docs_examples --refresh  # rewrite the shown outputs from fresh runs, then review the diff
+    python -m tests.docs_examples --refresh [PAGE ...]  # rewrite the shown outputs from fresh runs; review the diff
 """
 
 from __future__ import annotations
@@ -82,8 +82,9 @@ def environment() -> dict[str, str]:
     return env
 
 
-def run(example: Example, cwd: Path) -> list[str]:
-    """What the command prints, stdout and stderr merged, trailing spaces removed."""
+def run(example: Example, cwd: Path = ROOT) -> list[str]:
+    """What the command prints, stdout and stderr merged, trailing spaces removed. Commands run where a reader
+    runs them, in the checkout (none of them writes a file)."""
     done = subprocess.run(["bash", "-c", example.command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, cwd=cwd, env=environment(), timeout=600)
     return [line.rstrip() for line in done.stdout.rstrip("\n").splitlines()]
@@ -123,7 +124,7 @@ def refreshed(example: Example, printed: list[str]) -> list[str]:
     return [*printed[: len(head)], GAP, *(printed[len(printed) - len(tail):] if tail else [])]
 
 
-def refresh(page: Path, workdir: Path) -> None:
+def refresh(page: Path, workdir: Path = ROOT) -> None:
     lines = page.read_text(encoding="utf-8").split("\n")
     for example in reversed(console_examples(page)):  # from the bottom: line numbers above stay valid
         start = example.line  # 1-based line of the "$ " line is example.line; its output follows
@@ -133,23 +134,21 @@ def refresh(page: Path, workdir: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        if "--refresh" in argv:
-            for page in pages():
-                if console_examples(page):
-                    refresh(page, Path(tmp))
-                    print(f"refreshed {page.relative_to(ROOT)}")
-            return 0
-        bad = 0
-        for page in pages():
-            for example in console_examples(page):
-                found = difference(example, run(example, Path(tmp)))
-                if found is not None:
-                    bad += 1
-                    print(f"{example}: {found}")
-        return 1 if bad else 0
+    chosen = [p for p in pages() if not argv[1:] or str(p.relative_to(ROOT)) in argv[1:]]
+    if argv[:1] == ["--refresh"]:
+        for page in chosen:
+            if console_examples(page):
+                refresh(page)
+                print(f"refreshed {page.relative_to(ROOT)}")
+        return 0
+    bad = 0
+    for page in chosen:
+        for example in console_examples(page):
+            found = difference(example, run(example))
+            if found is not None:
+                bad += 1
+                print(f"{example}: {found}")
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

@@ -158,8 +158,8 @@ def solve(ctx: click.Context, layer: str, free: str | None, target: str, fmt: st
     e.g. 'normstats solve --layer elu --free alpha' gives SELU's constants.
 
     The scale also as an init: the gain G = scale/sqrt(2) of linear(init=kaiming,normalize=none,gain=G) on the
-    unscaled activation does the same (normstats' kaiming init is N(0, 2/fan_in); PyTorch's kaiming_normal_
-    takes the scale itself as its gain)."""
+    unscaled activation does the same (normstats' kaiming init is N(0, 2/fan_in); PyTorch's
+    torch.nn.init.kaiming_normal_() takes the scale itself as its gain)."""
     params = options.layer_params(ctx, layer)
     sol = api.solve(layer, free=free, target=target, **params)
     if fmt == "json":

@@ -97,6 +97,16 @@ def _timm(name: str, args: dict[str, Any]) -> Callable[[], Any]:
     return _guarded(factory, f"timm:{name}")
 
 
+def _with_working_directory() -> None:
+    """Put the working directory on ``sys.path`` (first, once), as ``python -m`` and uvicorn's default
+    ``--app-dir .`` do: ``normstats model mypackage.models:build`` finds the user's own code where it is run."""
+    import sys
+
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
+
+
 def _torchvision(name: str, args: dict[str, Any]) -> Callable[[], Any]:
     models = _import("torchvision", f"torchvision:{name}").models
     known = models.list_models()
@@ -111,6 +121,7 @@ def _torchvision(name: str, args: dict[str, Any]) -> Callable[[], Any]:
 
 def _callable(text: str, args: dict[str, Any]) -> Callable[[], Any]:
     module_name, _, attribute = text.partition(":")
+    _with_working_directory()
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
