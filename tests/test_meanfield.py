@@ -306,8 +306,30 @@ def test_bad_input_gets_one_line(args: tuple[str, ...], words: str) -> None:
     assert words in run_bad("meanfield", "--layer", "tanh", *args)
 
 
-def test_non_elementwise_layers_and_missing_edges_get_one_line() -> None:
+def test_non_elementwise_layers_get_one_line() -> None:
     assert "not elementwise" in run_bad("meanfield", "--layer", "maxpool", "--sigma-w2", "1")
-    line = run_bad("meanfield", "--expr", "0.05*x", "--critical", "--sigma-b2", "0.1")
-    assert "no edge of chaos for sigma_w2 in [0.01, 100]" in line
     assert "has no parameter --k" in run_bad("meanfield", "--layer", "tanh", "--sigma-w2", "1", "--k", "3")
+
+
+def test_missing_edges_are_answers() -> None:
+    """No edge in [0.01, 100] is an answer (exit 0), checked against closed forms. f = 0.05 x with sigma_b^2 =
+    0.1: chi_1 = sigma_w^2 / 400 at every q, q* = 0.1 / (1 - sigma_w^2 / 400); below 1 over the whole range,
+    analysed at its top (chi_1 = 0.25, q* = 0.4 / 3), the critical line at sigma_w^2 = 400 (where q* runs off to
+    infinity). f = 30 tanh without bias: chi_1 > 1 everywhere in it, analysed at its bottom; the critical line
+    meets it at q* -> 0, sigma_w^2 = 1 / f'(0)^2 = 1 / 900."""
+    out = run("meanfield", "--expr", "0.05*x", "--critical", "--sigma-b2", "0.1", "--depth", "1").stdout
+    assert "no edge of chaos for σw² in [0.01, 100] at σb² = 0.1, q0 = 1" in out and "σw² analysed" in out
+    data = json.loads(run("meanfield", "--expr", "0.05*x", "--critical", "--sigma-b2", "0.1", "--depth", "1",
+                          "--format", "json").stdout)
+    jsonschema.Draft202012Validator(export.schema()).validate(data)
+    edge, fp = data["edge_of_chaos"], data["fixed_point"]
+    assert edge["found"] is False and edge["sigma_w2"] is None and edge["jumps"] == []
+    assert data["inputs"]["sigma_w2"] == edge["analysed_at"]["sigma_w2"] == 100.0
+    assert fp["chi_1"] == pytest.approx(0.25, rel=1e-12) and fp["q_star"] == pytest.approx(0.4 / 3, rel=1e-12)
+    assert "is below 1 at both ends of the range (chi_1 = 2.5e-05 at sigma_w2 = 0.01 and 0.25 at 100)" in edge["reason"]
+    assert "its nearest point: sigma_w2 = 400)" in edge["reason"]
+    data = json.loads(run("meanfield", "--expr", "30*tanh(x)", "--critical", "--depth", "1", "--format", "json").stdout)
+    edge = data["edge_of_chaos"]
+    assert edge["found"] is False and data["inputs"]["sigma_w2"] == 0.01 and data["fixed_point"]["chi_1"] > 1
+    assert "is above 1 at both ends" in edge["reason"] and f"sigma_w2 = {1 / 900:.6g})" in edge["reason"]
+    assert edge_of_chaos(make_layer("gelu"), 0.0, 1.0) == (None, None)

@@ -1,25 +1,30 @@
 """The mean-field answers checked by what they claim (issue 23, item 1), through the CLI: every elementwise
 activation's ``--critical`` (chi_1 = 1 at the returned point, ordered just below and chaotic or unbounded just
-above; or no edge, with the jump it names checked on both sides), the phase at extreme sigma_w^2 against
-independent computations (30-digit mpmath and the large-q asymptotics), valid input that once failed, and the
-fixed points of the q-map with their stability."""
+above; or no edge, exit 0, with its reason in words and in the JSON, the jump it names checked on both sides),
+the phase at extreme sigma_w^2 against independent computations (30-digit mpmath and the large-q asymptotics),
+valid input that once failed, and the fixed points of the q-map with their stability."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
+from dataclasses import replace
+from pathlib import Path
 
+import jsonschema
 import pytest
-from click.testing import CliRunner
 
-from normstats.cli import main
-
+import normstats
 from normstats.layers.base import Elementwise
+from normstats.output.files import schema
 from normstats.registry import list_layers, make_layer
+from normstats.theory.meanfield import MeanField
+from normstats.theory.phase import phase_diagram
 from tests.test_cli import run
 
 ELEMENTWISE = [n for n in list_layers() if isinstance(make_layer(n), Elementwise)]
+VALIDATOR = jsonschema.Draft202012Validator(schema.schema())
 
 
 def _meanfield(*args: str) -> dict:
@@ -36,30 +41,89 @@ def test_every_elementwise_activation_is_checked() -> None:
 
 @pytest.mark.parametrize("name", ELEMENTWISE)
 def test_critical_claims_what_it_finds(name: str) -> None:
-    result = CliRunner().invoke(main, ["meanfield", "--layer", name, "--critical", "--depth", "1", "--format", "json"])
-    if result.exit_code == 0:
-        data = json.loads(result.stdout)
-        w = data["edge_of_chaos"]["sigma_w2"]
+    """An edge, or (a valid question answered, exit 0) no edge with its reason, each checked by what it claims."""
+    data = _meanfield("--layer", name, "--critical")
+    VALIDATOR.validate(data)
+    edge = data["edge_of_chaos"]
+    assert data["inputs"]["critical"] and data["inputs"]["sigma_w2"] == edge["analysed_at"]["sigma_w2"]
+    if edge["found"]:
+        w = edge["sigma_w2"]
+        assert edge["reason"] is None and edge["analysed_at"]["why"] == "the edge of chaos"
         assert abs(data["fixed_point"]["chi_1"] - 1.0) <= 1e-8, data["fixed_point"]
         below, above = _at(name, w * (1 - 1e-3)), _at(name, w * (1 + 1e-3))
         assert below["phase"] == "ordered" and below["chi_1"] < 1.0, below
         assert above["phase"] in ("chaotic", "unbounded") and above["chi_1"] > 1.0, above
         return
-    assert result.exit_code == 2 and "no edge of chaos" in result.stderr, result.stderr
-    jump = re.search(r"at sigma_w2 = ([0-9.e+-]+) q\* jumps", result.stderr)
-    if jump:  # the jump it names: the stable q* below, chi_1 < 1; above it chi_1 > 1 (q* unbounded or large)
-        w = float(jump.group(1))
+    assert edge["sigma_w2"] is None and edge["q_star"] is None and edge["reason"], edge
+    _check_no_edge(name, data)
+
+
+def _check_no_edge(name: str, data: dict) -> None:
+    """No edge: the jump it names is one (the stable q* below, chi_1 < 1; above it chi_1 > 1, another q*), with
+    the values it gives, and the fixed point is analysed at the jump; without a jump, chi_1 at the ends of the
+    range is what the reason says and the point analysed is the end nearer 1, and a point of the critical line
+    it names outside the range has chi_1 = 1."""
+    edge = data["edge_of_chaos"]
+    analysed = edge["analysed_at"]["sigma_w2"]
+    if edge["jumps"]:
+        (jump,) = edge["jumps"]
+        w = jump["sigma_w2"]
+        assert analysed == w and "the jump" in edge["analysed_at"]["why"] and f"{w:.10g}" in edge["reason"]
         below, above = _at(name, w * (1 - 1e-6)), _at(name, w * (1 + 1e-6))
         assert below["chi_1"] < 1.0 and below["stable"] and above["chi_1"] > 1.0 and above["stable"], (below, above)
         assert below["q_star"] != above["q_star"]
+        assert (below["q_star"], above["q_star"]) == (jump["q_below"], jump["q_above"])
+        assert below["chi_1"] == pytest.approx(jump["chi_below"], rel=1e-5)
+        assert above["chi_1"] == pytest.approx(jump["chi_above"], rel=1e-5)
+        return
+    ends = [_at(name, w)["chi_1"] for w in data["edge_of_chaos"]["searched"]]
+    side = ("is below 1 at both ends" if max(ends) < 1.0 else "is above 1 at both ends" if min(ends) > 1.0
+            else "changes side of 1")
+    assert side in edge["reason"] and "passes through 1 continuously nowhere" in edge["reason"], (ends, edge)
+    nearer = min(zip(ends, edge["searched"]), key=lambda e: abs(math.log(e[0])))[1]
+    assert analysed == nearer and "nearest 1" in edge["analysed_at"]["why"]
+    point = re.search(r"nearest point: sigma_w2 = ([0-9.e+-]+)\)", edge["reason"])
+    if point:  # chi_1 at the fixed point reached from q0 there (its c* would cost minutes of 2-D integrals)
+        theory = MeanField(make_layer(name), float(point.group(1)), data["inputs"]["sigma_b2"])
+        assert abs(theory.chi_1(theory.q_star(data["inputs"]["q0"])) - 1.0) < 1e-5
 
 
-def test_critical_runs_through_the_cli_for_the_reported_cases() -> None:
-    """gelu and silu once returned a jump as the edge, with chi_1 = 1.07 there; now they say there is none at
-    sigma_b2 = 0 from q0 = 1 and where the jump is."""
+def test_no_edge_is_an_answer_in_words_and_json() -> None:
+    """gelu and silu once returned a jump as the edge, with chi_1 = 1.07 there; then they exited 2 as if the input
+    were bad. Now: exit 0, the table says there is no edge and why in words, the JSON says found false with the
+    jump, and the fixed point is that of the jump, where q0 = 1 is an unstable fixed point."""
     for name, w in (("gelu", 2.351715614), ("silu", 2.810761124)):
-        result = run("meanfield", "--layer", name, "--critical", code=2)
-        assert f"at sigma_w2 = {w}" in result.stderr and "jumps from 0 to inf" in result.stderr
+        out = run("meanfield", "--layer", name, "--critical", "--depth", "2").stdout
+        assert "no edge of chaos for σw² in [0.01, 100] at σb² = 0, q0 = 1" in out
+        assert f"at sigma_w2 = {w} q* jumps from 0 to inf" in out and "leaps over 1" in out
+        assert "σw² analysed" in out and "UNSTABLE" in out
+        data = _meanfield("--layer", name, "--critical")
+        VALIDATOR.validate(data)
+        edge = data["edge_of_chaos"]
+        assert edge["found"] is False and edge["sigma_w2"] is None and edge["jumps"][0]["sigma_w2"] == pytest.approx(w)
+        assert data["fixed_point"]["stable"] is False and data["fixed_point"]["q_star"] == pytest.approx(1.0)
+    sigmoid = _meanfield("--layer", "sigmoid", "--critical")
+    VALIDATOR.validate(sigmoid)
+    assert "is below 1 at both ends of the range" in sigmoid["edge_of_chaos"]["reason"]
+    assert sigmoid["inputs"]["sigma_w2"] == 100.0 and sigmoid["edge_of_chaos"]["jumps"] == []
+    with pytest.raises(jsonschema.ValidationError):  # no edge but an edge's sigma_w2: the schema refuses it
+        VALIDATOR.validate({**sigmoid, "edge_of_chaos": {**sigmoid["edge_of_chaos"], "sigma_w2": 2.0}})
+
+
+def test_no_edge_plot_draws_no_edge_marker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--plot with no edge: the phase diagram is drawn, with no edge-of-chaos marker, and the point analysed is
+    labelled as the stand-in it is."""
+    from normstats.output.figures import phase as phase_plot
+
+    drawn, save = [], phase_plot.save
+    monkeypatch.setattr(phase_plot, "save", lambda fig, path: (drawn.append(fig), save(fig, path)))
+    result = normstats.meanfield("gelu", critical=True, depth=1)
+    result = replace(result, phase_diagram=phase_diagram(make_layer("gelu"), result.sigma_w2, 0.0, grid=(3, 4)))
+    phase_plot.plot_phase_diagram(result, str(tmp_path / "phase.png"))
+    assert (tmp_path / "phase.png").read_bytes().startswith(b"\x89PNG")
+    labels = [line.get_label() for line in drawn[0].axes[0].lines]
+    assert "edge of chaos" not in labels
+    assert any("no edge of chaos: at the jump of q*" in label for label in labels), labels
 
 
 def _tanh_mp(w: float) -> tuple[float, float]:

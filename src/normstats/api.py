@@ -31,7 +31,7 @@ from normstats.networks.run import DEFAULT_DRAWS, check_inits, default_inits, ru
 from normstats.networks.shapes import parse_input
 from normstats.output.results.init_audit import ParamAudit
 from normstats.output.results.jacobian import JacobianResult
-from normstats.output.results.meanfield import EdgeOfChaos, LayerPoint, MeanFieldResult
+from normstats.output.results.meanfield import LayerPoint, MeanFieldResult
 from normstats.output.results.model import ModelResult
 from normstats.output.results.network import NetworkResult
 from normstats.output.results.table import LayerInfo, Row, Table, stats_from_estimates
@@ -579,10 +579,12 @@ def meanfield(
     (:mod:`normstats.theory.meanfield`): the fixed point ``q*``, ``c*`` (from correlation 0, and from ``c0``),
     ``chi_1``, ``chi_c``, ``chi_q``, the depth scales ``xi_q`` and ``xi_c``, and the trajectory of ``q`` and ``c``
     from ``q0`` and ``c0`` (0 if not given) over ``depth`` layers. ``critical=True`` finds the ``sigma_w2`` of
-    the edge of chaos at ``sigma_b2`` (give no ``sigma_w2``) and reports everything there. ``width`` adds a
-    finite-width check: ``networks`` random networks of that width (:mod:`normstats.theory.finite_width`).
-    ``phase_diagram=True`` computes the grid that :func:`normstats.output.phase_plot.plot_phase_diagram`
-    draws."""
+    the edge of chaos at ``sigma_b2`` (give no ``sigma_w2``) and reports everything there; where there is none,
+    ``edge`` says so and why (``edge.reason``), and everything is reported at the ``sigma_w2`` it names instead
+    (``edge.analysed_sigma_w2``: the jump of the fixed point, or the end of the range nearest the edge).
+    ``width`` adds a finite-width check: ``networks`` random networks of that width
+    (:mod:`normstats.theory.finite_width`). ``phase_diagram=True`` computes the grid that
+    :func:`normstats.output.phase_plot.plot_phase_diagram` draws."""
     from normstats.theory import meanfield as mf
 
     inst = mf.check_elementwise(_make(layer, expr, params))
@@ -598,8 +600,8 @@ def meanfield(
     if critical:
         if sigma_w2 is not None:
             raise NormstatsError(f"--critical finds sigma_w2 itself: give no --sigma-w2; got --sigma-w2 {sigma_w2!r}")
-        w, qs, jumps = mf.find_edge(inst, b, q0)
-        edge = EdgeOfChaos(b, w, qs, mf.CRITICAL_RANGE, jumps)
+        edge = mf.find_edge(inst, b, q0)  # no edge in the range is an answer too, analysed where it says
+        w = float(edge.analysed_sigma_w2)  # type: ignore[arg-type]  # find_edge always sets it
     else:
         if sigma_w2 is None:
             raise NormstatsError("--sigma-w2 is required (or --critical, which finds it)")

@@ -31,7 +31,8 @@ from normstats.output.terminal.meanfield import meanfield as meanfield_table
 @click.option("--width", type=int, help="Also run random networks of this width (finite-width check).")
 @click.option("--networks", type=int, default=20, show_default=True, help="Random networks of the check.")
 @options.seed
-@click.option("--critical", is_flag=True, help="Find the sigma_w2 of the edge of chaos (chi_1 = 1) at --sigma-b2.")
+@click.option("--critical", is_flag=True, help="Find the sigma_w2 of the edge of chaos (chi_1 = 1) at --sigma-b2, "
+              "or say why there is none in the range searched and report the point that stands in for it.")
 @options.output_format(("table", "json"))
 @options.output
 @options.plot("the phase diagram over (sigma_w2, sigma_b2)")

@@ -51,7 +51,7 @@ from normstats.exact.bivariate import bivariate_expectation
 from normstats.exact.quadrature import FAR, _gauss_legendre, gaussian_expectation
 from normstats.layers.base import Elementwise
 from normstats.lazy import optimize
-from normstats.output.results.meanfield import FixedPoint, Jump, LayerPoint, QFixedPoint
+from normstats.output.results.meanfield import EdgeOfChaos, FixedPoint, Jump, LayerPoint, QFixedPoint
 
 #: A slope this close to 1 is the edge of chaos to the precision of the quadrature (about 1e-13): its depth
 #: scale is infinite.
@@ -445,10 +445,11 @@ _EDGE_TOL = 1e-9
 _LEAP = 0.02
 
 
-def edge_of_chaos(layer: Elementwise, sigma_b2: float, q0: float) -> tuple[float, float]:
-    """``(sigma_w^2, q*)`` of the edge of chaos at ``sigma_b^2`` (see :func:`find_edge`)."""
-    w, qs, _ = find_edge(layer, sigma_b2, q0)
-    return w, qs
+def edge_of_chaos(layer: Elementwise, sigma_b2: float, q0: float) -> tuple[float | None, float | None]:
+    """``(sigma_w^2, q*)`` of the edge of chaos at ``sigma_b^2``, ``(None, None)`` where there is none (see
+    :func:`find_edge`)."""
+    edge = find_edge(layer, sigma_b2, q0)
+    return edge.sigma_w2, edge.q_star
 
 
 def _chi_at(layer: Elementwise, w: float, sigma_b2: float, q0: float) -> tuple[float, float]:
@@ -460,10 +461,11 @@ def _chi_at(layer: Elementwise, w: float, sigma_b2: float, q0: float) -> tuple[f
     return qs, (chi if math.isfinite(chi) else math.inf)
 
 
-def find_edge(layer: Elementwise, sigma_b2: float, q0: float) -> tuple[float, float, tuple[Jump, ...]]:
+def find_edge(layer: Elementwise, sigma_b2: float, q0: float) -> EdgeOfChaos:
     """The edge of chaos at ``sigma_b^2``: the smallest ``sigma_w^2`` in :data:`CRITICAL_RANGE` where ``chi_1``,
     taken at the stable fixed point ``q*`` that the q-map reaches from ``q0``, passes through 1 (continuously,
-    from below); with that ``q*`` and the jumps below it.
+    from below); with that ``q*`` and the jumps below it. Where there is none, an answer that says so, why, and
+    where the fixed point is analysed instead (:func:`_no_edge`).
 
     The critical line is parametrised by ``q*`` (Schoenholz et al.): a fixed point ``q`` has ``sigma_w^2 = (q -
     sigma_b^2) / E[f(sqrt(q) z)^2]`` and there ``chi_1 = 1`` reads ``(q - sigma_b^2) E[f'^2] / E[f^2] = 1``, one
@@ -477,7 +479,7 @@ def find_edge(layer: Elementwise, sigma_b2: float, q0: float) -> tuple[float, fl
     Where ``q0`` lies on an unstable fixed point (at ``sigma_w^2 = (q0 - sigma_b^2) / E[f(sqrt(q0) z)^2]``) the
     fixed point reached from ``q0`` jumps between two basins (gelu, silu without bias: from ``q* = 0`` to an
     unbounded ``q``) and ``chi_1`` may leap over 1 there without passing through it: no edge, a
-    :class:`Jump`. None found: one line (``NormstatsError``) naming the range, ``chi_1``'s values and any jump.
+    :class:`Jump`.
     Where ``q*`` is infinite at the edge (relu and the identity: the fixed point runs off to infinity as
     ``sigma_w^2`` reaches it) ``chi_1`` is its limit ``q -> inf`` there, and ``q*`` is reported as ``inf``."""
     base = MeanField(layer, 1.0, 0.0)  # E[f^2] and E[f'^2] do not depend on sigma_w^2
@@ -526,13 +528,51 @@ def find_edge(layer: Elementwise, sigma_b2: float, q0: float) -> tuple[float, fl
         if _chi_at(layer, w, sigma_b2, q0)[1] - 1.0 > _EDGE_TOL * 100 and not math.isinf(q):
             continue
         jumps = (jump,) if jump is not None and jump.sigma_w2 < w else ()
-        return w, qs, jumps
-    raise NormstatsError(
-        f"--critical: no edge of chaos for sigma_w2 in [{CRITICAL_RANGE[0]:g}, {CRITICAL_RANGE[1]:g}] at "
-        f"sigma_b2 = {sigma_b2:g}, q0 = {q0:g}: chi_1 at the stable fixed point reached from q0 never passes "
-        "through 1" + (f"; {jump.text()}" if jump is not None else "")
-        + ("" if candidates else " (the critical line chi_1 = 1 has no point with sigma_w2 > 0)")
-    )
+        return EdgeOfChaos(sigma_b2, w, qs, CRITICAL_RANGE, jumps, analysed_sigma_w2=w,
+                           analysed_at="the edge of chaos")
+    return _no_edge(layer, sigma_b2, q0, jump, [w for w, _ in candidates])
+
+
+def _no_edge(layer: Elementwise, sigma_b2: float, q0: float, jump: Jump | None,
+             line: list[float]) -> EdgeOfChaos:
+    """No edge of chaos in :data:`CRITICAL_RANGE` (a valid question, answered): the reason, and the ``sigma_w^2``
+    where the fixed point is analysed instead. With a jump, at the jump: there the fixed point reached from
+    ``q0`` changes (``q0`` is itself an unstable fixed point, between the two basins), the closest the network
+    comes to an edge, and the jump's values say what ``q*`` and ``chi_1`` are just below and just above it.
+    Without one, at the end of the range where ``chi_1`` is nearest 1 (in ``|log chi_1|``). ``line`` holds the
+    ``sigma_w^2`` of the critical line's points (and its limits) that were found, in the range or not."""
+    lo, hi = CRITICAL_RANGE
+    if jump is not None:
+        reason = ("chi_1 at the stable fixed point reached from q0 leaps over 1 where that fixed point jumps, instead "
+                  f"of passing through 1: {jump.text()}")
+        at = jump.sigma_w2
+        why = (f"the jump (sigma_w2 = {at:.10g}), where the fixed point reached from q0 = {q0:g} changes; q0 is "
+               "an unstable fixed point there")
+    else:
+        ends = [(w, _chi_at(layer, w, sigma_b2, q0)[1]) for w in CRITICAL_RANGE]
+        (_, chi_lo), (_, chi_hi) = ends
+        values = f"chi_1 = {chi_lo:.6g} at sigma_w2 = {lo:g} and {chi_hi:.6g} at {hi:g}"
+        if chi_lo < 1.0 and chi_hi < 1.0:
+            side = "is below 1 at both ends of the range"
+        elif chi_lo > 1.0 and chi_hi > 1.0:
+            side = "is above 1 at both ends of the range"
+        else:
+            side = "changes side of 1 in the range"
+        reason = (f"chi_1 at the stable fixed point reached from q0 {side} ({values}) and passes through 1 "
+                  "continuously nowhere in it")
+
+        def distance(end: tuple[float, float]) -> float:
+            return abs(math.log(end[1])) if 0.0 < end[1] < math.inf else math.inf
+
+        at = min(ends, key=distance)[0]
+        why = f"the end of the searched range where chi_1 is nearest 1 (sigma_w2 = {at:g})"
+    if not line:
+        reason += "; the critical line chi_1 = 1 has no point with sigma_w2 > 0"
+    elif not any(lo <= w <= hi for w in line):
+        nearest = min(line, key=lambda w: abs(math.log(w / (lo if w < lo else hi))))
+        reason += f"; the critical line chi_1 = 1 lies outside the range (its nearest point: sigma_w2 = {nearest:.6g})"
+    return EdgeOfChaos(sigma_b2, None, None, CRITICAL_RANGE, () if jump is None else (jump,), reason=reason,
+                       analysed_sigma_w2=at, analysed_at=why)
 
 
 def _jump(layer: Elementwise, sigma_b2: float, q0: float) -> Jump | None:

@@ -1,7 +1,8 @@
 """The phase-diagram figure of ``normstats meanfield --plot``: over ``(sigma_w^2, sigma_b^2)``, the ordered phase
 (``chi_1 < 1``) and the chaotic phase (``chi_1 > 1``) coloured, the edge of chaos (``chi_1 = 1``) as a thick
 line, the depth scale ``xi_c`` as labelled contours on log-spaced levels, the region without a fixed point
-(``q*`` unbounded) grey, and the chosen ``(sigma_w^2, sigma_b^2)`` marked; the layout of Schoenholz et al. 2017,
+(``q*`` unbounded) grey, and the chosen ``(sigma_w^2, sigma_b^2)`` marked (with ``--critical``, the edge found,
+or where none was found the point analysed instead, labelled so); the layout of Schoenholz et al. 2017,
 Fig. 1, and of neural-tangents' phase-diagram notebook."""
 
 from __future__ import annotations
@@ -49,10 +50,14 @@ def plot_phase_diagram(result: MeanFieldResult, path: str) -> None:
         ax.clabel(lines, fmt=lambda v: f"ξc={10 ** v:.3g}", fontsize=7)
     if np.any(np.isfinite(chi)) and np.nanmin(chi) < 1.0 < np.nanmax(chi):
         ax.contour(ws, bs, chi, levels=[1.0], colors=[EDGE], linewidths=2.2)
-    if result.edge is not None and np.isfinite(result.edge.sigma_w2):
-        ax.plot([result.edge.sigma_w2], [result.edge.sigma_b2], "o", color=EDGE, ms=6, label="edge of chaos")
+    edge = result.edge
+    if edge is not None and edge.sigma_w2 is not None and np.isfinite(edge.sigma_w2):
+        ax.plot([edge.sigma_w2], [edge.sigma_b2], "o", color=EDGE, ms=6, label="edge of chaos")
+    where = "" if edge is None or edge.found else " (no edge of chaos: " + (
+        "at the jump of q*)" if edge.jumps else "the range's end nearest it)")
+    unstable = " (unstable q*)" if result.fixed_point.stable is False else ""
     ax.plot([result.sigma_w2], [result.sigma_b2], "*", color=POINT, ms=13,
-            label=f"σw²={result.sigma_w2:g}, σb²={result.sigma_b2:g}: {result.fixed_point.phase}")
+            label=f"σw²={result.sigma_w2:g}, σb²={result.sigma_b2:g}: {result.fixed_point.phase}{unstable}{where}")
     from matplotlib.patches import Patch
 
     handles, _ = ax.get_legend_handles_labels()

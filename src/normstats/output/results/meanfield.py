@@ -136,22 +136,38 @@ class Jump:
 
 @dataclass(frozen=True)
 class EdgeOfChaos:
-    """The ``sigma_w^2`` where ``chi_1 = 1`` at ``sigma_b^2``, its ``q*``, and the range that was searched."""
+    """The answer of ``--critical``: the ``sigma_w^2`` where ``chi_1`` passes through 1 at ``sigma_b^2`` and its
+    ``q*``, or, where the searched range holds no edge, ``sigma_w2`` and ``q_star`` None and ``reason`` saying
+    why; the range that was searched, and where (``analysed_sigma_w2``) and why (``analysed_at``) the fixed
+    point of the result is analysed: the edge itself, or the stand-in that :func:`normstats.theory.meanfield.
+    find_edge` chose."""
 
     sigma_b2: float
-    sigma_w2: float
-    q_star: float
+    sigma_w2: float | None
+    q_star: float | None
     searched: tuple[float, float]
-    #: Jumps of the attracting q* below the edge where chi_1 leaps over 1 (not an edge: see the README).
+    #: Jumps of the attracting q* where chi_1 leaps over 1 (not an edge: see the README): below the edge, or the
+    #: jump that stands where no edge is.
     jumps: tuple[Jump, ...] = ()
+    #: Why there is no edge (None when there is one).
+    reason: str | None = None
+    analysed_sigma_w2: float | None = None
+    analysed_at: str | None = None
+
+    @property
+    def found(self) -> bool:
+        return self.sigma_w2 is not None
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "found": self.found,
+            "reason": self.reason,
             "sigma_b2": self.sigma_b2,
             "sigma_w2": num(self.sigma_w2),
             "q_star": num(self.q_star),
             "searched": [self.searched[0], self.searched[1]],
             "jumps": [j.to_dict() for j in self.jumps],
+            "analysed_at": {"sigma_w2": num(self.analysed_sigma_w2), "why": self.analysed_at},
         }
 
 

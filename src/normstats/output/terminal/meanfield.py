@@ -1,5 +1,6 @@
-"""Rich tables for ``normstats meanfield``: the fixed point with its slopes and depth scales, the edge of chaos,
-and the per-layer trajectory with the finite-width check beside it."""
+"""Rich tables for ``normstats meanfield``: the fixed point with its slopes and depth scales, the edge of chaos
+(or, in words, why there is none and where the fixed point is analysed instead), and the per-layer trajectory
+with the finite-width check beside it."""
 
 from __future__ import annotations
 
@@ -36,11 +37,17 @@ def meanfield(result: MeanFieldResult) -> Group:
     t.add_column("quantity")
     t.add_column("value", justify="right")
     t.add_column("what it is")
-    if result.edge is not None:
-        t.add_row("σw² at the edge", value(result.edge.sigma_w2),
-                  f"chi_1 = 1 at σb² = {result.edge.sigma_b2:g} (searched σw² in "
-                  f"[{result.edge.searched[0]:g}, {result.edge.searched[1]:g}])")
-        for jump in result.edge.jumps:
+    edge = result.edge
+    if edge is not None:
+        searched = f"σw² in [{edge.searched[0]:g}, {edge.searched[1]:g}]"
+        if edge.found:
+            t.add_row("σw² at the edge", value(edge.sigma_w2),
+                      f"chi_1 = 1 at σb² = {edge.sigma_b2:g} (searched {searched})")
+        else:
+            t.add_row("edge of chaos", "none", f"no edge of chaos for {searched} at σb² = {edge.sigma_b2:g}, "
+                      f"q0 = {result.q0:g}: {edge.reason}")
+            t.add_row("σw² analysed", value(result.sigma_w2), f"in its stead: {edge.analysed_at}")
+        for jump in edge.jumps:
             t.add_row("jump (no edge)", value(jump.sigma_w2),
                       f"q* {value(jump.q_below)} -> {value(jump.q_above)}, chi_1 {value(jump.chi_below)} -> "
                       f"{value(jump.chi_above)}: leaps over 1")
