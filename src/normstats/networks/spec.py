@@ -231,8 +231,9 @@ class _Parser:
             if key == "alpha":
                 alpha = _number(value, "alpha", tok, "a finite number", lambda v: True)
             elif key == "beta":
-                beta = "auto" if value == "auto" else _number(value, "beta", tok, "a number > 0 or auto",
-                                                             lambda v: v > 0)
+                beta = "auto" if value == "auto" else _number(
+                    value, "beta", tok, f"a number in [{BETA_RANGE[0]:g}, {BETA_RANGE[1]:g}] or auto",
+                    lambda v: BETA_RANGE[0] <= v <= BETA_RANGE[1])
             else:
                 raise SpecError(
                     f"network spec, position {tok.pos} ('res'): a residual block has the parameters alpha and "
@@ -240,6 +241,11 @@ class _Parser:
                 )
         self.depth -= 1
         return Residual(branch, alpha, beta, tok.pos)
+
+
+#: The values of a residual block's ``beta`` taken: the infinite-width limit divides by ``beta^2``, which must
+#: stay a normal float64 (1e-320 squared is 0: a division by zero, not an answer).
+BETA_RANGE = (1e-150, 1e150)
 
 
 def _number(text: str, name: str, tok: _Token, allowed: str, ok: Callable[[float], bool]) -> float:
