@@ -188,9 +188,9 @@ def test_a_residual_block_of_huge_alpha_runs_without_a_warning() -> None:
 
 
 def test_propagation_beyond_float64_gives_inf_without_a_warning() -> None:
-    """alpha = 1e308 makes the second block's output and gradient overflow: inf, the answer, with no numpy
-    warning."""
-    net = build_network("2*res(linear, alpha=1e308)", (8,))
+    """alpha = 1e150 (the largest taken) makes the third block's output and gradient overflow: inf, the answer,
+    with no numpy warning."""
+    net = build_network("3*res(linear, alpha=1e150)", (8,))
     sampler = NetworkSampler(net, weight_rng(0, 0))
     x = np.random.default_rng(0).standard_normal((4, 8))
     y, dx = sampler.ends(x, np.ones((4, 8)), np.zeros((4, 0)))

@@ -36,8 +36,8 @@ def pm(estimate: float, se: float) -> str:
     scientific notation from :data:`SCIENTIFIC_FROM` on (an estimate or se that large)."""
     if se == 0.0:
         return f"{estimate:.10g} ± 0"
-    if not math.isfinite(se) or se < 0.0:
-        return f"{estimate:.6g}"
+    if not math.isfinite(se) or se < 0.0:  # an se beyond float64 (estimates near 1e300): said in words
+        return f"{estimate:.6g} ± {ref(se) if se >= 0.0 or math.isnan(se) else 'undefined'}"
     if max(abs(estimate), se) >= SCIENTIFIC_FROM:
         return _pm_scientific(estimate, se)
     decimals = max(0, 1 - math.floor(math.log10(se)))
@@ -120,6 +120,8 @@ def limit_cell(stat: Stat | None) -> str:
     """A statistic's infinite-width limit as shown, ``—`` where none is computed."""
     if stat is None or stat.reference is None:
         return "—"
+    if not math.isfinite(stat.reference):  # a limit beyond float64: the word, never "nan"
+        return ref(stat.reference)
     return "0" if abs(stat.reference) < 1e-12 else f"{stat.reference:.6g}"
 
 
@@ -127,4 +129,6 @@ def difference_cell(stat: Stat | None) -> str:
     """The estimate's difference from its limit, ``—`` where there is none."""
     if stat is None or stat.difference is None:
         return "—"
+    if not math.isfinite(stat.difference):
+        return ref(stat.difference)
     return f"{stat.difference:+.2g}"
