@@ -209,10 +209,14 @@ def test_sigterm_during_a_run_keeps_the_old_output(tmp_path: Path) -> None:
     """SIGTERM while ``network ... -o old.json`` runs: exit 143, no traceback, the old file untouched."""
     old = tmp_path / "old.json"
     old.write_text("old contents\n")
-    proc = subprocess.Popen([sys.executable, "-m", "normstats.cli", "network", "40*(linear relu)", "--input", "256",
-                             "-n", "1e9", "-q", "--format", "json", "-o", str(old)],
+    # the console script's entry, which says when it has started (its signal handlers set), as tests/
+    # test_interrupts.py does: a signal before that would be Python's default, not the tool's
+    proc = subprocess.Popen([sys.executable, "-c", "import sys, normstats_entry; sys.stderr.write('started\\n'); "
+                             "sys.stderr.flush(); normstats_entry.main()", "network", "40*(linear relu)", "--input",
+                             "256", "-n", "1e9", "-q", "--format", "json", "-o", str(old)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3.0)
+    assert proc.stderr is not None and proc.stderr.readline() == "started\n"
+    time.sleep(2.0)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
