@@ -68,8 +68,9 @@ def test_simulate_json_follows_the_documented_shape() -> None:
     assert row["layer"] == "maxpool" and row["samples"] == 20_000
     assert row["params"] == {"k": 3, "stride": 3, "padding": 0, "size": "interior"}
     for stat in ("fp_mean", "fp_std", "bp_mean", "bp_std"):
-        assert set(row[stat]) == STAT_KEYS | ({"exact"} if stat == "bp_mean" else set())
+        assert set(row[stat]) == STAT_KEYS | ({"exact"} if stat in ("bp_mean", "bp_std") else set())
     assert row["bp_mean"]["exact"] is True  # dy integrated out: 0 in every draw
+    assert row["bp_std"]["exact"] is True  # dy integrated out: each window routes g = 1, sqrt(1/9) every draw
     fp = row["fp_mean"]
     assert fp["reference_kind"] == "quadrature" and fp["published"] == 1.485 and fp["published_agrees"] is True
     assert fp["published_text"] == "1.4850"  # as printed: the trailing zero is its precision

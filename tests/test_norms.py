@@ -149,7 +149,7 @@ def test_gain_only_with_ws() -> None:
         (("--layer", "groupnorm", "--groups", "3", "--channels", "4"), ("--groups", "3", "4")),
         (("--layer", "batchnorm", "--eps", "-1"), ("--eps", "in [0, 1]", "-1")),
         (("--layer", "layernorm", "--features", "1", "--eps", "0"), ("--eps", "0 / 0")),
-        (("--layer", "softmax", "--temperature", "0"), ("--temperature", "(0, ", "0")),
+        (("--layer", "softmax", "--temperature", "0"), ("--temperature", "[0.001, ", "0")),
     ],
 )
 def test_bad_parameters_get_one_line(args: tuple[str, ...], words: tuple[str, ...]) -> None:

@@ -10,7 +10,10 @@ and never z-tested as noise.
 
 How the engine knows: the layer declares it (:meth:`normstats.layers.base.Layer.exact_statistics`, which says so
 for its settings, e.g. a centred normalization without an affine shift), and the estimator adds the bp mean when
-it integrates ``dy`` out. Nothing is inferred from the numbers; but a declaration is checked against the run: an
+it integrates ``dy`` out, with what the layer declares exact under that estimator only
+(:meth:`~normstats.layers.base.Layer.conditional_exact_statistics`: a draw's ``E[dx^2 | x]`` pooled is the same
+for every ``x`` where the Jacobian does not depend on ``x``, as a linear layer's or average pooling's, or routes
+each output to one input, as max pooling's). Nothing is inferred from the numbers; but a declaration is checked against the run: an
 estimate farther than :data:`ROUNDING` from the declared value is reported as it came (with its se and z), so a
 wrong declaration or a broken pass shows instead of being hidden.
 """
@@ -31,6 +34,8 @@ def exact_statistics(layer: Layer, estimator: str) -> dict[str, float]:
     that is exact in every draw under ``estimator``."""
     out = dict(layer.exact_statistics())
     if estimator == "conditional":
+        for name, value in layer.conditional_exact_statistics().items():
+            out.setdefault(name, value)
         out.setdefault("bp_mean", 0.0)  # E[dx | x] = J^T E[dy] = 0, whatever x
     return out
 

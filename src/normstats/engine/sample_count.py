@@ -10,6 +10,8 @@ from normstats.errors import NormstatsError
 MIN_SAMPLES = 2
 MAX_SAMPLES = 10**12
 _SUFFIX = {"": 1, "k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "B": 10**9, "T": 10**12}
+#: Significant digits a count may have (1e12 needs 13; more only as trailing decimals like 1000000.000...).
+_MAX_DIGITS = 40
 _PATTERN = re.compile(r"^\s*(\d[\d_]*(?:\.\d[\d_]*)?(?:[eE][+]?\d+)?)\s*([kKMGBT]?)\s*$")
 
 
@@ -41,6 +43,10 @@ def _parse_text(text: str) -> int | None:
     number = number.replace("_", "")
     mantissa, _, exponent = number.lower().partition("e")
     whole, _, frac = mantissa.partition(".")
+    if len((whole + frac).lstrip("0")) > _MAX_DIGITS or len(exponent.lstrip("+0")) > 3:
+        # far beyond 1e12 (or a 5,000-digit count that int() refuses): out of range without computing it;
+        # 10**(10**8) alone would take minutes
+        return None
     # Exact decimal arithmetic: 1.5e3 is 1500, 1.5 is not a whole number.
     digits = int(whole + frac)
     power = int(exponent or 0) - len(frac)

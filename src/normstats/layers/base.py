@@ -392,6 +392,14 @@ class Layer:
         (:mod:`normstats.engine.exactness`). Declared, never inferred from the numbers."""
         return {}
 
+    def conditional_exact_statistics(self) -> dict[str, float]:
+        """``{statistic: value}`` of the statistics that take that value in every draw under the ``conditional``
+        estimator only, where a draw contributes ``E[dx^2 | x] = sum_i J_ij^2`` instead of a sampled ``dx^2``:
+        a bp std whose row mean of ``g`` is the same for every ``x`` (a Jacobian that does not depend on ``x``,
+        or routes each output to exactly one input), at a value known before the run. Declared, never inferred;
+        added by :func:`normstats.engine.exactness.exact_statistics` to :meth:`exact_statistics`."""
+        return {}
+
     def quadrature(self) -> dict[str, float]:
         """Values computed by numerical integration (see :mod:`normstats.exact.references`)."""
         return {}

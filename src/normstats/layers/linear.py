@@ -126,6 +126,15 @@ standardization, rows centred with norm ``gain``) ``|W|^2 = gain^2 fan_out``: fp
             out.update(fp_std=math.sqrt(sq / v["fan_out"]), bp_std=math.sqrt(sq / v["fan_in"]))
         return out
 
+    def conditional_exact_statistics(self) -> dict[str, float]:
+        """Under the conditional estimator every draw's ``g`` is the column sums of ``W^2`` (the Jacobian is
+        ``W`` whatever ``x``), whose mean is ``|W|^2 / fan_in``: bp std is the same in every draw, and its value
+        is known where ``|W|^2`` is the same for every ``W`` (a normalized or orthogonal init, see
+        :meth:`formula`). A raw Gaussian init's bp std is also the same in every draw, but at the value of the
+        ``W`` drawn, which no declaration knows before the run: not declared."""
+        bp = self.formula().get("bp_std")
+        return {} if bp is None else {"bp_std": bp}
+
 
 class _RowSummary:
     """Each draw's row mean ``a = c . z`` and row mean square ``q = (s^2 / width) . z^2`` of ``y = U S z``

@@ -170,6 +170,16 @@ class MaxPool(_Pool):
     def formula(self) -> dict[str, float]:
         return {"bp_mean": 0.0, "bp_std": math.sqrt(self.grid.density)}
 
+    def conditional_exact_statistics(self) -> dict[str, float]:
+        """Under the conditional estimator every window sends ``g = 1`` to its argmax, a real input (the -inf
+        padding never wins), and every input position counts on every grid, so each draw's ``g`` sums to the
+        number of windows: bp std ``sqrt(windows / counted) = sqrt(density)`` in every draw, overlapping windows
+        and padding included (:class:`_MaxPoolConditional` relies on the same fact). Were some inputs left
+        uncounted, an argmax there would change the sum from draw to draw: nothing declared then."""
+        if self.grid.counted != self.in_dim:
+            return {}
+        return {"bp_std": math.sqrt(self.grid.density)}
+
     def quadrature(self) -> dict[str, float]:
         sizes, counts = np.unique(self.grid.window_sizes(), return_counts=True)
         weights = counts / counts.sum()
@@ -462,6 +472,12 @@ class AvgPool(_Pool):
             "bp_mean": 0.0,
             "bp_std": math.sqrt(self.grid.density * mean_r / n2),
         }
+
+    def conditional_exact_statistics(self) -> dict[str, float]:
+        """The Jacobian (``1 / n`` from each window to each of its inputs) does not depend on ``x``, so under the
+        conditional estimator every draw's ``g`` is the same, and its pooled mean is the bp variance of
+        :meth:`formula`: bp std is that value in every draw, on every grid."""
+        return {"bp_std": self.formula()["bp_std"]}
 
 
 __all__ = ["AvgPool", "MaxOfNormals", "MaxPool"]

@@ -116,7 +116,8 @@ def _combine(per_network: list[dict[str, tuple[float, float]]]) -> dict[str, tup
     out = {}
     for key in per_network[0]:
         values = np.array([p[key][0] for p in per_network])
-        out[key] = (float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values))))
+        with np.errstate(over="ignore", invalid="ignore"):  # estimates near 1e300: a spread beyond float64 (inf)
+            out[key] = (float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values))))
     return out
 
 

@@ -229,10 +229,12 @@ class _Parser:
         alpha, beta = 1.0, 1.0
         for key, value in extra:
             if key == "alpha":
-                alpha = _number(value, "alpha", tok, "a finite number", lambda v: True)
+                alpha = _number(value, "alpha", tok, f"a number in [-{ALPHA_BOUND:g}, {ALPHA_BOUND:g}]",
+                                lambda v: abs(v) <= ALPHA_BOUND)
             elif key == "beta":
-                beta = "auto" if value == "auto" else _number(value, "beta", tok, "a number > 0 or auto",
-                                                             lambda v: v > 0)
+                beta = "auto" if value == "auto" else _number(
+                    value, "beta", tok, f"a number in [{BETA_RANGE[0]:g}, {BETA_RANGE[1]:g}] or auto",
+                    lambda v: BETA_RANGE[0] <= v <= BETA_RANGE[1])
             else:
                 raise SpecError(
                     f"network spec, position {tok.pos} ('res'): a residual block has the parameters alpha and "
@@ -240,6 +242,15 @@ class _Parser:
                 )
         self.depth -= 1
         return Residual(branch, alpha, beta, tok.pos)
+
+
+#: The largest ``|alpha|`` of a residual block: the infinite-width limit adds ``alpha^2`` times the branch's
+#: variance, and ``alpha^2`` must be a float64 (1e200 squared raised OverflowError). Signals beyond float64
+#: over several blocks still propagate, as inf.
+ALPHA_BOUND = 1e150
+#: The values of a residual block's ``beta`` taken: the infinite-width limit divides by ``beta^2``, which must
+#: stay a normal float64 (1e-320 squared is 0: a division by zero, not an answer).
+BETA_RANGE = (1e-150, 1e150)
 
 
 def _number(text: str, name: str, tok: _Token, allowed: str, ok: Callable[[float], bool]) -> float:

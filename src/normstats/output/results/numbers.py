@@ -25,15 +25,21 @@ def estimate(stat: Stat) -> str:
 
 #: Decimals beyond which an estimate near 0 is written in scientific notation.
 MAX_DECIMALS = 10
+#: Magnitude (of the estimate or its se) from which ``estimate ± se`` is written in scientific notation: fixed
+#: notation would print every digit of a number like 1e150 (a residual branch scaled by ``alpha=1e150``).
+SCIENTIFIC_FROM = 1e12
 
 
 def pm(estimate: float, se: float) -> str:
     """``estimate ± se`` with the se to two significant digits and the estimate to the same place; an
-    estimate without Monte Carlo error (se 0: the conditional estimator knows it exactly) to 10 digits."""
+    estimate without Monte Carlo error (se 0: the conditional estimator knows it exactly) to 10 digits; in
+    scientific notation from :data:`SCIENTIFIC_FROM` on (an estimate or se that large)."""
     if se == 0.0:
         return f"{estimate:.10g} ± 0"
-    if not math.isfinite(se) or se < 0.0:
-        return f"{estimate:.6g}"
+    if not math.isfinite(se) or se < 0.0:  # an se beyond float64 (estimates near 1e300): said in words
+        return f"{estimate:.6g} ± {ref(se) if se >= 0.0 or math.isnan(se) else 'undefined'}"
+    if max(abs(estimate), se) >= SCIENTIFIC_FROM:
+        return _pm_scientific(estimate, se)
     decimals = max(0, 1 - math.floor(math.log10(se)))
     if decimals > MAX_DECIMALS:
         # an se at the level of float rounding (a normalized output's mean, exact in every draw): the se in
@@ -42,6 +48,18 @@ def pm(estimate: float, se: float) -> str:
             return f"{estimate:.1e} ± {se:.1e}"
         return f"{estimate:.10g} ± {se:.1e}"
     return f"{estimate:.{decimals}f} ± {se:.{decimals}f}"
+
+
+def _pm_scientific(estimate: float, se: float) -> str:
+    """A huge ``estimate ± se`` in scientific notation: the se to two significant digits and the estimate to the
+    same place (at most 10 significant digits), e.g. ``-6.6e+148 ± 9.2e+148``."""
+    if not math.isfinite(estimate):
+        return f"{estimate:.6g} ± {se:.1e}"
+    place = math.floor(math.log10(se)) - 1  # the se's second significant digit
+    if abs(estimate) < 10.0**place:  # below that place: rounds to 0
+        return f"{0.0:.1e} ± {se:.1e}"
+    digits = math.floor(math.log10(abs(estimate))) - place
+    return f"{estimate:.{min(digits, 9)}e} ± {se:.1e}"
 
 
 def ref(value: float | None) -> str:
@@ -56,7 +74,10 @@ def ref(value: float | None) -> str:
 
 
 def z(value: float | None) -> str:
-    return "—" if value is None else f"{value:+.2f}"
+    """A z-score to two decimals; in scientific notation from :data:`SCIENTIFIC_FROM` on."""
+    if value is None:
+        return "—"
+    return f"{value:+.2e}" if abs(value) >= SCIENTIFIC_FROM else f"{value:+.2f}"
 
 
 def published(stat: Stat) -> str:
@@ -99,6 +120,8 @@ def limit_cell(stat: Stat | None) -> str:
     """A statistic's infinite-width limit as shown, ``—`` where none is computed."""
     if stat is None or stat.reference is None:
         return "—"
+    if not math.isfinite(stat.reference):  # a limit beyond float64: the word, never "nan"
+        return ref(stat.reference)
     return "0" if abs(stat.reference) < 1e-12 else f"{stat.reference:.6g}"
 
 
@@ -106,4 +129,6 @@ def difference_cell(stat: Stat | None) -> str:
     """The estimate's difference from its limit, ``—`` where there is none."""
     if stat is None or stat.difference is None:
         return "—"
+    if not math.isfinite(stat.difference):
+        return ref(stat.difference)
     return f"{stat.difference:+.2g}"
