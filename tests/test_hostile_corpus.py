@@ -98,7 +98,7 @@ CORPUS: list[tuple[list[str], str]] = [
     (["network", "res(linear, beta=1e-320)", "--input", "8", "-n", "20"], "spec"),
     (["network", "res(linear, alpha=1e200)", "--input", "8", "-n", "20"], "alpha"),
     (["network", "2*res(linear, alpha=-1e308)", "--input", "8", "-n", "20"], "alpha"),
-    (["network", "3*res(linear, alpha=1e150)", "--input", "8", "-n", "20"], "alpha"),
+    (["network", "4*res(linear, alpha=1e100)", "--input", "8", "-n", "20"], "alpha"),
     (["network", "lin\u00e9ar", "--input", "8"], "spec"),
     (["network", "\u202erelu", "--input", "8"], "spec"),
     (["network", "relu\x00relu", "--input", "8"], "spec"),

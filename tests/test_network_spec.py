@@ -70,7 +70,7 @@ BAD_SPECS = [
     ("res(linear(fan_out=8))", "16", "a residual branch must keep the shape; it maps 16 to 8"),
     ("linear(fan_in=3)", "16", "fan_in=3 does not fit the incoming 16"),
     ("res(linear, gamma=1)", "16", "a residual block has the parameters alpha and beta; got 'gamma'"),
-    ("res(linear, beta=0)", "16", "beta must be a number in [1e-150, 1e+150] or auto; got '0'"),
+    ("res(linear, beta=0)", "16", "beta must be auto or a number in [1e-100, 1e+100]; got '0'"),
     ("", "16", "network spec must name at least one layer"),
     ("1000*(linear(fan_out=4096))", "4096", "network spec: this network holds 16,777,216,000 weights"),
     ("600*relu", "32768", "network spec: one draw of this network holds 39,321,600 values"),

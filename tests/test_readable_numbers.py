@@ -57,12 +57,12 @@ def test_piped_output_takes_the_width_it_needs() -> None:
 
 
 def test_huge_estimates_are_written_in_scientific_notation() -> None:
-    """A residual branch scaled by 1e150 gives estimates near 1e150: each shown as ``m.me+XXX ± s.se+XXX``
+    """A residual branch scaled by 1e100 gives estimates near 1e100: each shown as ``m.me+XXX ± s.se+XXX``
     (fmt.SCIENTIFIC_FROM), never as a 150-digit integer; an ordinary estimate keeps fixed notation."""
-    result = CliRunner().invoke(main, ["network", "res(linear, alpha=1e150)", "--input", "8", "-n", "20"])
+    result = CliRunner().invoke(main, ["network", "res(linear, alpha=1e100)", "--input", "8", "-n", "20"])
     assert result.exit_code == 0, result.output
     assert not re.search(r"\d{16}", result.stdout), result.stdout
-    assert re.search(r"\de\+14[89] ± \d\.\de\+14[89]", result.stdout), result.stdout
+    assert re.search(r"\de\+(?:98|99|100) ± \d\.\de\+(?:98|99|100)", result.stdout), result.stdout
     assert fmt.pm(-6.56e148, 9.19e148) == "-6.6e+148 ± 9.2e+148"
     assert fmt.pm(1.2345e13, 3.3e9) == "1.23450e+13 ± 3.3e+09"
     assert fmt.pm(5.0, 2e12) == "0.0e+00 ± 2.0e+12"  # the estimate rounds to 0 at the se's place

@@ -116,21 +116,6 @@ class Stage:
         return self.shift != 0.0 or self.fwd_scale != 1.0 or self.grad_scale != 1.0
 
 
-#: The range of a residual block's alpha (|alpha|) and beta: beyond it the squares of the values and of their
-#: gradients (alpha^2, (alpha / beta)^2 times a variance) leave double precision.
-RESIDUAL_RANGE = (1e-100, 1e100)
-
-
-def _check_residual(node: Residual) -> None:
-    lo, hi = RESIDUAL_RANGE
-    if node.alpha != 0.0 and not lo <= abs(node.alpha) <= hi:
-        raise SpecError(f"network spec, position {node.pos} ('res'): alpha must be 0 or a number with |alpha| in "
-                        f"[{lo:g}, {hi:g}]; got {node.alpha!r}")
-    if node.beta != "auto" and not lo <= float(node.beta) <= hi:
-        raise SpecError(f"network spec, position {node.pos} ('res'): beta must be auto or a number in [{lo:g}, "
-                        f"{hi:g}]; got {node.beta!r}")
-
-
 @dataclass(frozen=True)
 class Block:
     """A residual block: ``x + alpha * branch(x / beta)``."""
@@ -323,7 +308,6 @@ class _Builder:
                         visit(inner)
             elif isinstance(node, Residual):
                 here = label()
-                _check_residual(node)
                 beta = math.sqrt(var) if node.beta == "auto" else float(node.beta)
                 branch, out = self.chain(node.branch, shape, f"{here}.", 1.0)
                 if out != shape:

@@ -229,12 +229,13 @@ class _Parser:
         alpha, beta = 1.0, 1.0
         for key, value in extra:
             if key == "alpha":
-                alpha = _number(value, "alpha", tok, f"a number in [-{ALPHA_BOUND:g}, {ALPHA_BOUND:g}]",
-                                lambda v: abs(v) <= ALPHA_BOUND)
+                lo, hi = RESIDUAL_RANGE
+                alpha = _number(value, "alpha", tok, f"0 or a number with |alpha| in [{lo:g}, {hi:g}]",
+                                lambda v: v == 0.0 or lo <= abs(v) <= hi)
             elif key == "beta":
                 beta = "auto" if value == "auto" else _number(
-                    value, "beta", tok, f"a number in [{BETA_RANGE[0]:g}, {BETA_RANGE[1]:g}] or auto",
-                    lambda v: BETA_RANGE[0] <= v <= BETA_RANGE[1])
+                    value, "beta", tok, f"auto or a number in [{RESIDUAL_RANGE[0]:g}, {RESIDUAL_RANGE[1]:g}]",
+                    lambda v: RESIDUAL_RANGE[0] <= v <= RESIDUAL_RANGE[1])
             else:
                 raise SpecError(
                     f"network spec, position {tok.pos} ('res'): a residual block has the parameters alpha and "
@@ -244,13 +245,11 @@ class _Parser:
         return Residual(branch, alpha, beta, tok.pos)
 
 
-#: The largest ``|alpha|`` of a residual block: the infinite-width limit adds ``alpha^2`` times the branch's
-#: variance, and ``alpha^2`` must be a float64 (1e200 squared raised OverflowError). Signals beyond float64
-#: over several blocks still propagate, as inf.
-ALPHA_BOUND = 1e150
-#: The values of a residual block's ``beta`` taken: the infinite-width limit divides by ``beta^2``, which must
-#: stay a normal float64 (1e-320 squared is 0: a division by zero, not an answer).
-BETA_RANGE = (1e-150, 1e150)
+#: The range of a residual block's ``|alpha|`` (or 0) and ``beta``: beyond it the squares of the values and of
+#: their gradients (``alpha^2``, ``(alpha / beta)^2`` times a variance) leave double precision (1e200 squared
+#: raised OverflowError in the wide limit, 1e-320 squared is 0: a division by zero, not an answer). Signals
+#: beyond float64 over several blocks still propagate, as inf.
+RESIDUAL_RANGE = (1e-100, 1e100)
 
 
 def _number(text: str, name: str, tok: _Token, allowed: str, ok: Callable[[float], bool]) -> float:
