@@ -63,10 +63,15 @@ def test_a_longer_run_extends_a_shorter_one(monkeypatch: pytest.MonkeyPatch) -> 
     assert [_summary(a) for a in short[:-1]] == [_summary(a) for a in long[: len(short) - 1]]
 
 
+#: Draws per case where a draw is costly (attention: four projections and a softmax per token, in Python per
+#: chunk); the tolerance is in se, so fewer draws only widen it honestly.
+CASE_DRAWS = {"attention": 40_000}
+
+
 @pytest.mark.parametrize("case", all_cases(), ids=case_id)
 def test_estimates_sit_within_a_few_se_of_their_references(case: tuple[str, dict]) -> None:
     name, params = case
-    row = normstats.simulate(name, samples=200_000, seed=2024, **params)
+    row = normstats.simulate(name, samples=CASE_DRAWS.get(name, 200_000), seed=2024, **params)
     checked = 0
     for stat_name, stat in row.stats().items():
         if stat.reference is None:
