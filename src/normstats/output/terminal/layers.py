@@ -42,12 +42,7 @@ def stats_table(rows: Iterable[Row], title: str | None = None, compact: bool = F
         stats = list(row.stats().items())
         labels = _layer_cells(row, len(stats), fold)
         for i, (name, stat) in enumerate(stats):
-            z_text = Text(fmt.z(stat.z))
-            if stat.z is not None and abs(stat.z) > Z_FLAG:
-                z_text.stylize("bold red")
-            pub = Text(fmt.published(stat))
-            if stat.published_agrees is False:
-                pub.stylize("bold red")
+            z_text, pub = _flagged(stat)
             kind = (stat.reference_kind or "—").replace("_", " ")
             reference: str | Text = fmt.ref(stat.reference)
             if compact:
@@ -65,6 +60,18 @@ def stats_table(rows: Iterable[Row], title: str | None = None, compact: bool = F
     return t
 
 
+def _flagged(stat: Any) -> tuple[Text, Text]:
+    """A statistic's z and published figure as shown, each in bold red where it flags a problem (``|z| >``
+    :data:`Z_FLAG`; a published figure that disagrees with the reference)."""
+    z_text = Text(fmt.z(stat.z))
+    if stat.z is not None and abs(stat.z) > Z_FLAG:
+        z_text.stylize("bold red")
+    pub = Text(fmt.published(stat))
+    if stat.published_agrees is False:
+        pub.stylize("bold red")
+    return z_text, pub
+
+
 def _stacked_stats(rows: list[Row], title: str | None) -> RichTable:
     """The statistics as a list of two columns, for a terminal too narrow for the table: per row, the layer and
     its parameters, then per statistic its ``estimate ± se`` and, indented under it, the reference, its kind,
@@ -75,12 +82,7 @@ def _stacked_stats(rows: list[Row], title: str | None) -> RichTable:
         t.add_row(Text(row.layer, style="bold"), " ".join(_param_lines(row)), end_section=True)
         stats = list(row.stats().items())
         for i, (name, stat) in enumerate(stats):
-            z_text = Text(fmt.z(stat.z))
-            if stat.z is not None and abs(stat.z) > Z_FLAG:
-                z_text.stylize("bold red")
-            pub = Text(fmt.published(stat))
-            if stat.published_agrees is False:
-                pub.stylize("bold red")
+            z_text, pub = _flagged(stat)
             t.add_row(fmt.stat_label(name), fmt.estimate(stat))
             t.add_row("  reference", fmt.ref(stat.reference))
             t.add_row("  kind", Text((stat.reference_kind or "—").replace("_", " "), style="dim"))
