@@ -7,9 +7,11 @@ by the delta method the se of ``y_i`` is ``s_i = se_i / estimate_i`` (valid whil
 estimate), the weights are ``w_i = 1 / s_i^2``, and with ``xbar = sum w x / sum w`` the slope is
 ``sum w (x - xbar)(y - ybar) / Sxx`` with ``Sxx = sum w (x - xbar)^2`` and its se ``1 / sqrt(Sxx)``: the se of a
 fit with known variances. ``chi2 = sum w (y - fit)^2`` on ``n - 2`` degrees of freedom says whether log std is a
-line over these widths. The se takes the widths' errors as independent. The runs share the seed (the same input
-draws, as a coordinate check compares them), so their errors are correlated; for positive correlations of
-similar-sized errors that makes the se too large, not too small.
+line over these widths. The se takes the widths' errors as independent, though the runs share the seed (the
+same input draws, as a coordinate check compares them). Measured over 40 seeds of ``4*(linear relu)`` at widths
+64, 128, 256 (200 draws over 8 inits a width), ``slope / se`` of the hidden layers had sd 0.93 (fp std) and 1.14
+(bp std) about their means (0.22 each: finite-width bias). A t on 7 degrees of freedom, the spread an se from 8
+inits gives, has sd 1.18, so the se is about right.
 
 Layers line up across widths by their position in the spec (the same spec gives the same labels at every
 width). A statistic exact in every draw (se 0 at every width, such as a layer norm's fp std) gets the ordinary

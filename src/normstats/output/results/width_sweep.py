@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from normstats.output.results.network import BAND, NetworkResult
+from normstats.output.results.numbers import pm
 from normstats.output.results.table import _num
 
 #: The statistics whose log is fitted against log width: scales (positive in every draw), not means, cosines or
@@ -120,14 +121,15 @@ class WidthSweepResult:
 
 
 def slope_text(slope: Slope | None) -> str:
-    """``-0.498 ± 0.012`` (three decimals: a slope is read against 0, -1/2, -1), ``exact 0``, or ``—``."""
+    """``-0.498 ± 0.012`` (the se to two significant digits), ``0 (exact)``, the slope alone where it has no se,
+    or ``—`` where there is none."""
     if slope is None or slope.estimate is None:
         return "—"
     if slope.exact:
-        return f"{slope.estimate:.3f} (exact)"
+        return f"{slope.estimate:.6g} (exact)"
     if slope.se is None or not math.isfinite(slope.se):
-        return f"{slope.estimate:.3f}"
-    return f"{slope.estimate:.3f} ± {slope.se:.3f}"
+        return f"{slope.estimate:.4g} (no se)"
+    return pm(slope.estimate, slope.se)
 
 
 #: How the tables name each statistic.
