@@ -135,8 +135,8 @@ def _bad(*args: str, tmp_path: Path) -> str:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["linear relu", "--width", "0,64"], "--width must be positive; got 0 in '0,64'"),
-    (["linear relu", "--width", "64,-8"], "--width must be positive; got -8"),
+    (["linear relu", "--width", "0,64"], "--width must be an integer in [1, 16384]; got 0 in '0,64'"),
+    (["linear relu", "--width", "64,-8"], "--width must be an integer in [1, 16384]; got -8 in '64,-8'"),
     (["linear relu", "--width", "64,128,64"], "--width lists 64 twice in '64,128,64'"),
     (["linear relu", "--width", "64,12.5"], "--width must be a positive integer or a comma list of them"),
     (["linear relu", "--width", "64,"], "got '64,'"),
@@ -144,7 +144,7 @@ def _bad(*args: str, tmp_path: Path) -> str:
      f"--width takes at most {MAX_WIDTHS} widths"),
     (["linear relu", "--width", "8,16", "--max-time", "10s"], "cannot be combined with --max-time"),
     (["4*(relu)", "--width", "8,16"], "no layer of '4*relu' takes its width from --width"),
-    (["linear relu", "--width", "8,99999"], "--width must be an integer in [1, 16384]; got 99999"),
+    (["linear relu", "--width", "8,99999"], "--width must be an integer in [1, 16384]; got 99999 in '8,99999'"),
 ])
 def test_bad_widths_are_one_line(args: list[str], message: str, tmp_path: Path) -> None:
     assert message in _bad(*args, "--input", "8", "--samples", "20", tmp_path=tmp_path)

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from normstats.errors import NormstatsError
-from normstats.networks.build import Network
+from normstats.networks.build import MAX_WIDTH, Network
 from normstats.output.results.network import NetworkResult
 from normstats.output.results.width_sweep import MAX_WIDTHS, SLOPE_STATS, LayerSlopes, Slope, WidthSweepResult
 
@@ -58,8 +58,9 @@ def parse_widths(value: Any) -> tuple[int, ...]:
         if width is None:
             raise NormstatsError(f"--width must be a positive integer or a comma list of them (64,128,256); got "
                                  f"{shown!r}")
-        if width < 1:
-            raise NormstatsError(f"--width must be positive; got {width} in {shown!r}")
+        if not 1 <= width <= MAX_WIDTH:
+            where = f" in {shown!r}" if len(parts) > 1 else ""
+            raise NormstatsError(f"--width must be an integer in [1, {MAX_WIDTH}]; got {width}{where}")
         widths.append(width)
     if len(set(widths)) < len(widths):
         repeated = next(w for w in widths if widths.count(w) > 1)
