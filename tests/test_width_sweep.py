@@ -183,3 +183,32 @@ def test_one_width_keeps_its_meaning_and_the_api_names_the_sweep() -> None:
     assert json.loads(one.stdout)["width"] == 16
     with pytest.raises(normstats.NormstatsError, match="width_sweep"):
         normstats.network("linear", input=8, width=[16, 32])
+
+
+def test_an_interrupted_sweep_says_so_and_fits_the_widths_it_ran() -> None:
+    """Ctrl-C stops the sweep after the run it interrupts: the result is partial, its slopes are over the widths
+    run, and the closing lines say which."""
+    import dataclasses
+
+    from normstats.networks.width_sweep import sweep_result
+    from normstats.output.results.width_sweep import sweep_lines
+
+    done = normstats.width_sweep("linear relu", input=8, widths="8,16,32", samples=40, seed=1)
+    cut = sweep_result(done.widths, [done.runs[0], dataclasses.replace(done.runs[1], stop="interrupted")])
+    assert cut.partial and cut.run_widths == (8, 16) and cut.to_dict()["partial"]
+    assert cut.layers[0].slopes["fp_std"].dof == 0
+    assert "interrupted: widths 8,16 run" in "\n".join(sweep_lines(cut))
+    assert not done.partial and done.to_dict()["partial"] is False
+
+
+def test_a_narrow_terminal_gets_a_stacked_list_with_nothing_cut() -> None:
+    from rich.console import Console
+
+    from normstats.output.terminal.width_sweep import sweep_table
+
+    result = normstats.width_sweep("linear relu", input=8, widths="8,16,32", samples=40, seed=1)
+    console = Console(file=io.StringIO(), width=60)
+    console.print(sweep_table(result, 60))
+    text = console.file.getvalue()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 60
+    assert text.count("slope ± se") == 4 and "  width 32" in text

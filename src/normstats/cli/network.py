@@ -153,7 +153,8 @@ def _sweep(spec: str, input_shape: str, input_correlation: str, widths: tuple[in
         "json": lambda: dumps(result.to_dict(band)), "csv": lambda: sweep_files.to_csv(result),
         "markdown": lambda: sweep_files.to_markdown(result)})
     draws = sum(r.draws for r in result.runs)
-    ending = f"{draws:,} draws over {len(result.runs)} widths ({result.first.method}), stopped by {result.runs[-1].stop}"
+    runs = f"{len(result.runs)} width{'s' if len(result.runs) > 1 else ''}"
+    ending = f"{draws:,} draws over {runs} ({result.first.method}), stopped by {result.runs[-1].stop}"
     if not result.partial:
         deliver(fmt, output, *document, plot, lambda path: plot_width_sweep(result, path), ending=ending)
         return

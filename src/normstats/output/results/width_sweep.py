@@ -143,8 +143,10 @@ def title_text(result: WidthSweepResult) -> str:
     first = result.first
     rho = f" · input correlation {first.input_correlation:g}" if first.input_correlation else ""
     networks = f"{first.inits} networks" if first.inits > 1 else "one network"
+    draws = {r.draws for r in result.runs}
+    drawn = f"{first.draws:,}" if len(draws) == 1 else ", ".join(f"{r.draws:,}" for r in result.runs)
     return (f"width sweep {first.spec} · input {'x'.join(map(str, first.input))}{rho} · widths "
-            f"{','.join(map(str, result.widths))} · normprop {first.normprop} · {first.draws:,} draws a width over "
+            f"{','.join(map(str, result.widths))} · normprop {first.normprop} · {drawn} draws a width over "
             f"{networks} (seed {first.seed})")
 
 
@@ -157,7 +159,8 @@ def sweep_lines(result: WidthSweepResult) -> list[str]:
         f"fit: {SLOPE_METHOD}",
         f"every width runs seed {first.seed} (the same input draws); "
         + ("each se includes the init-to-init spread of its width's networks" if first.inits > 1
-           else "one network a width: its se leaves out the init-to-init spread (--inits K)"),
+           else "one network a width: its se leaves out the init-to-init spread, so a slope compares those "
+                "networks, not the architecture (--inits K)"),
     ]
     if result.partial:
         lines.append(f"interrupted: widths {','.join(map(str, result.run_widths))} run, the last partially; the "

@@ -14,10 +14,10 @@ def sweep_table(result: WidthSweepResult, width: int | None = None) -> Any:
     from rich.console import Group
     from rich.text import Text
 
-    from normstats.output.terminal.layers import min_width
+    from normstats.output.terminal.layers import natural_width
 
     table = _table(result)
-    if width is not None and min_width(table) > width:
+    if width is not None and natural_width(table) > width:  # no cell of it may wrap or be cut
         table = _stacked(result)
     return Group(table, Text("\n".join(sweep_lines(result))))
 
@@ -57,7 +57,7 @@ def _stacked(result: WidthSweepResult) -> Any:
     t.add_column("value", overflow="fold")
     for position, name, slope in _lines(result):
         layer = result.layers[position]
-        t.add_row(Text(f"{layer.index} {layer.layer} {STAT_LABELS[name]}", style="bold"), "", end_section=True)
+        t.add_row(Text(f"{layer.index} {layer.layer} {STAT_LABELS[name]}", style="bold"), "")
         for w, s in zip(result.run_widths, result.stat(position, name)):
             t.add_row(f"  width {w}", stat_cell(s))
         t.add_row("  slope ± se", slope_text(slope), end_section=True)
