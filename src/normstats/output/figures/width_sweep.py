@@ -35,11 +35,17 @@ def plot_width_sweep(result: WidthSweepResult, path: str) -> None:
     depth = np.arange(1, len(top) + 1)
     colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, len(result.runs)))
     for ax, (name, title) in zip(axes[0], panels):
+        # a statistic only some layers have (attention's logits) as points: a line would join distant layers
+        every = all(name in result.layers[i].slopes for i in top)
         for k, (w, colour) in enumerate(zip(result.run_widths, colours)):
             stats = [result.stat(i, name)[k] for i in top]
             est = np.array([np.nan if s is None else s.estimate for s in stats])
             se = np.array([np.nan if s is None else s.se for s in stats])
             ok = np.isfinite(est) & (est > 0)
+            if not every:
+                ax.errorbar(depth[ok], est[ok], yerr=Z95 * se[ok], color=colour, marker="o", markersize=5,
+                            linestyle="none", capsize=2, label=f"width {w}")
+                continue
             ax.plot(depth[ok], est[ok], color=colour, marker="o", markersize=3, linewidth=1.4, label=f"width {w}")
             ax.fill_between(depth[ok], np.clip(est[ok] - Z95 * se[ok], 1e-300, None), est[ok] + Z95 * se[ok],
                             color=colour, alpha=0.2, linewidth=0)
