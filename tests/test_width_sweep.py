@@ -212,3 +212,19 @@ def test_a_narrow_terminal_gets_a_stacked_list_with_nothing_cut() -> None:
     text = console.file.getvalue()
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= 60
     assert text.count("slope ± se") == 4 and "  width 32" in text
+
+
+def test_ctrl_c_in_a_sweep_prints_the_partial_document_and_writes_no_plot(tmp_path: Path) -> None:
+    import signal
+
+    from tests.test_files_and_signals import Terminal
+
+    (tmp_path / "old.png").write_bytes(b"old figure")
+    child = Terminal("network", "4*(linear relu)", "--input", "64", "--width", "64,128", "-n", "1e11", "-j", "1",
+                     "--format", "json", "--plot", str(tmp_path / "old.png"))
+    status, out, err = child.interrupt(signal.SIGINT)
+    assert status == 130, err
+    doc = json.loads(out)
+    assert doc["partial"] is True and len(doc["runs"]) == 1 and doc["runs"][0]["stop"] == "interrupted"
+    assert "draws over 1 width (mc), stopped by interrupted" in err
+    assert "wrote" not in err and (tmp_path / "old.png").read_bytes() == b"old figure"

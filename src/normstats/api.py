@@ -1,6 +1,6 @@
-"""The Python API: :func:`simulate`, :func:`table`, :func:`network`, :func:`layers`, :func:`audit`,
-:func:`width_sweep`, :func:`solve`, :func:`meanfield`, :func:`jacobian`, :func:`model` and :func:`init_audit`. The CLI calls nothing
-else."""
+"""The Python API: :func:`simulate`, :func:`table`, :func:`network`, :func:`width_sweep`, :func:`layers`,
+:func:`audit`, :func:`solve`, :func:`meanfield`, :func:`jacobian`, :func:`model` and :func:`init_audit`. The CLI
+calls nothing else."""
 
 from __future__ import annotations
 
@@ -454,8 +454,9 @@ def network(
     ``result.describes`` says which). The other options are :func:`simulate`'s.
     """
     if isinstance(width, (list, tuple)) or (isinstance(width, str) and "," in width):
-        raise NormstatsError(f"--width takes one width in normstats.network; a list is a width sweep: "
-                             f"normstats.width_sweep(spec, widths={list(width) if not isinstance(width, str) else width!r}, ...)")
+        given = width if isinstance(width, str) else list(width)
+        raise NormstatsError(f"width takes one width in normstats.network; got {given!r}: a list is a width sweep, "
+                             "normstats.width_sweep(spec, input=..., widths=...)")
     net = build_network(spec, parse_input(input), width=width, normprop=normprop,
                         input_correlation=input_correlation)
     return _run_built(net, inits, samples, seed, method, target_se, max_time, workers, dask, progress, processes)

@@ -125,8 +125,16 @@ def network(
         "markdown": lambda: network_files.to_markdown(result, band)})
     networks = f"{result.inits} network{'s' if result.inits > 1 else ''}"
     ending = f"{result.draws:,} draws over {networks} ({result.method}), stopped by {result.stop}"
-    if not result.partial:
-        deliver(fmt, output, *document, plot, lambda path: plot_signal_propagation(result, path, band), ending=ending)
+    _finish(result.partial, fmt, output, plot, document, lambda path: plot_signal_propagation(result, path, band),
+            ending, "the results above are partial")
+
+
+def _finish(partial: bool, fmt: str, output: str | None, plot: str | None, document: tuple[Any, Any],
+            draw: Any, ending: str, what: str) -> None:
+    """A finished run's document, file and plot; or, after Ctrl-C, the partial document on stdout, no file, and
+    the interrupted exit."""
+    if not partial:
+        deliver(fmt, output, *document, plot, draw, ending=ending)
         return
     if output is None:  # the partial results on stdout; no file: an interrupted run writes none
         emit_document(fmt, None, *document)
@@ -135,7 +143,7 @@ def network(
     if output is not None or plot is not None:
         untouched = [f"{path}{kept(path)}" for path in (output, plot) if path is not None]
         interrupted(f"nothing written to {' or '.join(untouched)}")
-    interrupted("the results above are partial (their se hold for the draws taken)")
+    interrupted(f"{what} (their se hold for the draws taken)")
 
 
 def _sweep(spec: str, input_shape: str, input_correlation: str, widths: tuple[int, ...], normprop: str, inits: int,
@@ -155,14 +163,5 @@ def _sweep(spec: str, input_shape: str, input_correlation: str, widths: tuple[in
     draws = sum(r.draws for r in result.runs)
     runs = f"{len(result.runs)} width{'s' if len(result.runs) > 1 else ''}"
     ending = f"{draws:,} draws over {runs} ({result.first.method}), stopped by {result.runs[-1].stop}"
-    if not result.partial:
-        deliver(fmt, output, *document, plot, lambda path: plot_width_sweep(result, path), ending=ending)
-        return
-    if output is None:  # the partial results on stdout; no file: an interrupted run writes none
-        emit_document(fmt, None, *document)
-    click.echo(ending, err=True)
-    exit_if_pipe_closed()
-    if output is not None or plot is not None:
-        untouched = [f"{path}{kept(path)}" for path in (output, plot) if path is not None]
-        interrupted(f"nothing written to {' or '.join(untouched)}")
-    interrupted("the sweep above is partial (its se hold for the draws taken)")
+    _finish(result.partial, fmt, output, plot, document, lambda path: plot_width_sweep(result, path), ending,
+            f"the sweep above is partial, widths {','.join(map(str, result.run_widths))} run")
