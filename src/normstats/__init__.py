@@ -24,6 +24,7 @@ from normstats.api import (
     solve,
     table,
     version,
+    width_sweep,
 )
 from normstats.errors import NormstatsError, ParameterError, UnknownLayerError
 from normstats.output.results.init_audit import ParamAudit
@@ -31,6 +32,7 @@ from normstats.output.results.jacobian import JacobianResult
 from normstats.output.results.model import ModelResult, ModuleStats
 from normstats.output.results.network import LayerStats, NetworkResult
 from normstats.output.results.table import Row, Stat, Table
+from normstats.output.results.width_sweep import Slope, WidthSweepResult
 from normstats.registry import get_layer, list_layers, make_layer, register_layer
 
 __version__ = version()
@@ -48,9 +50,11 @@ __all__ = [
     "ParamAudit",
     "ParameterError",
     "Row",
+    "Slope",
     "Stat",
     "Table",
     "UnknownLayerError",
+    "WidthSweepResult",
     "audit",
     "compiled",
     "get_layer",
@@ -66,4 +70,5 @@ __all__ = [
     "simulate",
     "solve",
     "table",
+    "width_sweep",
 ]

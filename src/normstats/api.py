@@ -1,6 +1,6 @@
-"""The Python API: :func:`simulate`, :func:`table`, :func:`network`, :func:`layers`, :func:`audit`,
-:func:`solve`, :func:`meanfield`, :func:`jacobian`, :func:`model` and :func:`init_audit`. The CLI calls nothing
-else."""
+"""The Python API: :func:`simulate`, :func:`table`, :func:`network`, :func:`width_sweep`, :func:`layers`,
+:func:`audit`, :func:`solve`, :func:`meanfield`, :func:`jacobian`, :func:`model` and :func:`init_audit`. The CLI
+calls nothing else."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from normstats.output.results.jacobian import JacobianResult
 from normstats.output.results.meanfield import LayerPoint, MeanFieldResult
 from normstats.output.results.model import ModelResult
 from normstats.output.results.network import NetworkResult
+from normstats.output.results.width_sweep import WidthSweepResult
 from normstats.output.results.table import LayerInfo, Row, Table, stats_from_estimates
 from normstats.published import constants as published_constants
 from normstats.published.constants import AuditEntry
@@ -452,8 +453,19 @@ def network(
     init-to-init spread and describes the architecture; ``inits=1`` describes network 0 of the seed alone, and
     ``result.describes`` says which). The other options are :func:`simulate`'s.
     """
+    if isinstance(width, (list, tuple)) or (isinstance(width, str) and "," in width):
+        given = width if isinstance(width, str) else list(width)
+        raise NormstatsError(f"width takes one width in normstats.network; got {given!r}: a list is a width sweep, "
+                             "normstats.width_sweep(spec, input=..., widths=...)")
     net = build_network(spec, parse_input(input), width=width, normprop=normprop,
                         input_correlation=input_correlation)
+    return _run_built(net, inits, samples, seed, method, target_se, max_time, workers, dask, progress, processes)
+
+
+def _run_built(net: Any, inits: int | None, samples: int | str | None, seed: int, method: str,
+               target_se: float | str | None, max_time: float | str | None, workers: int | None, dask: str | None,
+               progress: Progress | None, processes: bool) -> NetworkResult:
+    """:func:`network`'s run of a built network (shared with :func:`width_sweep`)."""
     if samples is None and target_se is None and max_time is None:
         samples = DEFAULT_DRAWS
     opts = run_options(samples, seed, method, target_se, max_time, workers, dask, None, progress,
@@ -468,6 +480,50 @@ def network(
             net, samples=opts.samples, seed=opts.seed, version=version(), method=opts.method, inits=inits,
             stop=opts.stop_rule(), executor=executor, progress=opts.progress, metadata=meta,
         )
+
+
+def width_sweep(
+    spec: str,
+    *,
+    input: int | str | tuple[int, ...],
+    widths: str | Iterable[int],
+    normprop: str = "none",
+    inits: int | None = None,
+    samples: int | str | None = None,
+    seed: int = DEFAULT_SEED,
+    method: str = AUTO_METHOD,
+    target_se: float | str | None = None,
+    workers: int | None = None,
+    dask: str | None = None,
+    progress: Progress | None = None,
+    processes: bool = False,
+    input_correlation: float = 0.0,
+) -> WidthSweepResult:
+    """A coordinate check at initialisation: ``spec`` run by :func:`network` at each of ``widths`` (``"64,128,256"``
+    or a list; distinct positive integers, at most
+    :data:`~normstats.output.results.width_sweep.MAX_WIDTHS`), each width the ``width`` of its run (the hidden
+    layers change width, the input shape stays), all with the same seed and options. The result holds every run
+    (``result.runs``) and per layer, lined up by position in the spec, the slope of log std against log width
+    with its se for each scale statistic (fp and bp std, a block's branch variance, a map's channel figures, an
+    attention layer's logit std): weighted least squares on log std, the se of log std by the delta method
+    (:mod:`normstats.networks.width_sweep`). A slope of 0 means the layer's scale does not depend on width.
+    Every width is built (and checked) before any runs; Ctrl-C stops the sweep after the run it interrupts
+    (``result.partial``). ``max_time`` is not taken (whose budget would it be: the sweep's or each width's?)."""
+    from normstats.networks.width_sweep import check_sweep, parse_widths, sweep_result
+
+    sizes = parse_widths(widths)
+    shape = parse_input(input)
+    nets = [build_network(spec, shape, width=w, normprop=normprop, input_correlation=input_correlation)
+            for w in sizes]
+    check_sweep(nets, sizes)
+    runs = []
+    for w, net in zip(sizes, nets):
+        labelled = progress if progress is None else Labelled(progress, f"width {w}")
+        runs.append(_run_built(net, inits, samples, seed, method, target_se, None, workers, dask, labelled,
+                               processes))
+        if runs[-1].partial:
+            break
+    return sweep_result(sizes, runs)
 
 
 def model(

@@ -14,11 +14,16 @@ from normstats.engine.progress import make_progress
 from normstats.errors import NormstatsError
 from normstats.networks.build import NORMPROP_MODES
 from normstats.networks.run import DEFAULT_DRAWS
+from normstats.networks.width_sweep import NOT_WITH_SWEEP, parse_widths
 from normstats.output.figures.signal import plot_signal_propagation
+from normstats.output.figures.width_sweep import plot_width_sweep
 from normstats.output.files import network as network_files
+from normstats.output.files import width_sweep as sweep_files
 from normstats.output.files.schema import dumps
 from normstats.output.results.network import BAND, check_band, population_text
+from normstats.output.results.width_sweep import MAX_WIDTHS
 from normstats.output.terminal.network import network_table
+from normstats.output.terminal.width_sweep import sweep_table
 
 FORMATS = ("table", "json", "csv", "markdown")
 
@@ -69,8 +74,11 @@ def parse_band(text: str) -> tuple[float, float]:
 @click.option("--input-correlation", "input_correlation", default="0", show_default=True, metavar="RHO",
               help="A token sequence's input tokens sqrt(RHO) z + sqrt(1-RHO) e_t (z shared): any two start with "
               "cosine about RHO; 0 <= RHO < 1.")
-@click.option("--width", type=int, metavar="N",
-              help="Outputs of a linear layer (channels of a conv) that names none. [default: the incoming width]")
+@click.option("--width", metavar="N[,N...]", callback=checked(parse_widths),
+              help="Outputs of a linear layer (channels of a conv) that names none. A comma list (64,128,256: "
+              f"distinct, at most {MAX_WIDTHS}) is a width sweep: the spec run at each width (same seed, same input) "
+              "and per layer the slope of log std against log width ± se (0: the scale does not depend on width); "
+              "not with --max-time. [default: the incoming width]")
 @click.option("--normprop", type=click.Choice(NORMPROP_MODES), default="none", show_default=True,
               help="NormProp: none (every layer as it is); fp, bp and split shift each layer by its exact fp mean, "
               "then divide it: fp by its fp std and bp by its bp std (forward and backward alike: the true "
@@ -95,15 +103,19 @@ def parse_band(text: str) -> tuple[float, float]:
               help="The closing lines' pass band (0 < LO < 1 < HI): the std range a layer's signal may reach "
               "before they flag it (see below).")
 def network(
-    spec: str, input_shape: str, input_correlation: str, width: int | None, normprop: str, inits: int,
+    spec: str, input_shape: str, input_correlation: str, width: tuple[int, ...] | None, normprop: str, inits: int,
     samples: int | None, seed: int, fmt: str, output: str | None, plot: str | None, quiet: bool,
     band: tuple[float, float], **run: Any,
 ) -> None:
     """Per-layer fp/bp statistics of a whole network at depth, beside the infinite-width (mean-field) limit,
-    e.g. 'normstats network "20*(linear relu)" --input 512 --normprop fp'."""
+    e.g. 'normstats network "20*(linear relu)" --input 512 --normprop fp'; with --width 64,128,256 a width sweep."""
+    if width is not None and len(width) > 1:
+        _sweep(spec, input_shape, input_correlation, width, normprop, inits, samples, seed, fmt, output, plot,
+               quiet, band, **run)
+        return
     result = api.network(
-        spec, input=input_shape, width=width, normprop=normprop, inits=inits, samples=samples, seed=seed,
-        progress=make_progress(quiet), input_correlation=input_correlation, **run,
+        spec, input=input_shape, width=None if width is None else width[0], normprop=normprop, inits=inits,
+        samples=samples, seed=seed, progress=make_progress(quiet), input_correlation=input_correlation, **run,
     )
     rho = f" · input correlation {result.input_correlation:g}" if result.input_correlation else ""
     title = (f"network {result.spec} · input {'x'.join(map(str, result.input))}{rho} · normprop {result.normprop}"
@@ -113,8 +125,16 @@ def network(
         "markdown": lambda: network_files.to_markdown(result, band)})
     networks = f"{result.inits} network{'s' if result.inits > 1 else ''}"
     ending = f"{result.draws:,} draws over {networks} ({result.method}), stopped by {result.stop}"
-    if not result.partial:
-        deliver(fmt, output, *document, plot, lambda path: plot_signal_propagation(result, path, band), ending=ending)
+    _finish(result.partial, fmt, output, plot, document, lambda path: plot_signal_propagation(result, path, band),
+            ending, "the results above are partial")
+
+
+def _finish(partial: bool, fmt: str, output: str | None, plot: str | None, document: tuple[Any, Any],
+            draw: Any, ending: str, what: str) -> None:
+    """A finished run's document, file and plot; or, after Ctrl-C, the partial document on stdout, no file, and
+    the interrupted exit."""
+    if not partial:
+        deliver(fmt, output, *document, plot, draw, ending=ending)
         return
     if output is None:  # the partial results on stdout; no file: an interrupted run writes none
         emit_document(fmt, None, *document)
@@ -123,4 +143,25 @@ def network(
     if output is not None or plot is not None:
         untouched = [f"{path}{kept(path)}" for path in (output, plot) if path is not None]
         interrupted(f"nothing written to {' or '.join(untouched)}")
-    interrupted("the results above are partial (their se hold for the draws taken)")
+    interrupted(f"{what} (their se hold for the draws taken)")
+
+
+def _sweep(spec: str, input_shape: str, input_correlation: str, widths: tuple[int, ...], normprop: str, inits: int,
+           samples: int | None, seed: int, fmt: str, output: str | None, plot: str | None, quiet: bool,
+           band: tuple[float, float], **run: Any) -> None:
+    """``--width N1,N2,...``: the sweep (:func:`normstats.width_sweep`), its table or document and plot."""
+    for key, why in NOT_WITH_SWEEP.items():
+        if run.pop(key, None) is not None:
+            raise NormstatsError(f"--width {','.join(map(str, widths))} (a width sweep) cannot be combined with {why}")
+    result = api.width_sweep(
+        spec, input=input_shape, widths=widths, normprop=normprop, inits=inits, samples=samples, seed=seed,
+        progress=make_progress(quiet), input_correlation=input_correlation, **run,
+    )
+    document = (lambda out: sweep_table(result, out.width if out.is_terminal else None), {
+        "json": lambda: dumps(result.to_dict(band)), "csv": lambda: sweep_files.to_csv(result),
+        "markdown": lambda: sweep_files.to_markdown(result)})
+    draws = sum(r.draws for r in result.runs)
+    runs = f"{len(result.runs)} width{'s' if len(result.runs) > 1 else ''}"
+    ending = f"{draws:,} draws over {runs} ({result.first.method}), stopped by {result.runs[-1].stop}"
+    _finish(result.partial, fmt, output, plot, document, lambda path: plot_width_sweep(result, path), ending,
+            f"the sweep above is partial, widths {','.join(map(str, result.run_widths))} run")

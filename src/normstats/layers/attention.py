@@ -70,8 +70,23 @@ def harmonic(n: int) -> float:
     return math.fsum(1.0 / t for t in range(1, n + 1))
 
 
+class AttentionState(tuple):  # type: ignore[type-arg]
+    """The forward pass's state: ``(q, k, v, p)`` for the backward pass, and ``logit_std``: per sequence, the std
+    (ddof 0) of its scaled logits ``S = c Q K^T`` pooled over heads, queries and keys (the keys a causal query
+    sees), which the forward pass sums as it goes (``O(H T^2)``; a network tallies it beside the entropy)."""
+
+    logit_std: np.ndarray
+
+    def __new__(cls, q: np.ndarray, k: np.ndarray, v: np.ndarray, p: np.ndarray, logit_std: np.ndarray
+                ) -> AttentionState:
+        state = super().__new__(cls, (q, k, v, p))
+        state.logit_std = logit_std
+        return state
+
+
 class _AttentionPasses(Passes):
-    """The forward pass keeps ``Q``, ``K``, ``V`` (by head) and ``P`` for the backward pass."""
+    """The forward pass keeps ``Q``, ``K``, ``V`` (by head) and ``P`` for the backward pass
+    (:class:`AttentionState`)."""
 
     fresh_output = True
     fresh_grad = True
@@ -104,6 +119,7 @@ class _AttentionPasses(Passes):
         q, k, v = (self._split(qkv[:, :, i]) for i in range(3))
         s = q @ k.transpose(0, 1, 3, 2)
         s *= self.scale
+        logit_std = self._logit_std(s)
         if self.mask is not None:
             s[:, :, self.mask] = -np.inf
         s -= s.max(axis=-1, keepdims=True)
@@ -112,7 +128,20 @@ class _AttentionPasses(Passes):
         p = s
         o = self._merge(p @ v)
         y = o.reshape(rows * t, d_model) @ self.w_o.T
-        return y.reshape(rows, t * d_model), (q, k, v, p)
+        return y.reshape(rows, t * d_model), AttentionState(q, k, v, p, logit_std)
+
+    def _logit_std(self, s: np.ndarray) -> np.ndarray:
+        """Per sequence, the std of the logits ``s`` (``(rows, H, T, T)``) over the (head, query, key) entries a
+        query sees, from their sum and sum of squares (one pass each, no array of ``s``'s size)."""
+        if self.mask is None:
+            count = s.shape[1] * s.shape[2] * s.shape[3]
+            total, squares = s.sum(axis=(1, 2, 3)), np.einsum("rhqk,rhqk->r", s, s)
+        else:
+            seen = (~self.mask).astype(s.dtype)
+            count = s.shape[1] * int(np.count_nonzero(seen))
+            total, squares = np.einsum("rhqk,qk->r", s, seen), np.einsum("rhqk,rhqk,qk->r", s, s, seen)
+        mean = total / count
+        return np.sqrt(np.maximum(squares / count - mean * mean, 0.0))
 
     def backward(self, state: Any, dy: np.ndarray) -> np.ndarray:
         q, k, v, p = state

@@ -237,6 +237,10 @@ class Network:
                            -(-self._product_draws() // chunk))
 
 
+#: The widest ``--width``.
+MAX_WIDTH = 16384
+
+
 def build_network(spec: str | tuple[Node, ...], input: Shape, *, width: int | None = None,
                   normprop: str = "none", input_correlation: float = 0.0) -> Network:
     """Parse (if needed) and build ``spec`` on inputs of ``input`` shape; one-line errors name the position.
@@ -244,8 +248,8 @@ def build_network(spec: str | tuple[Node, ...], input: Shape, *, width: int | No
     rho = check_input_correlation(input_correlation, tuple(input))
     if normprop not in NORMPROP_MODES:
         raise NormstatsError(f"--normprop must be one of: {', '.join(NORMPROP_MODES)}; got {normprop!r}")
-    if width is not None and (isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= 16384):
-        raise NormstatsError(f"--width must be an integer in [1, 16384]; got {width!r}")
+    if width is not None and (isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= MAX_WIDTH):
+        raise NormstatsError(f"--width must be an integer in [1, {MAX_WIDTH}]; got {width!r}")
     nodes = parse_spec(spec) if isinstance(spec, str) else spec
     builder = _Builder(width, normprop)
     items, out_shape = builder.chain(nodes, tuple(input), prefix="", var=1.0)

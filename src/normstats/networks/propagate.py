@@ -35,7 +35,7 @@ from normstats.networks.sequences import attention_entropy, correlate_tokens, to
 #: What is tallied of an item, by kind of record.
 FP, BP, BRANCH, CHANNEL_MEAN_SQ, CHANNEL_VAR = "fp", "bp", "branch", "channel_mean_sq", "channel_var"
 #: A token sequence's geometry per input (:mod:`normstats.networks.sequences`).
-TOKEN_COSINE, ATTENTION_ENTROPY = "token_cosine", "attention_entropy"
+TOKEN_COSINE, ATTENTION_ENTROPY, ATTENTION_LOGIT_STD = "token_cosine", "attention_entropy", "attention_logit_std"
 #: Where a pass hands each record: ``sink(record index, values of shape (draws, width))``.
 Sink = Callable[[int, np.ndarray], None]
 #: Where a summed pass writes a record's row summaries (``(row means, row sums of squares)``, one value a draw),
@@ -77,6 +77,7 @@ def records(net: Network) -> tuple[Record, ...]:
             out.append(Record(item.label, TOKEN_COSINE, b))
         if _is_attention(item):
             out.append(Record(item.label, ATTENTION_ENTROPY, b))
+            out.append(Record(item.label, ATTENTION_LOGIT_STD, b))
     return tuple(out)
 
 
@@ -233,7 +234,9 @@ class NetworkSampler:
             if _is_sequence(shape):
                 run.record(self.index[(item.label, TOKEN_COSINE)], token_cosine(y, shape[0]))
             if _is_attention(item):
-                run.record(self.index[(item.label, ATTENTION_ENTROPY)], attention_entropy(states[item.label][3]))
+                state = states[item.label]
+                run.record(self.index[(item.label, ATTENTION_ENTROPY)], attention_entropy(state[3]))
+                run.record(self.index[(item.label, ATTENTION_LOGIT_STD)], state.logit_std)
             h = y
         run.hand()
         return h

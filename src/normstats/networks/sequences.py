@@ -11,8 +11,15 @@ figures tallied beside each layer's fp and bp statistics.
   the query's attention weights (natural log) divided by ``log T``: 1 for uniform attention over all ``T`` keys,
   0 when every query attends to one key. (A causal query ``t`` sees ``t + 1`` keys, so it is below 1 even when
   uniform.)
+* ``attention_logit_std``: per input, for an attention layer, the std (ddof 0) of its scaled logits
+  ``S = c Q K^T``, pooled over heads, queries and the keys each query sees (the attention passes sum them as they
+  run: :class:`~normstats.layers.attention.AttentionState`). Its se is over draws. With fan-in weights on
+  unit-variance features, ``E[S_qk^2] = c^2 d_head`` (``W_q``, ``W_k`` independent, ``d_head`` products of
+  unit variance): about 1 under ``logit_scale=sqrt`` and ``d_head^(-1/2)`` under ``mup`` (``1/d_head``), so a
+  width sweep at fixed heads shows slope 0 and -1/2 (muP's ``1/d`` attention, Yang et al. 2022, Tensor Programs
+  V); 0 in every draw for ``q_init=zeros``.
 
-Both need ``T >= 2``.
+All need ``T >= 2``.
 """
 
 from __future__ import annotations

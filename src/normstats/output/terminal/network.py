@@ -82,19 +82,22 @@ def _layers_table(result: NetworkResult, title: str) -> Any:
 
 def _token_table(result: NetworkResult) -> Any:
     """A token sequence's geometry per layer: the mean cosine between two tokens of its output and, for
-    attention, the mean attention entropy over log T (each per input, with its se over inputs)."""
+    attention, the mean attention entropy over log T and the std of its scaled logits (each per input, with its se
+    over inputs)."""
     from rich.table import Table as RichTable
 
     rows = [r for r in result.layers if "token_cosine" in r.stats or "attention_entropy" in r.stats]
+    logits = any("attention_logit_std" in r.stats for r in rows)
     if not rows:
         return None
     t = RichTable(title="Token geometry (per input: over pairs of tokens; attention over heads and queries)",
                   title_justify="left", header_style="bold")
-    for col in ("#", "layer", "token cosine", "attention entropy / log T"):
+    for col in ("#", "layer", "token cosine", "attention entropy / log T", *(("logit std",) if logits else ())):
         t.add_column(col, justify="left" if col in ("#", "layer") else "right")
     for row in rows:
         s = row.stats
-        t.add_row(row.index, row.layer, stat_cell(s.get("token_cosine")), stat_cell(s.get("attention_entropy")))
+        t.add_row(row.index, row.layer, stat_cell(s.get("token_cosine")), stat_cell(s.get("attention_entropy")),
+                  *((stat_cell(s.get("attention_logit_std")),) if logits else ()))
     return t
 
 
