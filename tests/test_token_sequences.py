@@ -222,7 +222,8 @@ def test_zero_query_attention_on_correlated_tokens(rho: float) -> None:
                                                                  "got '1'"),
     (["identity", "--input", "4x8", "--input-correlation", "-0.1"], "--input-correlation must be a number in [0, 1)"),
     (["identity", "--input", "4x8", "--input-correlation", "half"], "got 'half'"),
-    (["linear", "--input", "32", "--input-correlation", "0.2"], "it needs --input TxD; got 32"),
+    (["conv", "--input", "3x8x8", "--input-correlation", "0.2"], "needs --input N (two correlated inputs a draw) "
+                                                                "or --input TxD (correlated tokens); got 3x8x8"),
 ])
 def test_bad_input_correlation_is_one_line(args: list[str], message: str) -> None:
     done = subprocess.run([sys.executable, "-m", "normstats.cli", "network", *args], capture_output=True, text=True)

@@ -1,0 +1,117 @@
+"""The infinite-width reference of the correlation of a vector network's two inputs (``--input N
+--input-correlation RHO``, :mod:`normstats.networks.pairs`): the mean-field correlation map.
+
+At infinite width (Poole et al., *Exponential expressivity in deep neural networks through transient chaos*,
+NIPS 2016) the outputs of a linear layer for the two inputs are, coordinate by coordinate, a centred bivariate
+normal ``(u1, u2)`` of variance ``q`` each and correlation ``c``; every elementwise layer that follows is a
+function ``g`` of it, so after a run of them the pair is ``(g(u1), g(u2))``. The next linear layer, whose
+weights give ``E[y^2] = a_f E[x^2]`` (``a_f = E|W|^2 / rows``: the ``sigma_w^2`` of the papers, from the
+network's own init and weight normalisation, :func:`~normstats.networks.wide_limit.weight_factors`; normstats
+has no biases, so ``sigma_b^2 = 0``), maps it to
+
+    q' = a_f E[g(u)^2],    c' = E[g(u1) g(u2)] / E[g(u)^2],
+
+Poole et al.'s ``c -> (sigma_w^2 E[phi(u1) phi(u2)] + sigma_b^2) / q'`` with the layer's own ``q`` (the
+trajectory from the finite input: ``q^0 = 1``, ``c^0 = RHO``), not only at the fixed point ``q*``. The
+reference of every layer is ``E[g(u1) g(u2)] / E[g(u)^2]``, the limit of the per-draw cosine of its two outputs:
+``c`` itself at a linear layer's output, the next layer's ``c`` at an activation's. NormProp's shift and scale
+of a layer are part of ``g`` (a linear layer's output ``(u - shift) scale`` gives ``(c q + shift^2) / (q +
+shift^2)``, in closed form). The two-dimensional expectations are :func:`~normstats.exact.bivariate.
+bivariate_expectation`'s (the same rule as :meth:`normstats.theory.meanfield.MeanField.cross`, which
+tests/test_correlation_map.py checks it against, with the closed forms of Cho and Saul 2009 for relu and mpmath
+for tanh).
+
+Computed for chains of linear layers and elementwise activations from the input. Where the theory above does
+not hold, the reference of that layer and of every layer after it is ``None`` ("no reference"): dropout (the two
+inputs share its mask, so the pair is not a function of ``(u1, u2)`` alone), layer, RMS and batch norms,
+softmax, residual blocks (and their branches), and a quadrature that does not converge (an activation with
+kinks behind a non-affine one: the kinks are not known in ``u``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from normstats.errors import NormstatsError
+from normstats.exact.bivariate import bivariate_expectation
+from normstats.exact.quadrature import gaussian_expectation
+from normstats.layers.base import Elementwise
+from normstats.networks.build import Network, Stage
+from normstats.networks.wide_limit import weight_factors
+
+Fn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """The two inputs' values after a run of elementwise layers: ``(g(u1), g(u2))`` with ``(u1, u2)`` centred
+    normal of variance ``q`` and correlation ``c``; ``affine = (a, b)`` when ``g(u) = a u + b``; ``kinks`` where
+    ``g`` is not smooth (in ``u``)."""
+
+    q: float
+    c: float
+    g: Fn
+    affine: tuple[float, float] | None
+    kinks: tuple[float, ...] = ()
+
+    def moments(self) -> tuple[float, float]:
+        """``(E[g(u)^2], E[g(u1) g(u2)])``: in closed form for an affine ``g``, else by quadrature."""
+        if self.affine is not None:
+            a, b = self.affine
+            return a * a * self.q + b * b, a * a * self.c * self.q + b * b
+        r = math.sqrt(self.q)
+        g = self.g
+        m2 = gaussian_expectation(lambda z: g(r * z) ** 2, [k / r for k in self.kinks] if r > 0 else [])
+        cross = bivariate_expectation(g, g, self.q, self.q, self.c, self.kinks, self.kinks)
+        return m2, cross
+
+
+def correlation_limit(net: Network) -> dict[str, float | None]:
+    """``{"label|correlation": c}`` for every item of ``net`` (``None`` where there is no reference; empty for a
+    network that does not pair its inputs)."""
+    if not net.input_correlation or len(net.input) != 1:
+        return {}
+    out: dict[str, float | None] = {f"{item.label}|correlation": None for item in net.walk()}
+    pair: _Pair | None = _Pair(1.0, net.input_correlation, lambda u: u, (1.0, 0.0))
+    moments = (1.0, net.input_correlation)
+    for item in net.items:
+        pair = _step(item, pair, moments) if isinstance(item, Stage) and pair is not None else None
+        if pair is None:
+            break
+        try:
+            moments = pair.moments()
+        except (NormstatsError, ArithmeticError, OverflowError):
+            break
+        m2, cross = moments
+        if not (m2 > 0.0 and math.isfinite(m2) and math.isfinite(cross)):
+            break
+        out[f"{item.label}|correlation"] = cross / m2
+    return out
+
+
+def _step(stage: Stage, pair: _Pair, moments: tuple[float, float]) -> _Pair | None:
+    """The pair after ``stage``, from the pair before it and its ``moments`` (``(E[g^2], E[g(u1) g(u2)])``, both
+    finite, the first positive); ``None`` where the theory does not cover the stage."""
+    shift, scale = stage.shift, stage.fwd_scale
+    if stage.name == "linear":
+        factors = weight_factors(stage)
+        if factors is None:
+            return None
+        m2, cross = moments
+        q = factors[0] * m2
+        if not (q > 0.0 and math.isfinite(q)):
+            return None
+        return _Pair(q, max(-1.0, min(1.0, cross / m2)), lambda u: (u - shift) * scale, (scale, -shift * scale))
+    layer = stage.layer
+    if stage.name == "dropout" or not isinstance(layer, Elementwise):
+        return None
+    inner = pair.g
+    kinks = set(pair.kinks)
+    if pair.affine is not None and pair.affine[0] != 0.0:
+        a, b = pair.affine
+        kinks.update((float(k) - b) / a for k in layer.breakpoints)
+    return _Pair(pair.q, pair.c, lambda u: (layer.f(inner(u)) - shift) * scale, None, tuple(sorted(kinks)))
