@@ -24,8 +24,8 @@ for tanh).
 Computed for chains of linear layers and elementwise activations from the input. Where the theory above does
 not hold, the reference of that layer and of every layer after it is ``None`` ("no reference"): dropout (the two
 inputs share its mask, so the pair is not a function of ``(u1, u2)`` alone), layer, RMS and batch norms,
-softmax, residual blocks (and their branches), and a quadrature that does not converge (an activation with
-kinks behind a non-affine one: the kinks are not known in ``u``).
+softmax, residual blocks (and their branches), and a quadrature that does not converge. The kinks of an
+activation behind a non-affine ``g`` (relu behind tanh) are found in ``u`` where ``g`` crosses them.
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ from typing import Callable
 import numpy as np
 
 from normstats.errors import NormstatsError
-from normstats.exact.bivariate import bivariate_expectation
+from normstats.exact.bivariate import Z_MAX, bivariate_expectation
 from normstats.exact.quadrature import gaussian_expectation
 from normstats.layers.base import Elementwise
+from normstats.lazy import optimize
 from normstats.networks.build import Network, Stage
 from normstats.networks.wide_limit import weight_factors
 
@@ -114,4 +115,29 @@ def _step(stage: Stage, pair: _Pair, moments: tuple[float, float]) -> _Pair | No
     if pair.affine is not None and pair.affine[0] != 0.0:
         a, b = pair.affine
         kinks.update((float(k) - b) / a for k in layer.breakpoints)
+    elif pair.affine is None:
+        for k in layer.breakpoints:
+            kinks.update(_crossings(inner, float(k), math.sqrt(pair.q)))
     return _Pair(pair.q, pair.c, lambda u: (layer.f(inner(u)) - shift) * scale, None, tuple(sorted(kinks)))
+
+
+#: Where the crossings of a non-affine ``g`` with a kink are looked for: ``|u| <= Z_MAX sqrt(q)`` (the square
+#: the two-dimensional rule integrates), on this many intervals.
+_SCAN = 4000
+
+
+def _crossings(g: Fn, level: float, r: float) -> list[float]:
+    """The ``u`` in ``[-Z_MAX r, Z_MAX r]`` where ``g(u)`` crosses ``level`` (sign changes on a grid, each refined
+    by Brent's method): where an activation with a kink at ``level`` has it, behind a non-affine ``g`` (relu
+    behind tanh: at ``u = 0``). A touch without a crossing, or a crossing between two grid points that
+    cancel, is missed; the two-dimensional rule then does not converge and says so (no reference)."""
+    if r <= 0.0:
+        return []
+    u = np.linspace(-Z_MAX * r, Z_MAX * r, _SCAN + 1)
+    with np.errstate(all="ignore"):
+        d = g(u) - level
+    out = [float(x) for x, v in zip(u, d) if v == 0.0]
+    for i in np.flatnonzero(np.sign(d[:-1]) * np.sign(d[1:]) < 0):
+        out.append(float(optimize.brentq(lambda t: float(g(np.array([t]))[0]) - level, u[i], u[i + 1],
+                                         xtol=1e-15, rtol=1e-15)))
+    return out
