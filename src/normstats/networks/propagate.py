@@ -6,7 +6,9 @@ single-layer runs use (:meth:`~normstats.layers.base.Layer.passes`).
 For every layer the engine tallies its output (``fp``) and the gradient at its input (``bp``); for a map, per
 input, the NF-ResNet figures (Brock et al. 2021, "Characterizing signal propagation to close the performance
 gap in unnormalized ResNets": the average over channels of the squared channel mean, and of the channel
-variance, here over the positions of one input); for a residual block, its branch's output. The values of
+variance, here over the positions of one input); for a residual block, its branch's output; for a vector
+network with ``--input-correlation``, the cosine of its outputs for the draw's two correlated inputs (the second
+goes forward only, :mod:`normstats.networks.pairs`). The values of
 one draw are correlated, so every standard error treats the draw as the independent unit
 (:class:`~normstats.engine.moments.Tally`).
 
