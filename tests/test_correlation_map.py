@@ -122,9 +122,12 @@ def test_partner_input_has_correlation_rho_and_depends_on_its_row_only() -> None
         v = values.ravel()
         assert abs(v.mean() - mean) < 4 * v.std() / math.sqrt(v.size)
     assert np.array_equal(partner(x[1000:1003], RHO), y[1000:1003])  # the same draw, the same partner
-    # e = (y - RHO x) / sqrt(1 - RHO^2) is uncorrelated with x: same test on x * e
-    e = ((y - RHO * x) / math.sqrt(1 - RHO**2)).ravel()
-    assert abs((x.ravel() * e).mean()) < 4 * (x.ravel() * e).std() / math.sqrt(e.size)
+    # e = (y - RHO x) / sqrt(1 - RHO^2): uncorrelated with x, with its neighbour in the row and in the next row,
+    # and with a normal's fourth moment 3 (each within 4 se of its products over the values)
+    e = (y - RHO * x) / math.sqrt(1 - RHO**2)
+    for values, mean in ((x * e, 0.0), (e[:, 1:] * e[:, :-1], 0.0), (e[1:] * e[:-1], 0.0), (e**4, 3.0)):
+        v = values.ravel()
+        assert abs(v.mean() - mean) < 4 * v.std() / math.sqrt(v.size)
     c = pair_cosine(np.array([[1.0, 0.0], [0.0, 0.0]]), np.array([[1.0, 1.0], [1.0, 0.0]]))
     assert c[0] == pytest.approx(1 / math.sqrt(2)) and c[1] == 0.0
 
