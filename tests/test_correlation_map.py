@@ -85,9 +85,26 @@ def test_tanh_map_is_meanfield_trajectory_and_mpmath() -> None:
     assert ref["2|correlation"] == pytest.approx(0.47255139937524281003, abs=1e-13)
 
 
+def test_dropout_masks_both_inputs_alike() -> None:
+    """``linear dropout(p) relu`` under ``--normprop fp``: with ``v = k u`` (``k`` dropout's scale, times its
+    NormProp scale) kept with probability ``p`` and 0 otherwise, and relu's shift ``s``, the cosine is ``[p (K(c) -
+    2 s m + s^2) + (1 - p) s^2] / [p (k^2 q / 2 - 2 s m + s^2) + (1 - p) s^2]``, with the arc-cosine kernel
+    ``K(c) = k^2 q (sin theta + (pi - theta) c) / (2 pi)`` and ``m = E[relu(v)] = sqrt(k^2 q / (2 pi))``; the
+    dropout layer itself keeps the cosine of its input."""
+    for p in (0.5, 0.8):
+        net = build_network(f"linear dropout(p={p}) relu", (64,), input_correlation=RHO, normprop="fp")
+        ref = correlation_limit(net)
+        linear, drop, relu = net.items
+        q = weight_factors(linear)[0]
+        k2q = (drop.layer.scale * drop.fwd_scale) ** 2 * q
+        s, m, theta = relu.shift, math.sqrt(k2q / (2 * math.pi)), math.acos(RHO)
+        kernel = k2q * (math.sin(theta) + (math.pi - theta) * RHO) / (2 * math.pi)
+        want = (p * (kernel - 2 * s * m + s * s) + (1 - p) * s * s) / (p * (k2q / 2 - 2 * s * m + s * s) + (1 - p) * s * s)
+        assert s > 0 and ref["2|correlation"] == pytest.approx(RHO, abs=1e-14)
+        assert ref["3|correlation"] == pytest.approx(want, abs=1e-11)
+
+
 def test_no_reference_where_the_theory_does_not_hold() -> None:
-    ref = correlation_limit(build_network("linear relu dropout(p=0.5) linear", (16,), input_correlation=RHO))
-    assert ref["2|correlation"] is not None and ref["3|correlation"] is None and ref["4|correlation"] is None
     ref = correlation_limit(build_network("linear layernorm linear tanh", (16,), input_correlation=RHO))
     assert ref["1|correlation"] == RHO and all(ref[f"{i}|correlation"] is None for i in (2, 3, 4))
     ref = correlation_limit(build_network("res(linear relu) linear", (16,), input_correlation=RHO))
@@ -188,16 +205,16 @@ def test_outputs_show_the_correlation_beside_its_limit() -> None:
     from normstats.output.files.schema import schema
     from normstats.output.terminal.network import network_table
 
-    result = normstats.network("linear tanh dropout(p=0.9)", input=16, input_correlation=0.5, samples=64, seed=1,
+    result = normstats.network("linear tanh layernorm", input=16, input_correlation=0.5, samples=64, seed=1,
                                workers=1)
     doc = json.loads(json.dumps(result.to_dict()))
     jsonschema.Draft202012Validator(schema()).validate(doc)
     assert doc["input_correlation"] == 0.5
-    first, _, drop = doc["layers"]
+    first, _, norm = doc["layers"]
     assert first["correlation"]["reference"] == 0.5 and first["correlation"]["reference_kind"] == "mean_field"
-    assert first["correlation"]["z"] is None and drop["correlation"]["reference"] is None
+    assert first["correlation"]["z"] is None and norm["correlation"]["reference"] is None
     markdown = to_markdown(result)
-    assert "| # | layer | correlation | limit (width -> inf) |" in markdown and "| 3 | dropout |" in markdown
+    assert "| # | layer | correlation | limit (width -> inf) |" in markdown and "| 3 | layernorm |" in markdown
     console = Console(width=120, record=True, file=io.StringIO())
     console.print(network_table(result, "t"))
     text = console.export_text()

@@ -21,10 +21,12 @@ bivariate_expectation`'s (the same rule as :meth:`normstats.theory.meanfield.Mea
 tests/test_correlation_map.py checks it against, with the closed forms of Cho and Saul 2009 for relu and mpmath
 for tanh).
 
-Computed for chains of linear layers and elementwise activations from the input. Where the theory above does
-not hold, the reference of that layer and of every layer after it is ``None`` ("no reference"): dropout (the two
-inputs share its mask, so the pair is not a function of ``(u1, u2)`` alone), layer, RMS and batch norms,
-softmax, residual blocks (and their branches), and a quadrature that does not converge. The kinks of an
+Computed for chains of linear layers, elementwise activations and dropout from the input. Dropout masks both
+inputs alike, so after it the pair is a mixture: ``(k g(u1), k g(u2))`` with probability ``p`` (``k`` its
+scale) and ``(0, 0)`` otherwise, whose moments are the weighted sums (a later activation maps each part; a
+dropped part stays a constant). Where the theory above does not hold, the reference of that layer and of every
+layer after it is ``None`` ("no reference"): layer, RMS and batch norms, softmax, residual blocks (and their
+branches), and a quadrature that does not converge. The kinks of an
 activation behind a non-affine ``g`` (relu behind tanh) are found in ``u`` where ``g`` crosses them.
 """
 
@@ -48,26 +50,57 @@ Fn = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
-class _Pair:
-    """The two inputs' values after a run of elementwise layers: ``(g(u1), g(u2))`` with ``(u1, u2)`` centred
-    normal of variance ``q`` and correlation ``c``; ``affine = (a, b)`` when ``g(u) = a u + b``; ``kinks`` where
-    ``g`` is not smooth (in ``u``)."""
+class _Part:
+    """With probability ``weight`` (a dropout mask, the same for both inputs) the pair is ``(g(u1), g(u2))``;
+    ``affine = (a, b)`` when ``g(u) = a u + b`` (``a = 0``: a constant, a dropped value); ``kinks`` where ``g`` is
+    not smooth (in ``u``)."""
 
-    q: float
-    c: float
+    weight: float
     g: Fn
     affine: tuple[float, float] | None
     kinks: tuple[float, ...] = ()
 
-    def moments(self) -> tuple[float, float]:
+    def moments(self, q: float, c: float) -> tuple[float, float]:
         """``(E[g(u)^2], E[g(u1) g(u2)])``: in closed form for an affine ``g``, else by quadrature."""
         if self.affine is not None:
             a, b = self.affine
-            return a * a * self.q + b * b, a * a * self.c * self.q + b * b
-        r = math.sqrt(self.q)
+            return a * a * q + b * b, a * a * c * q + b * b
+        r = math.sqrt(q)
         g = self.g
         m2 = gaussian_expectation(lambda z: g(r * z) ** 2, [k / r for k in self.kinks] if r > 0 else [])
-        cross = bivariate_expectation(g, g, self.q, self.q, self.c, self.kinks, self.kinks)
+        cross = bivariate_expectation(g, g, q, q, c, self.kinks, self.kinks)
+        return m2, cross
+
+    def then(self, weight: float, f: Fn, affine: tuple[float, float] | None,
+             breakpoints: tuple[float, ...], r: float) -> _Part:
+        """This part followed by the elementwise ``f`` (of kinks ``breakpoints``; ``affine`` when the composite
+        is known to be), with probability ``weight``; ``r = sqrt(q)``."""
+        inner = self.g
+        kinks = set(self.kinks)
+        if self.affine is not None and self.affine[0] != 0.0:
+            a, b = self.affine
+            kinks.update((float(k) - b) / a for k in breakpoints)
+        elif self.affine is None:
+            for k in breakpoints:
+                kinks.update(_crossings(inner, float(k), r))
+        return _Part(weight, lambda u: f(inner(u)), affine, tuple(sorted(kinks)))
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """The two inputs' values after a run of elementwise layers (and dropouts): a mixture of :class:`_Part` of
+    ``(u1, u2)``, a centred normal of variance ``q`` each and correlation ``c``."""
+
+    q: float
+    c: float
+    parts: tuple[_Part, ...]
+
+    def moments(self) -> tuple[float, float]:
+        m2 = cross = 0.0
+        for part in self.parts:
+            a, b = part.moments(self.q, self.c)
+            m2 += part.weight * a
+            cross += part.weight * b
         return m2, cross
 
 
@@ -77,7 +110,7 @@ def correlation_limit(net: Network) -> dict[str, float | None]:
     if not net.input_correlation or len(net.input) != 1:
         return {}
     out: dict[str, float | None] = {f"{item.label}|correlation": None for item in net.walk()}
-    pair: _Pair | None = _Pair(1.0, net.input_correlation, lambda u: u, (1.0, 0.0))
+    pair: _Pair | None = _Pair(1.0, net.input_correlation, (_Part(1.0, lambda u: u, (1.0, 0.0)),))
     moments = (1.0, net.input_correlation)
     for item in net.items:
         pair = _step(item, pair, moments) if isinstance(item, Stage) and pair is not None else None
@@ -106,19 +139,33 @@ def _step(stage: Stage, pair: _Pair, moments: tuple[float, float]) -> _Pair | No
         q = factors[0] * m2
         if not (q > 0.0 and math.isfinite(q)):
             return None
-        return _Pair(q, max(-1.0, min(1.0, cross / m2)), lambda u: (u - shift) * scale, (scale, -shift * scale))
+        c = max(-1.0, min(1.0, cross / m2))
+        return _Pair(q, c, (_Part(1.0, lambda u: (u - shift) * scale, (scale, -shift * scale)),))
     layer = stage.layer
-    if stage.name == "dropout" or not isinstance(layer, Elementwise):
+    r = math.sqrt(pair.q)
+    parts: list[_Part] = []
+    if stage.name == "dropout":
+        # kept (probability p, for both inputs at once: one mask) and scaled by k, or dropped to 0; then shifted
+        # and scaled by NormProp
+        p, k = layer.values["p"], layer.scale
+        for part in pair.parts:
+            affine = None if part.affine is None else (part.affine[0] * k * scale,
+                                                       (part.affine[1] * k - shift) * scale)
+            parts.append(part.then(part.weight * p, lambda v: (k * v - shift) * scale, affine, (), r))
+        if p < 1.0:
+            dropped = sum(part.weight for part in pair.parts) * (1.0 - p)
+            parts.append(_Part(dropped, lambda u: np.full_like(u, -shift * scale), (0.0, -shift * scale)))
+        return _Pair(pair.q, pair.c, tuple(parts))
+    if not isinstance(layer, Elementwise):
         return None
-    inner = pair.g
-    kinks = set(pair.kinks)
-    if pair.affine is not None and pair.affine[0] != 0.0:
-        a, b = pair.affine
-        kinks.update((float(k) - b) / a for k in layer.breakpoints)
-    elif pair.affine is None:
-        for k in layer.breakpoints:
-            kinks.update(_crossings(inner, float(k), math.sqrt(pair.q)))
-    return _Pair(pair.q, pair.c, lambda u: (layer.f(inner(u)) - shift) * scale, None, tuple(sorted(kinks)))
+    breakpoints = tuple(float(b) for b in layer.breakpoints)
+    for part in pair.parts:
+        if part.affine is not None and part.affine[0] == 0.0:  # a constant stays one
+            value = float((layer.f(np.array([part.affine[1]]))[0] - shift) * scale)
+            parts.append(_Part(part.weight, lambda u, v=value: np.full_like(u, v), (0.0, value)))
+        else:
+            parts.append(part.then(part.weight, lambda v: (layer.f(v) - shift) * scale, None, breakpoints, r))
+    return _Pair(pair.q, pair.c, tuple(parts))
 
 
 #: Where the crossings of a non-affine ``g`` with a kink are looked for: ``|u| <= Z_MAX sqrt(q)`` (the square
