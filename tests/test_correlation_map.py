@@ -104,11 +104,33 @@ def test_dropout_masks_both_inputs_alike() -> None:
         assert ref["3|correlation"] == pytest.approx(want, abs=1e-11)
 
 
+def test_a_residual_block_adds_independent_parts() -> None:
+    """``linear 2*res(relu linear, alpha=A, beta=B)``: the branch sees ``x / B`` (variance ``q / B^2``); relu then a
+    linear layer of ``sigma_w^2 = 1`` give ``E[F^2] = q / (2 B^2)`` and ``E[F1 F2] = K(c) / B^2`` (the arc-cosine
+    kernel at variance ``q``); the block's ``E[y^2] = q + A^2 E[F^2]``, ``E[y1 y2] = c q + A^2 E[F1 F2]``."""
+    a, b = 0.5, 1.5
+    net = build_network(f"linear 2*res(relu linear, alpha={a}, beta={b})", (64,), input_correlation=RHO)
+    ref = correlation_limit(net)
+    q, c = weight_factors(net.items[0])[0], RHO
+    for label in ("2", "3"):
+        theta = math.acos(c)
+        kernel = q * (math.sin(theta) + (math.pi - theta) * c) / (2 * math.pi)
+        m2, cross = q + a * a * q / (2 * b * b), c * q + a * a * kernel / (b * b)
+        assert ref[f"{label}.1|correlation"] == pytest.approx(_relu_c_map(c), abs=1e-12)
+        assert ref[f"{label}.2|correlation"] == pytest.approx(_relu_c_map(c), abs=1e-12)
+        assert ref[f"{label}|correlation"] == pytest.approx(cross / m2, abs=1e-12)
+        q, c = m2, cross / m2
+
+
 def test_no_reference_where_the_theory_does_not_hold() -> None:
     ref = correlation_limit(build_network("linear layernorm linear tanh", (16,), input_correlation=RHO))
     assert ref["1|correlation"] == RHO and all(ref[f"{i}|correlation"] is None for i in (2, 3, 4))
-    ref = correlation_limit(build_network("res(linear relu) linear", (16,), input_correlation=RHO))
-    assert all(v is None for v in ref.values())
+    ref = correlation_limit(build_network("res(relu) linear", (16,), input_correlation=RHO))
+    assert all(v is None for v in ref.values())  # a branch without weights is not independent of x
+    ref = correlation_limit(build_network("linear relu res(linear) linear", (16,), input_correlation=RHO))
+    assert ref["2|correlation"] is not None and ref["3|correlation"] is None  # a block on an uncentred input
+    ref = correlation_limit(build_network("linear res(linear relu) linear", (16,), input_correlation=RHO))
+    assert ref["2|correlation"] is not None and ref["3|correlation"] is None  # a sum that is not normal
     assert correlation_limit(build_network("linear relu", (16,))) == {}  # no pair
 
 

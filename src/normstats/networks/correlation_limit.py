@@ -24,9 +24,11 @@ for tanh).
 Computed for chains of linear layers, elementwise activations and dropout from the input. Dropout masks both
 inputs alike, so after it the pair is a mixture: ``(k g(u1), k g(u2))`` with probability ``p`` (``k`` its
 scale) and ``(0, 0)`` otherwise, whose moments are the weighted sums (a later activation maps each part; a
-dropped part stays a constant). Where the theory above does not hold, the reference of that layer and of every
-layer after it is ``None`` ("no reference"): layer, RMS and batch norms, softmax, residual blocks (and their
-branches), and a quadrature that does not converge. The kinks of an
+dropped part stays a constant). A residual block on a centred normal pair adds its branch's pair as an
+independent one (:func:`_block`). Where the theory above does not hold, the reference of that layer and of every
+layer after it is ``None`` ("no reference"): layer, RMS and batch norms, softmax, a residual block whose input is
+not a centred normal pair (after an activation) or whose branch has no linear layer, what follows a block whose
+sum is not normal (a branch that ends with an activation), and a quadrature that does not converge. The kinks of an
 activation behind a non-affine ``g`` (relu behind tanh) are found in ``u`` where ``g`` crosses them.
 """
 
@@ -43,7 +45,7 @@ from normstats.exact.bivariate import Z_MAX, bivariate_expectation
 from normstats.exact.quadrature import gaussian_expectation
 from normstats.layers.base import Elementwise
 from normstats.lazy import optimize
-from normstats.networks.build import Network, Stage
+from normstats.networks.build import Block, Item, Network, Stage
 from normstats.networks.wide_limit import weight_factors
 
 Fn = Callable[[np.ndarray], np.ndarray]
@@ -110,21 +112,78 @@ def correlation_limit(net: Network) -> dict[str, float | None]:
     if not net.input_correlation or len(net.input) != 1:
         return {}
     out: dict[str, float | None] = {f"{item.label}|correlation": None for item in net.walk()}
-    pair: _Pair | None = _Pair(1.0, net.input_correlation, (_Part(1.0, lambda u: u, (1.0, 0.0)),))
-    moments = (1.0, net.input_correlation)
-    for item in net.items:
-        pair = _step(item, pair, moments) if isinstance(item, Stage) and pair is not None else None
+    _chain(net.items, _gaussian(1.0, net.input_correlation), out)
+    return out
+
+
+Moments = tuple[float, float]  # (E[g^2], E[g(u1) g(u2)])
+
+
+def _gaussian(q: float, c: float) -> tuple[_Pair, Moments]:
+    """A centred normal pair of variance ``q`` and correlation ``c``, with its moments."""
+    return _Pair(q, c, (_Part(1.0, lambda u: u, (1.0, 0.0)),)), (q, c * q)
+
+
+def _chain(items: tuple[Item, ...], start: tuple[_Pair, Moments], out: dict[str, float | None]
+           ) -> tuple[_Pair | None, Moments] | None:
+    """Push ``start`` through ``items``, each item's reference into ``out``; the pair after the last (``None``
+    where it is known only by its moments) and its moments, or ``None`` where the map stopped."""
+    pair: _Pair | None = start[0]
+    moments = start[1]
+    for item in items:
         if pair is None:
-            break
-        try:
-            moments = pair.moments()
-        except (NormstatsError, ArithmeticError, OverflowError):
-            break
+            return None
+        if isinstance(item, Block):
+            done = _block(item, pair, moments, out)
+            if done is None:
+                return None
+            pair, moments = done
+        else:
+            pair = _step(item, pair, moments)
+            if pair is None:
+                return None
+            try:
+                moments = pair.moments()
+            except (NormstatsError, ArithmeticError, OverflowError):
+                return None
         m2, cross = moments
         if not (m2 > 0.0 and math.isfinite(m2) and math.isfinite(cross)):
-            break
+            return None
         out[f"{item.label}|correlation"] = cross / m2
-    return out
+    return pair, moments
+
+
+def _centred_gaussian(pair: _Pair) -> bool:
+    return len(pair.parts) == 1 and pair.parts[0].weight == 1.0 and pair.parts[0].affine is not None and \
+        pair.parts[0].affine[0] != 0.0 and pair.parts[0].affine[1] == 0.0
+
+
+def _has_weights(items: tuple[Item, ...]) -> bool:
+    return any(isinstance(i, Stage) and i.name == "linear" or isinstance(i, Block) and _has_weights(i.branch)
+               for i in items)
+
+
+def _block(block: Block, pair: _Pair, moments: Moments, out: dict[str, float | None]
+           ) -> tuple[_Pair | None, Moments] | None:
+    """``y = x + alpha F(x / beta)`` on a centred normal pair ``x`` (Yang and Schoenholz 2017, *Mean field
+    residual networks*): a branch with a linear layer is, at infinite width, independent of ``x`` coordinate by
+    coordinate (its weights are centred and independent of ``x``), so with ``E[x] = 0`` the cross terms vanish:
+    ``E[y1 y2] = E[x1 x2] + alpha^2 E[F1 F2]`` and ``E[y^2] = E[x^2] + alpha^2 E[F^2]``. The sum is again a
+    centred normal pair when ``F`` is (a branch that ends with a linear layer); otherwise only its moments are
+    known, and the layers after the block have no reference."""
+    if not (_centred_gaussian(pair) and _has_weights(block.branch)):
+        return None
+    qx, cx = moments
+    beta2 = block.beta * block.beta
+    done = _chain(block.branch, _gaussian(qx / beta2, cx / qx), out)
+    if done is None:
+        return None
+    f_pair, (f_m2, f_cross) = done
+    a2 = block.alpha * block.alpha
+    m2, cross = qx + a2 * f_m2, cx + a2 * f_cross
+    if f_pair is None or not _centred_gaussian(f_pair) or not m2 > 0.0:
+        return None if f_pair is None else (None, (m2, cross))
+    return _gaussian(m2, max(-1.0, min(1.0, cross / m2)))[0], (m2, cross)
 
 
 def _step(stage: Stage, pair: _Pair, moments: tuple[float, float]) -> _Pair | None:
