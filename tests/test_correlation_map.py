@@ -122,9 +122,26 @@ def test_a_residual_block_adds_independent_parts() -> None:
         q, c = m2, cross / m2
 
 
+def test_layer_norm_centres_and_rms_norm_keeps_the_cosine() -> None:
+    """At infinite width a norm over the features is an affine map with the population's mean and variance:
+    after relu, layer norm gives the centred cosine ``(K(c) - m^2) / (q / 2 - m^2)``, ``m = sqrt(q / (2 pi))``;
+    RMS norm leaves the cosine as it is."""
+    net = build_network("linear relu layernorm linear relu rmsnorm", (64,), input_correlation=RHO)
+    ref = correlation_limit(net)
+    theta = math.acos(RHO)
+    kernel = (math.sin(theta) + (math.pi - theta) * RHO) / (2 * math.pi)  # at q = 1
+    centred = (kernel - 1 / (2 * math.pi)) / (0.5 - 1 / (2 * math.pi))
+    assert ref["3|correlation"] == pytest.approx(centred, abs=1e-12)
+    assert ref["4|correlation"] == pytest.approx(centred, abs=1e-12)
+    assert ref["5|correlation"] == pytest.approx(_relu_c_map(centred), abs=1e-12)
+    assert ref["6|correlation"] == pytest.approx(ref["5|correlation"], rel=1e-15)
+
+
 def test_no_reference_where_the_theory_does_not_hold() -> None:
-    ref = correlation_limit(build_network("linear layernorm linear tanh", (16,), input_correlation=RHO))
+    ref = correlation_limit(build_network("linear softmax linear tanh", (16,), input_correlation=RHO))
     assert ref["1|correlation"] == RHO and all(ref[f"{i}|correlation"] is None for i in (2, 3, 4))
+    ref = correlation_limit(build_network("linear batchnorm(batch=4) relu", (16,), input_correlation=RHO))
+    assert ref["1|correlation"] == RHO and ref["2|correlation"] is None and ref["3|correlation"] is None
     ref = correlation_limit(build_network("res(relu) linear", (16,), input_correlation=RHO))
     assert all(v is None for v in ref.values())  # a branch without weights is not independent of x
     ref = correlation_limit(build_network("linear relu res(linear) linear", (16,), input_correlation=RHO))
@@ -227,7 +244,7 @@ def test_outputs_show_the_correlation_beside_its_limit() -> None:
     from normstats.output.files.schema import schema
     from normstats.output.terminal.network import network_table
 
-    result = normstats.network("linear tanh layernorm", input=16, input_correlation=0.5, samples=64, seed=1,
+    result = normstats.network("linear tanh softmax", input=16, input_correlation=0.5, samples=64, seed=1,
                                workers=1)
     doc = json.loads(json.dumps(result.to_dict()))
     jsonschema.Draft202012Validator(schema()).validate(doc)
@@ -236,7 +253,7 @@ def test_outputs_show_the_correlation_beside_its_limit() -> None:
     assert first["correlation"]["reference"] == 0.5 and first["correlation"]["reference_kind"] == "mean_field"
     assert first["correlation"]["z"] is None and norm["correlation"]["reference"] is None
     markdown = to_markdown(result)
-    assert "| # | layer | correlation | limit (width -> inf) |" in markdown and "| 3 | layernorm |" in markdown
+    assert "| # | layer | correlation | limit (width -> inf) |" in markdown and "| 3 | softmax |" in markdown
     console = Console(width=120, record=True, file=io.StringIO())
     console.print(network_table(result, "t"))
     text = console.export_text()

@@ -21,12 +21,15 @@ bivariate_expectation`'s (the same rule as :meth:`normstats.theory.meanfield.Mea
 tests/test_correlation_map.py checks it against, with the closed forms of Cho and Saul 2009 for relu and mpmath
 for tanh).
 
-Computed for chains of linear layers, elementwise activations and dropout from the input. Dropout masks both
+Computed for chains of linear layers, elementwise activations, dropout, layer and RMS norms and residual
+blocks from the input. Dropout masks both
 inputs alike, so after it the pair is a mixture: ``(k g(u1), k g(u2))`` with probability ``p`` (``k`` its
 scale) and ``(0, 0)`` otherwise, whose moments are the weighted sums (a later activation maps each part; a
 dropped part stays a constant). A residual block on a centred normal pair adds its branch's pair as an
-independent one (:func:`_block`). Where the theory above does not hold, the reference of that layer and of every
-layer after it is ``None`` ("no reference"): layer, RMS and batch norms, softmax, a residual block whose input is
+independent one (:func:`_block`). Layer and RMS norm over the features of one input are, at infinite width,
+affine maps with the population's mean and variance (the same for both inputs): layer norm turns the cosine
+into the centred one. Where the theory above does not hold, the reference of that layer and of every layer after
+it is ``None`` ("no reference"): batch norm (over the inputs of a batch), softmax, other layers, a residual block whose input is
 not a centred normal pair (after an activation) or whose branch has no linear layer, what follows a block whose
 sum is not normal (a branch that ends with an activation), and a quadrature that does not converge. The kinks of an
 activation behind a non-affine ``g`` (relu behind tanh) are found in ``u`` where ``g`` crosses them.
@@ -72,6 +75,20 @@ class _Part:
         m2 = gaussian_expectation(lambda z: g(r * z) ** 2, [k / r for k in self.kinks] if r > 0 else [])
         cross = bivariate_expectation(g, g, q, q, c, self.kinks, self.kinks)
         return m2, cross
+
+    def mean(self, q: float) -> float:
+        """``E[g(u)]``."""
+        if self.affine is not None:
+            return self.affine[1]
+        r = math.sqrt(q)
+        g = self.g
+        return gaussian_expectation(lambda z: g(r * z), [k / r for k in self.kinks] if r > 0 else [])
+
+    def scaled(self, a: float, b: float) -> _Part:
+        """``a g + b``."""
+        g = self.g
+        affine = None if self.affine is None else (a * self.affine[0], a * self.affine[1] + b)
+        return _Part(self.weight, lambda u: a * g(u) + b, affine, self.kinks)
 
     def then(self, weight: float, f: Fn, affine: tuple[float, float] | None,
              breakpoints: tuple[float, ...], r: float) -> _Part:
@@ -215,6 +232,16 @@ def _step(stage: Stage, pair: _Pair, moments: tuple[float, float]) -> _Pair | No
             dropped = sum(part.weight for part in pair.parts) * (1.0 - p)
             parts.append(_Part(dropped, lambda u: np.full_like(u, -shift * scale), (0.0, -shift * scale)))
         return _Pair(pair.q, pair.c, tuple(parts))
+    if stage.name in _FEATURE_NORMS:
+        # over the features of one input: at infinite width its mean and variance are the population's, the same
+        # for both inputs, so the layer is an affine map of the pair (eps moves the scale, not the cosine)
+        m2 = moments[0]
+        mean = sum(part.weight * part.mean(pair.q) for part in pair.parts) if stage.name == "layernorm" else 0.0
+        var = m2 - mean * mean
+        if not var > 0.0:
+            return None
+        a = scale / math.sqrt(var + layer.values["eps"])
+        return _Pair(pair.q, pair.c, tuple(part.scaled(a, -mean * a - shift * scale) for part in pair.parts))
     if not isinstance(layer, Elementwise):
         return None
     breakpoints = tuple(float(b) for b in layer.breakpoints)
@@ -226,6 +253,9 @@ def _step(stage: Stage, pair: _Pair, moments: tuple[float, float]) -> _Pair | No
             parts.append(part.then(part.weight, lambda v: (layer.f(v) - shift) * scale, None, breakpoints, r))
     return _Pair(pair.q, pair.c, tuple(parts))
 
+
+#: Normalizations over the features of one input that the map covers.
+_FEATURE_NORMS = ("layernorm", "rmsnorm")
 
 #: Where the crossings of a non-affine ``g`` with a kink are looked for: ``|u| <= Z_MAX sqrt(q)`` (the square
 #: the two-dimensional rule integrates), on this many intervals.
