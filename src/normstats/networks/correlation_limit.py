@@ -22,17 +22,21 @@ tests/test_correlation_map.py checks it against, with the closed forms of Cho an
 for tanh).
 
 Computed for chains of linear layers, elementwise activations, dropout, layer and RMS norms and residual
-blocks from the input. Dropout masks both
-inputs alike, so after it the pair is a mixture: ``(k g(u1), k g(u2))`` with probability ``p`` (``k`` its
-scale) and ``(0, 0)`` otherwise, whose moments are the weighted sums (a later activation maps each part; a
-dropped part stays a constant). A residual block on a centred normal pair adds its branch's pair as an
-independent one (:func:`_block`). Layer and RMS norm over the features of one input are, at infinite width,
-affine maps with the population's mean and variance (the same for both inputs): layer norm turns the cosine
-into the centred one. Where the theory above does not hold, the reference of that layer and of every layer after
-it is ``None`` ("no reference"): batch norm (over the inputs of a batch), softmax, other layers, a residual block whose input is
-not a centred normal pair (after an activation) or whose branch has no linear layer, what follows a block whose
-sum is not normal (a branch that ends with an activation), and a quadrature that does not converge. The kinks of an
-activation behind a non-affine ``g`` (relu behind tanh) are found in ``u`` where ``g`` crosses them.
+blocks from the input:
+
+* dropout masks both inputs alike, so after it the pair is a mixture, ``(k g(u1), k g(u2))`` with probability
+  ``p`` (``k`` its scale) and ``(0, 0)`` otherwise, whose moments are the weighted sums (a later activation maps
+  each part; a dropped part stays a constant);
+* layer and RMS norm over the features of one input are, at infinite width, affine maps with the population's
+  mean and variance (the same for both inputs): layer norm turns the cosine into the centred one;
+* a residual block on a centred normal pair adds its branch's pair as an independent one (:func:`_block`);
+* the kinks of an activation behind a non-affine ``g`` (relu behind tanh) are found in ``u`` where ``g``
+  crosses them.
+
+Where the theory above does not hold, the reference of that layer and of every layer after it is ``None`` ("no
+reference"): batch norm (over the inputs of a batch), softmax and the other layers, a residual block whose input
+is not a centred normal pair (after an activation) or whose branch has no linear layer, what follows a block
+whose sum is not normal (a branch that ends with an activation), and a quadrature that does not converge.
 """
 
 from __future__ import annotations
