@@ -84,6 +84,8 @@ def test_token_takes_its_index_unnamed() -> None:
     ("linear(3)", "network spec, position 8 ('3'): layer 'linear' takes no unnamed value: name the parameter, "
                   "linear(NAME=3)"),
     ("token relu(1)", "network spec, position 12 ('1'): layer 'relu' takes no unnamed value"),
+    ("linear(fan_out)", "network spec, position 8 ('fan_out'): expected a value for parameter 'fan_out': "
+                        "fan_out=VALUE"),
     ("token(1, index=2)", "network spec, position 10 ('index'): parameter 'index' is given twice"),
     ("token(1, 2)", "network spec, position 10 ('2'): expected a parameter name=value"),
     ("res(relu, 2)", "network spec, position 11 ('2'): expected a parameter name=value"),

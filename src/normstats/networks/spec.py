@@ -197,6 +197,8 @@ class _Parser:
         except NormstatsError as exc:
             raise SpecError(f"network spec, position {layer.pos} ({_quote(layer.text)}): {exc}") from None
         name = getattr(cls, "positional", None)
+        if any(p.name == value.text for p in cls.params):
+            raise self.fail(f"expected a value for parameter {value.text!r}: {value.text}=VALUE", value)
         if name is None:
             raise self.fail(f"layer '{cls.name}' takes no unnamed value: name the parameter, "
                             f"{cls.name}(NAME={value.text})")
