@@ -66,6 +66,39 @@ def test_mean_and_token_end_a_sequence() -> None:
         np.testing.assert_allclose(dx, want_dx, rtol=1e-14)
 
 
+def test_token_takes_its_index_unnamed() -> None:
+    """``token(3)`` and ``token(-1)`` are ``token(index=3)`` and ``token(index=-1)`` (the canonical text names it);
+    the same network, the same numbers."""
+    x = np.random.default_rng(3).standard_normal((2, 4 * 3))
+    dy = np.random.default_rng(4).standard_normal((2, 3))
+    for short, named in (("token(3)", "token(index=3)"), ("linear token(-1)", "linear token(index=-1)"),
+                         ("token(-2, features=3)", "token(index=-2,features=3)")):
+        a, b = build_network(short, (4, 3)), build_network(named, (4, 3))
+        assert a.spec == b.spec == named
+        ya, dxa = NetworkSampler(a, weight_rng(0, 0)).ends(x, dy, np.empty((2, 0)))
+        yb, dxb = NetworkSampler(b, weight_rng(0, 0)).ends(x, dy, np.empty((2, 0)))
+        assert np.array_equal(ya, yb) and np.array_equal(dxa, dxb)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("linear(3)", "network spec, position 8 ('3'): layer 'linear' takes no unnamed value: name the parameter, "
+                  "linear(NAME=3)"),
+    ("token relu(1)", "network spec, position 12 ('1'): layer 'relu' takes no unnamed value"),
+    ("linear(fan_out)", "network spec, position 8 ('fan_out'): expected a value for parameter 'fan_out': "
+                        "fan_out=VALUE"),
+    ("token(1, index=2)", "network spec, position 10 ('index'): parameter 'index' is given twice"),
+    ("token(1, 2)", "network spec, position 10 ('2'): expected a parameter name=value"),
+    ("res(relu, 2)", "network spec, position 11 ('2'): expected a parameter name=value"),
+    ("tokn(1)", "network spec, position 1 ('tokn'): unknown layer 'tokn'"),
+    ("token(4)", "position 1 ('token'): index=4 is out of range for a sequence of 4 tokens"),
+])
+def test_an_unnamed_value_elsewhere_is_one_line(spec: str, message: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "normstats.cli", "network", spec, "--input", "4x8", "-n", "4"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("normstats: error: ") and message in done.stderr
+
+
 def _gelu_std() -> float:
     """sd of GELU(X) = X Phi(X), X ~ N(0, 1), by mpmath quadrature (independent of normstats' own)."""
     mpmath.mp.dps = 30
@@ -222,7 +255,8 @@ def test_zero_query_attention_on_correlated_tokens(rho: float) -> None:
                                                                  "got '1'"),
     (["identity", "--input", "4x8", "--input-correlation", "-0.1"], "--input-correlation must be a number in [0, 1)"),
     (["identity", "--input", "4x8", "--input-correlation", "half"], "got 'half'"),
-    (["linear", "--input", "32", "--input-correlation", "0.2"], "it needs --input TxD; got 32"),
+    (["conv", "--input", "3x8x8", "--input-correlation", "0.2"], "needs --input N (two correlated inputs a draw) "
+                                                                "or --input TxD (correlated tokens); got 3x8x8"),
 ])
 def test_bad_input_correlation_is_one_line(args: list[str], message: str) -> None:
     done = subprocess.run([sys.executable, "-m", "normstats.cli", "network", *args], capture_output=True, text=True)

@@ -451,7 +451,10 @@ def network(
     :data:`~normstats.networks.run.DEFAULT_DRAWS`), over ``inits`` independent networks (weights drawn from
     the seed; default :func:`~normstats.networks.run.default_inits`: 8, so that the se includes the
     init-to-init spread and describes the architecture; ``inits=1`` describes network 0 of the seed alone, and
-    ``result.describes`` says which). The other options are :func:`simulate`'s.
+    ``result.describes`` says which). ``input_correlation`` (``RHO`` in [0, 1)) correlates a token sequence's
+    tokens, or sends a vector network two inputs a draw, ``x`` and ``RHO x + sqrt(1 - RHO^2) e``, whose outputs'
+    cosine every layer reports beside the mean-field correlation map (:mod:`normstats.networks.pairs`,
+    :mod:`normstats.networks.correlation_limit`). The other options are :func:`simulate`'s.
     """
     if isinstance(width, (list, tuple)) or (isinstance(width, str) and "," in width):
         given = width if isinstance(width, str) else list(width)

@@ -73,7 +73,9 @@ def parse_band(text: str) -> tuple[float, float]:
               help="One input: N values (512), a sequence of T tokens of D features (64x256) or a CxHxW map (3x32x32).")
 @click.option("--input-correlation", "input_correlation", default="0", show_default=True, metavar="RHO",
               help="A token sequence's input tokens sqrt(RHO) z + sqrt(1-RHO) e_t (z shared): any two start with "
-              "cosine about RHO; 0 <= RHO < 1.")
+              "cosine about RHO. A vector input (N): a second input RHO x + sqrt(1-RHO^2) e a draw, through the "
+              "same weights; each layer reports the two outputs' correlation beside its mean-field limit. "
+              "0 <= RHO < 1.")
 @click.option("--width", metavar="N[,N...]", callback=checked(parse_widths),
               help="Outputs of a linear layer (channels of a conv) that names none. A comma list (64,128,256: "
               f"distinct, at most {MAX_WIDTHS}) is a width sweep: the spec run at each width (same seed, same input) "

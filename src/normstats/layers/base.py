@@ -232,6 +232,9 @@ class Layer:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     params: ClassVar[tuple[Param, ...]] = ()
+    #: The parameter a network spec may give without its name (``token(3)`` for ``token(index=3)``); None: every
+    #: parameter is named.
+    positional: ClassVar[str | None] = None
 
     def __init__(self, **values: Any) -> None:
         declared = {p.name: p for p in self.params}

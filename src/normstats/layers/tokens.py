@@ -119,6 +119,7 @@ class Token(_SequenceEnd):
     summary = "one token of a sequence by index (ends a sequence); fp std 1, bp std 1/sqrt(T)"
     params = (*_SEQUENCE, Param("index", int, 0, "the token (negative: from the end)", low=-(1 << 20),
                                 high=(1 << 20) - 1))
+    positional = "index"  # token(3) in a network spec
 
     def resolve(self, values: dict[str, Any]) -> dict[str, Any]:
         t, i = values["tokens"], values["index"]

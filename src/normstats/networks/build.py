@@ -143,7 +143,8 @@ class Network:
     batch: int
     normprop: str
     width: int | None
-    #: Correlation RHO of a token sequence's input tokens (:func:`~normstats.networks.sequences.correlate_tokens`); 0: independent tokens.
+    #: Correlation RHO of a token sequence's input tokens (:func:`~normstats.networks.sequences.correlate_tokens`),
+    #: or of a vector network's two inputs a draw (:mod:`~normstats.networks.pairs`); 0: none.
     input_correlation: float = 0.0
 
     @property
@@ -244,7 +245,8 @@ MAX_WIDTH = 16384
 def build_network(spec: str | tuple[Node, ...], input: Shape, *, width: int | None = None,
                   normprop: str = "none", input_correlation: float = 0.0) -> Network:
     """Parse (if needed) and build ``spec`` on inputs of ``input`` shape; one-line errors name the position.
-    ``input_correlation`` (a token sequence only) is the correlation of its input tokens."""
+    ``input_correlation`` is the correlation of a token sequence's input tokens, or of a vector network's two
+    inputs a draw."""
     rho = check_input_correlation(input_correlation, tuple(input))
     if normprop not in NORMPROP_MODES:
         raise NormstatsError(f"--normprop must be one of: {', '.join(NORMPROP_MODES)}; got {normprop!r}")
@@ -273,17 +275,18 @@ def build_network(spec: str | tuple[Node, ...], input: Shape, *, width: int | No
 
 
 def check_input_correlation(rho: Any, input: Shape) -> float:
-    """``rho`` as a float in [0, 1), on a token sequence input (``TxD``) unless it is 0."""
+    """``rho`` as a float in [0, 1), on a token sequence (``TxD``: correlated tokens) or a vector (``N``: two
+    correlated inputs a draw, :mod:`normstats.networks.pairs`) unless it is 0."""
     try:
         value = float(rho)
     except (TypeError, ValueError):
         value = math.nan
     if isinstance(rho, bool) or not 0.0 <= value < 1.0:
         raise NormstatsError(f"--input-correlation must be a number in [0, 1); got {rho!r}")
-    if value != 0.0 and len(input) != 2:
+    if value != 0.0 and len(input) not in (1, 2):
         raise NormstatsError(
-            f"--input-correlation correlates the tokens of a sequence: it needs --input TxD; got "
-            f"{describe_shape(input)} (two correlated inputs of a vector network are not built yet)"
+            f"--input-correlation needs --input N (two correlated inputs a draw) or --input TxD (correlated "
+            f"tokens); got {describe_shape(input)}"
         )
     return value
 

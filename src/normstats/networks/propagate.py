@@ -6,7 +6,9 @@ single-layer runs use (:meth:`~normstats.layers.base.Layer.passes`).
 For every layer the engine tallies its output (``fp``) and the gradient at its input (``bp``); for a map, per
 input, the NF-ResNet figures (Brock et al. 2021, "Characterizing signal propagation to close the performance
 gap in unnormalized ResNets": the average over channels of the squared channel mean, and of the channel
-variance, here over the positions of one input); for a residual block, its branch's output. The values of
+variance, here over the positions of one input); for a residual block, its branch's output; for a vector
+network with ``--input-correlation``, the cosine of its outputs for the draw's two correlated inputs (the second
+goes forward only, :mod:`normstats.networks.pairs`). The values of
 one draw are correlated, so every standard error treats the draw as the independent unit
 (:class:`~normstats.engine.moments.Tally`).
 
@@ -30,12 +32,15 @@ from normstats.engine.moments import DrawSums, PowerSums, Tally
 from normstats.errors import NormstatsError
 from normstats.networks import shapes
 from normstats.networks.build import Block, Item, Network, Stage
+from normstats.networks.pairs import pair_cosine, partner
 from normstats.networks.sequences import attention_entropy, correlate_tokens, token_cosine
 
 #: What is tallied of an item, by kind of record.
 FP, BP, BRANCH, CHANNEL_MEAN_SQ, CHANNEL_VAR = "fp", "bp", "branch", "channel_mean_sq", "channel_var"
 #: A token sequence's geometry per input (:mod:`normstats.networks.sequences`).
 TOKEN_COSINE, ATTENTION_ENTROPY, ATTENTION_LOGIT_STD = "token_cosine", "attention_entropy", "attention_logit_std"
+#: A vector network's two correlated inputs a draw: the cosine of their outputs (:mod:`normstats.networks.pairs`).
+CORRELATION = "correlation"
 #: Where a pass hands each record: ``sink(record index, values of shape (draws, width))``.
 Sink = Callable[[int, np.ndarray], None]
 #: Where a summed pass writes a record's row summaries (``(row means, row sums of squares)``, one value a draw),
@@ -78,7 +83,14 @@ def records(net: Network) -> tuple[Record, ...]:
         if _is_attention(item):
             out.append(Record(item.label, ATTENTION_ENTROPY, b))
             out.append(Record(item.label, ATTENTION_LOGIT_STD, b))
+        if paired(net):
+            out.append(Record(item.label, CORRELATION, b))
     return tuple(out)
+
+
+def paired(net: Network) -> bool:
+    """Whether ``net`` runs two correlated inputs a draw (a vector input with ``--input-correlation``)."""
+    return bool(net.input_correlation) and len(net.input) == 1
 
 
 def _is_sequence(shape: tuple[int, ...]) -> bool:
@@ -183,13 +195,16 @@ class NetworkSampler:
         draws = len(x)
         n_rows = draws * net.batch
         h = x.reshape(n_rows, -1)
-        if net.input_correlation:
+        h2 = None
+        if paired(net):
+            h2 = partner(x.reshape(draws, -1), net.input_correlation).reshape(n_rows, -1)
+        elif net.input_correlation:
             h = correlate_tokens(h, net.input[0], net.input_correlation)
         uu = u.reshape(n_rows, -1)
         states: dict[str, Any] = {}
         run = _Run(sink, rows, draws)
         with np.errstate(**_BEYOND_FLOAT64):
-            self._forward(net.items, h, uu, states, run, reuse)
+            self._forward(net.items, h, uu, states, run, reuse, h2)
             g = dy.reshape(n_rows, -1)
             self._backward(net.items, g, states, run, reuse)
 
@@ -213,21 +228,31 @@ class NetworkSampler:
 
     # -- forward -------------------------------------------------------------------------------------------------
     def _forward(self, items: tuple[Item, ...], h: np.ndarray, u: np.ndarray, states: dict[str, Any],
-                 run: _Run, reuse: bool) -> np.ndarray:
+                 run: _Run, reuse: bool, h2: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """The output of ``items`` from ``h`` (and from the partner input ``h2``, where the draws are paired)."""
         owned = False  # h is the caller's (the engine's draws, or a block's input, which its sum needs)
         for item in items:
             summed = False
+            y2 = None
             if isinstance(item, Block):
                 run.hand()
                 xb = h / item.beta if item.beta != 1.0 else h
-                f = self._forward(item.branch, xb, u, states, run, reuse)
+                xb2 = None if h2 is None else (h2 / item.beta if item.beta != 1.0 else h2)
+                f, f2 = self._forward(item.branch, xb, u, states, run, reuse, xb2)
                 y = h + item.alpha * f if item.alpha != 1.0 else h + f
+                if h2 is not None:
+                    y2 = h2 + item.alpha * f2 if item.alpha != 1.0 else h2 + f2
                 run.record(self.index[(item.label, BRANCH)], f)
                 owned = False
             else:
+                if h2 is not None:  # before the pass of h, which may write over h (never over h2)
+                    y2 = self._partner_forward(item, h2, u)
                 y, owned, summed = self._stage_forward(item, h, u, states, reuse and owned, run)
             if not summed:
                 run.record(self.index[(item.label, FP)], y, (item.label, FP) in self.summed_by_next)
+            if y2 is not None:
+                run.record(self.index[(item.label, CORRELATION)],
+                           pair_cosine(y.reshape(len(y), -1), y2.reshape(len(y2), -1)))
             shape = item.shape if isinstance(item, Block) else item.out_shape
             if len(shape) == 3:
                 self._channel_figures(item.label, y, shape, run)
@@ -237,9 +262,32 @@ class NetworkSampler:
                 state = states[item.label]
                 run.record(self.index[(item.label, ATTENTION_ENTROPY)], attention_entropy(state[3]))
                 run.record(self.index[(item.label, ATTENTION_LOGIT_STD)], state.logit_std)
-            h = y
+            h, h2 = y, y2
         run.hand()
-        return h
+        return h, h2
+
+    def _partner_forward(self, stage: Stage, h: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """The stage's output for the partner input ``h`` (a new array or a view; ``h`` left as it is): the plain
+        pass, with the draw's uniforms, its state dropped."""
+        y, _ = self._apply(stage, self.passes[stage.label].forward, h, u)
+        if stage.shift != 0.0 or stage.fwd_scale != 1.0:
+            y = (y - stage.shift) * stage.fwd_scale
+        return y
+
+    def _apply(self, stage: Stage, forward: Any, h: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, Any]:
+        """``forward`` (a pass of the stage) on rows ``h``: per channel or token, per batch, or per row."""
+        rows = len(h)
+        start = self.uniform_at[stage.label]
+        us = u[:, start : start + stage.n_uniform]
+        if stage.kind in (shapes.PER_CHANNEL, shapes.PER_TOKEN):  # a map's channels, a sequence's tokens
+            c = stage.in_shape[0]
+            y, st = forward(h.reshape(rows * c, -1), np.empty((rows * c, 0)))
+            return y.reshape(rows, -1), st
+        if stage.kind == shapes.BATCH:
+            draws = rows // self.net.batch
+            y, st = forward(h.reshape(draws, -1), us.reshape(draws, -1))
+            return y.reshape(rows, -1), st
+        return forward(h, us)
 
     def _stage_forward(self, stage: Stage, h: np.ndarray, u: np.ndarray, states: dict[str, Any],
                        owned: bool, run: _Run) -> tuple[np.ndarray, bool, bool]:
@@ -255,19 +303,7 @@ class NetworkSampler:
             return y.reshape(h.shape), True, True
         run.hand()  # h's record, before a pass that may write over h
         forward = passes.forward_inplace if owned else passes.forward
-        rows = len(h)
-        start = self.uniform_at[stage.label]
-        us = u[:, start : start + stage.n_uniform]
-        if stage.kind in (shapes.PER_CHANNEL, shapes.PER_TOKEN):  # a map's channels, a sequence's tokens
-            c = stage.in_shape[0]
-            y, st = forward(h.reshape(rows * c, -1), np.empty((rows * c, 0)))
-            y = y.reshape(rows, -1)
-        elif stage.kind == shapes.BATCH:
-            draws = rows // self.net.batch
-            y, st = forward(h.reshape(draws, -1), us.reshape(draws, -1))
-            y = y.reshape(rows, -1)
-        else:
-            y, st = forward(h, us)
+        y, st = self._apply(stage, forward, h, u)
         states[stage.label] = st
         fresh = _ours(y, h, passes.fresh_output, owned, passes)
         if stage.shift != 0.0 or stage.fwd_scale != 1.0:

@@ -25,6 +25,7 @@ from normstats.engine.progress import NULL_PROGRESS, Progress
 from normstats.engine.stopping import INTERRUPTED, StopRule
 from normstats.errors import NormstatsError
 from normstats.networks.build import Block, Network
+from normstats.networks.correlation_limit import correlation_limit
 from normstats.networks.propagate import NetworkModel, draw_seed
 from normstats.networks.wide_limit import mean_field
 from normstats.output.results.network import LayerStats, NetworkResult
@@ -75,7 +76,7 @@ def run_network(
     if samples < inits * (16 if method == "qmc" else 2):
         raise NormstatsError(f"--samples must give every one of the {inits} networks at least "
                              f"{16 if method == 'qmc' else 2} draws; got {samples}")
-    references = mean_field(net)
+    references = {**mean_field(net), **correlation_limit(net)}
     per_net = math.ceil(samples / inits)
     busy = per_net * net.values_per_draw >= PARALLEL_VALUES
     results = []

@@ -4,16 +4,20 @@ Grammar (whitespace separates items; names and values are case-sensitive)::
 
     spec   := item*
     item   := [COUNT '*'] unit
-    unit   := NAME ['(' kwarg (',' kwarg)* ')']      a registered layer with its parameters
+    unit   := NAME ['(' args ')']                    a registered layer with its parameters
             | 'res' '(' spec (',' kwarg)* ')'          x + alpha * branch(x / beta)
             | '(' spec ')'                             a group (to repeat)
+    args   := (VALUE | kwarg) (',' kwarg)*
     kwarg  := NAME '=' VALUE
 
 ``"20*(linear relu)"``, ``"3*relu"``, ``"conv(out_channels=64,k=3,padding=1) relu maxpool(k=3,stride=2)"``,
 ``"16*res(linear relu linear, alpha=0.2, beta=auto)"``. Parameters are named as in the Python API
 (``fan_out``, not ``--fan-out``) and given as text; the layer's own :class:`~normstats.params.Param` checks
 them when the network is built. A residual block takes ``alpha`` (a number, default 1) and ``beta`` (a
-positive number or ``auto``, default 1).
+positive number or ``auto``, default 1). A layer that declares a positional parameter
+(:attr:`~normstats.layers.base.Layer.positional`: ``token``'s ``index``) takes its value first without the name,
+``token(3)`` or ``token(-1)``: the parser names it (``token(index=3)``, the canonical form); any other layer given
+an unnamed value is a :class:`SpecError` at the value's position.
 
 Bounds: a repeat count is at most :data:`MAX_REPEAT`, the spec expands to at most :data:`MAX_LAYERS` layers, and
 groups and residual blocks nest at most :data:`MAX_NESTING` deep (``((relu))`` nests 2 deep, ``res(res(relu))``
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, Union
 
 from normstats.errors import NormstatsError
+from normstats.registry import get_layer
 
 #: Largest repeat count of one item, and largest number of layers a spec may expand to.
 MAX_REPEAT = 1000
@@ -181,13 +186,35 @@ class _Parser:
         params: tuple[tuple[str, str], ...] = ()
         if self.tok.kind == "punct" and self.tok.text == "(":
             open_tok = self.take("punct", "(")
-            params = self.kwargs(open_tok, first=True)
+            params = self.kwargs(open_tok, first=True, layer=tok)
         return LayerNode(tok.text, params, tok.pos)
 
-    def kwargs(self, open_tok: _Token, first: bool) -> tuple[tuple[str, str], ...]:
-        """``name=value`` pairs up to the closing ``)`` (consumed); ``first``: no comma before the first."""
+    def positional(self, layer: _Token) -> tuple[str, str]:
+        """The unnamed value at the parser's token, named by ``layer``'s positional parameter (consumed)."""
+        value = self.tok
+        try:
+            cls = get_layer(layer.text)
+        except NormstatsError as exc:
+            raise SpecError(f"network spec, position {layer.pos} ({_quote(layer.text)}): {exc}") from None
+        name = getattr(cls, "positional", None)
+        if any(p.name == value.text for p in cls.params):
+            raise self.fail(f"expected a value for parameter {value.text!r}: {value.text}=VALUE", value)
+        if name is None:
+            raise self.fail(f"layer '{cls.name}' takes no unnamed value: name the parameter, "
+                            f"{cls.name}(NAME={value.text})")
+        self.i += 1
+        return name, value.text
+
+    def kwargs(self, open_tok: _Token, first: bool, layer: _Token | None = None) -> tuple[tuple[str, str], ...]:
+        """``name=value`` pairs up to the closing ``)`` (consumed); ``first``: no comma before the first. With
+        ``layer`` (a layer's parameters, not a block's), the first may be an unnamed value (:meth:`positional`)."""
         out: list[tuple[str, str]] = []
         seen: set[str] = set()
+        if layer is not None and self.tok.kind == "word" and not (
+                self.toks[self.i + 1].kind == "punct" and self.toks[self.i + 1].text == "="):
+            out.append(self.positional(layer))
+            seen.add(out[0][0])
+            first = False
         while True:
             if self.tok.kind == "punct" and self.tok.text == ")":
                 self.i += 1

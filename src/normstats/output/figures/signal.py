@@ -55,7 +55,8 @@ def plot_signal_propagation(result: NetworkResult, path: str, band: tuple[float,
     rows = result.top_level()
     maps = any("channel_var" in r.stats for r in rows)
     tokens = any("token_cosine" in r.stats for r in rows)
-    panels = 2 + maps + tokens
+    pairs = any("correlation" in r.stats for r in rows)
+    panels = 2 + maps + tokens + pairs
     fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.2), squeeze=False)
     depth = np.arange(1, len(rows) + 1)
     for ax in axes[0]:
@@ -101,6 +102,20 @@ def plot_signal_propagation(result: NetworkResult, path: str, band: tuple[float,
         ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
         ax.set_xlabel("layer (top level)")
         ax.set_title("token geometry (per input: mean cosine of two tokens)", fontsize=10)
+        ax.legend(fontsize=8)
+    if pairs:
+        ax = axes[0][2 + maps + tokens]
+        est, se, ref = _series(result, "correlation")
+        ok = np.isfinite(est)
+        ax.plot(depth[ok], est[ok], color=COSINE_COLOUR, marker="o", markersize=3, label="correlation ± 95% band")
+        ax.fill_between(depth[ok], est[ok] - Z95 * se[ok], est[ok] + Z95 * se[ok], color=COSINE_COLOUR, alpha=0.25,
+                        linewidth=0)
+        if np.isfinite(ref).any():
+            ax.plot(depth, ref, color="black", linestyle=(0, (4, 3)), linewidth=1.1, zorder=5,
+                    label="mean-field map (width -> inf)")
+        ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
+        ax.set_xlabel("layer (top level)")
+        ax.set_title(f"two inputs of correlation {result.input_correlation:g}: cosine of the outputs", fontsize=10)
         ax.legend(fontsize=8)
     spec = result.spec if len(result.spec) <= 70 else result.spec[:67] + "..."
     networks = f"{result.inits} network{'s' if result.inits > 1 else ''}"

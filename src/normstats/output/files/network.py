@@ -59,6 +59,13 @@ def to_markdown(result: NetworkResult, band: tuple[float, float] = BAND) -> str:
             f"{limit_cell(s.get('fp_std'))} | {stat_cell(s.get('bp_mean'))} | {stat_cell(s.get('bp_std'))} | "
             f"{limit_cell(s.get('bp_std'))} |"
         )
+    pairs = [row for row in result.layers if "correlation" in row.stats]
+    if pairs:
+        lines += ["", f"Correlation of two inputs (input correlation {result.input_correlation:g}; per draw: the cosine "
+                  "of their outputs; limit: width -> inf, the mean-field correlation map, not a test)", "",
+                  "| # | layer | correlation | limit (width -> inf) |", "|---|---|---:|---:|"]
+        lines += [f"| {row.index} | {row.layer} | {stat_cell(row.stats['correlation'])} | "
+                  f"{limit_cell(row.stats['correlation'])} |" for row in pairs]
     lines += ["", *summary_lines(result, band)]
     return "\n".join(lines) + "\n"
 

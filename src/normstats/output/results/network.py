@@ -18,7 +18,7 @@ from normstats.output.results.table import Stat, _num
 #: The per-layer statistics every row has, then the ones only some rows have (maps, residual blocks).
 NETWORK_STATS = ("fp_mean", "fp_std", "bp_mean", "bp_std")
 EXTRA_STATS = ("branch_var", "channel_mean_sq", "channel_var", "token_cosine", "attention_entropy",
-               "attention_logit_std")
+               "attention_logit_std", "correlation")
 #: The pass band of the closing lines (``--band``): the range of std a layer's output (fp) or input gradient (bp)
 #: may reach before the closing line flags it as having left "normalized". By default a factor of 2 either way
 #: from the unit std that NormProp aims at.
@@ -78,7 +78,7 @@ class NetworkResult:
     stop: str
     layers: tuple[LayerStats, ...]
     metadata: dict[str, Any] = field(default_factory=dict)
-    #: The correlation RHO of a token sequence's input tokens (0: independent).
+    #: The correlation RHO of a token sequence's input tokens, or of a vector network's two inputs (0: none).
     input_correlation: float = 0.0
 
     @property

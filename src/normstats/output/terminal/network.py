@@ -33,7 +33,8 @@ def network_table(result: NetworkResult, title: str, band: tuple[float, float] =
         style="dim",
     )
     tokens = _token_table(result)
-    parts = [t] + [x for x in (extras, tokens) if x is not None] + [legend, Text("\n".join(summary_lines(result, band)))]
+    pairs = _correlation_table(result)
+    parts = [t] + [x for x in (extras, tokens, pairs) if x is not None] + [legend, Text("\n".join(summary_lines(result, band)))]
     return Group(*parts)
 
 
@@ -98,6 +99,24 @@ def _token_table(result: NetworkResult) -> Any:
         s = row.stats
         t.add_row(row.index, row.layer, stat_cell(s.get("token_cosine")), stat_cell(s.get("attention_entropy")),
                   *((stat_cell(s.get("attention_logit_std")),) if logits else ()))
+    return t
+
+
+def _correlation_table(result: NetworkResult) -> Any:
+    """Two correlated inputs a draw (a vector network with --input-correlation): per layer the cosine of their
+    outputs with its se over draws, beside its mean-field limit (a limit, not a test; — where none)."""
+    from rich.table import Table as RichTable
+
+    rows = [r for r in result.layers if "correlation" in r.stats]
+    if not rows:
+        return None
+    t = RichTable(title=f"Correlation of two inputs (correlation {result.input_correlation:g}; per draw: the cosine "
+                  "of their outputs)", title_justify="left", header_style="bold")
+    for col in ("#", "layer", "correlation ± se", "limit (width -> inf)", "Δ"):
+        t.add_column(col, justify="left" if col in ("#", "layer") else "right")
+    for row in rows:
+        c = row.stats["correlation"]
+        t.add_row(row.index, row.layer, stat_cell(c), limit_cell(c), difference_cell(c))
     return t
 
 
