@@ -27,8 +27,10 @@ from normstats.exact.references import reference_moments
 from normstats.exact.selfnorm import Solution
 from normstats.layers.base import AUTO_SAMPLER, DEFAULT_SAMPLER, SAMPLERS, Layer
 from normstats.networks.build import build_network
+from normstats.networks.recipes import apply_recipe
 from normstats.networks.run import DEFAULT_DRAWS, check_inits, default_inits, run_network
 from normstats.networks.shapes import parse_input
+from normstats.networks.spec import parse_spec
 from normstats.output.results.init_audit import ParamAudit
 from normstats.output.results.jacobian import JacobianResult
 from normstats.output.results.meanfield import LayerPoint, MeanFieldResult
@@ -437,6 +439,7 @@ def network(
     progress: Progress | None = None,
     processes: bool = False,
     input_correlation: float = 0.0,
+    recipe: str | None = None,
 ) -> NetworkResult:
     """The fp and bp statistics of every layer of a network, with standard errors and the infinite-width
     (mean-field) value where one is computed.
@@ -450,8 +453,18 @@ def network(
     :data:`~normstats.networks.run.DEFAULT_DRAWS`), over ``inits`` independent networks (weights drawn from
     the seed; default :func:`~normstats.networks.run.default_inits`: 8, so that the se includes the
     init-to-init spread and describes the architecture; ``inits=1`` describes network 0 of the seed alone, and
-    ``result.describes`` says which). The other options are :func:`simulate`'s.
+    ``result.describes`` says which). ``recipe`` names a published residual-scaling recipe
+    (:mod:`normstats.networks.recipes`: ``gpt2``, ``deepnorm``, ``admin``, ``tfixup``, ``tfixup-decoder``,
+    ``depth-mup``) that rewrites the transformer ``spec`` with its constants for its depth; ``result.spec`` is the
+    spec run and ``result.recipe`` the recipe's constants. The other options are :func:`simulate`'s.
     """
+    applied = None
+    if recipe is not None:
+        if normprop != "none":
+            raise NormstatsError(f"--recipe sets the network's scales itself and takes --normprop none; got --normprop "
+                                 f"{normprop}")
+        applied = apply_recipe(recipe, parse_spec(spec) if isinstance(spec, str) else spec)
+        spec = applied.nodes
     net = build_network(spec, parse_input(input), width=width, normprop=normprop,
                         input_correlation=input_correlation)
     if samples is None and target_se is None and max_time is None:
@@ -464,10 +477,11 @@ def network(
         if inits is None else check_inits(inits)
     meta = run_metadata(opts.seed, opts.samples, opts.method, "sampled")
     with open_executor(opts.workers, opts.dask, opts.processes) as executor:
-        return run_network(
+        result = run_network(
             net, samples=opts.samples, seed=opts.seed, version=version(), method=opts.method, inits=inits,
             stop=opts.stop_rule(), executor=executor, progress=opts.progress, metadata=meta,
         )
+    return result if applied is None else replace(result, recipe=applied.to_dict())
 
 
 def model(

@@ -69,6 +69,9 @@ def parse_band(text: str) -> tuple[float, float]:
 @click.option("--input-correlation", "input_correlation", default="0", show_default=True, metavar="RHO",
               help="A token sequence's input tokens sqrt(RHO) z + sqrt(1-RHO) e_t (z shared): any two start with "
               "cosine about RHO; 0 <= RHO < 1.")
+@click.option("--recipe", metavar="NAME",
+              help="A published residual-scaling recipe applied to the transformer spec for its depth N: gpt2, "
+              "deepnorm, admin, tfixup, tfixup-decoder, depth-mup (the title shows the spec run).")
 @click.option("--width", type=int, metavar="N",
               help="Outputs of a linear layer (channels of a conv) that names none. [default: the incoming width]")
 @click.option("--normprop", type=click.Choice(NORMPROP_MODES), default="none", show_default=True,
@@ -95,7 +98,7 @@ def parse_band(text: str) -> tuple[float, float]:
               help="The closing lines' pass band (0 < LO < 1 < HI): the std range a layer's signal may reach "
               "before they flag it (see below).")
 def network(
-    spec: str, input_shape: str, input_correlation: str, width: int | None, normprop: str, inits: int,
+    spec: str, input_shape: str, input_correlation: str, recipe: str | None, width: int | None, normprop: str, inits: int,
     samples: int | None, seed: int, fmt: str, output: str | None, plot: str | None, quiet: bool,
     band: tuple[float, float], **run: Any,
 ) -> None:
@@ -103,9 +106,12 @@ def network(
     e.g. 'normstats network "20*(linear relu)" --input 512 --normprop fp'."""
     result = api.network(
         spec, input=input_shape, width=width, normprop=normprop, inits=inits, samples=samples, seed=seed,
-        progress=make_progress(quiet), input_correlation=input_correlation, **run,
+        progress=make_progress(quiet), input_correlation=input_correlation, recipe=recipe, **run,
     )
     rho = f" · input correlation {result.input_correlation:g}" if result.input_correlation else ""
+    if result.recipe:
+        consts = ", ".join(f"{k}={v:.4g}" for k, v in result.recipe["constants"].items())
+        rho += f" · recipe {result.recipe['name']} (N={result.recipe['blocks']}: {consts})"
     title = (f"network {result.spec} · input {'x'.join(map(str, result.input))}{rho} · normprop {result.normprop}"
              f" · {result.draws:,} draws · {population_text(result)}")
     document = (lambda out: network_table(result, title, band, out.width if out.is_terminal else None), {
