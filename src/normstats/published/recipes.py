@@ -17,9 +17,11 @@ T-Fixup's ``N``); ``2N`` is the number of residual branches (sublayers). Sources
   ``beta = (8N)^(-1/4)`` (torchscale: ``self.alpha = math.pow(2.0 * args.encoder_layers, 0.25)``; the weights
   divided by ``init_scale = math.pow(8.0 * args.encoder_layers, 0.25)``, and the same with ``decoder_layers``).
   Encoder-decoder (``N`` encoder and ``M`` decoder blocks; not applied here, normstats has no cross-attention):
-  encoder ``alpha = 0.81 (N^4 M)^(1/16)``, ``beta = 0.87 (N^4 M)^(-1/16)`` (torchscale divides by
-  ``(N^4 M)^(1/16) / 1.15``, and ``1 / 1.15 = 0.8696``), decoder ``alpha = (3M)^(1/4)``,
-  ``beta = (12M)^(-1/4)``: :func:`deepnorm_encoder_decoder`.
+  encoder ``alpha = 0.81 (N^4 M)^(1/16)``, ``beta = 0.87 (N^4 M)^(-1/16)`` (the paper's figure 2), decoder
+  ``alpha = (3M)^(1/4)``, ``beta = (12M)^(-1/4)``: :func:`deepnorm_encoder_decoder`. torchscale's
+  ``encoder.py`` has the same alpha but divides the encoder's weights by ``init_scale = (N^4 M)^(1/16) / 1.15``,
+  that is ``beta = 1.15 (N^4 M)^(-1/16)``, not ``0.87 = 1 / 1.15`` times it: the code and the paper differ by
+  ``1.15^2 = 1.32``; both are given.
 * ``admin`` (Liu et al. 2020, "Understanding the Difficulty of Training Transformers", EMNLP, the Admin initialization):
   post-LN ``x_i = LN(omega_i x_{i-1} + f_i(x_{i-1}))`` with ``omega_i^2 = sum_{j<i} Var f_j(x_{j-1})``, the
   variances taken by a profiling pass over a batch of data. normstats has no data to profile on, so it takes
@@ -49,7 +51,8 @@ from typing import Callable
 GPT2_STD = 0.02  # nanoGPT model.py: torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
 TFIXUP_ENCODER = 0.67  # Huang et al. 2020, T-Fixup: encoder scale 0.67 N^(-1/4)
 DEEPNORM_ENC_DEC_ALPHA = 0.81  # torchscale encoder.py: ... * 0.81
-DEEPNORM_ENC_DEC_BETA_DIVISOR = 1.15  # torchscale encoder.py: init_scale = (N^4 M)^(1/16) / 1.15
+DEEPNORM_ENC_DEC_BETA = 0.87  # DeepNet figure 2: encoder beta = 0.87 (N^4 M)^(-1/16)
+DEEPNORM_ENC_DEC_BETA_DIVISOR = 1.15  # torchscale encoder.py: weights divided by (N^4 M)^(1/16) / 1.15
 
 #: The block layouts a recipe fits: pre-LN ``res(layernorm attention) res(layernorm linear ACT linear)``,
 #: post-LN ``res(attention) layernorm res(linear ACT linear) layernorm``, no-LN ``res(attention) res(linear ACT
@@ -82,7 +85,8 @@ def deepnorm(n: int) -> dict[str, float]:
 def deepnorm_encoder_decoder(n: int, m: int) -> dict[str, float]:
     """DeepNet, an encoder of ``n`` blocks and a decoder of ``m`` (not applied: no cross-attention here)."""
     root = (n ** 4 * m) ** (1 / 16)
-    return {"encoder_alpha": DEEPNORM_ENC_DEC_ALPHA * root, "encoder_beta": DEEPNORM_ENC_DEC_BETA_DIVISOR ** -1 / root,
+    return {"encoder_alpha": DEEPNORM_ENC_DEC_ALPHA * root, "encoder_beta": DEEPNORM_ENC_DEC_BETA / root,
+            "encoder_beta_torchscale": DEEPNORM_ENC_DEC_BETA_DIVISOR / root,
             "decoder_alpha": (3.0 * m) ** 0.25, "decoder_beta": (12.0 * m) ** -0.25}
 
 
