@@ -5,8 +5,9 @@ Run from the repository root (about 15 minutes on two busy cores)::
 
     PYTHONPATH=src python docs/scripts/recipes.py --draws 128 --inits 32
 
-It writes ``docs/transformer_recipes.md`` (the table) and ``docs/transformer_recipes.png`` (residual-stream std
-and token cosine against depth, 95% bands). Per block ``b``: the residual stream is the output of the block's
+It prints the Markdown table (``--table PATH`` also writes it; docs/guide/transformers.md shows it) and writes
+``docs/transformer_recipes.png`` (residual-stream std, input-gradient std and token cosine against depth, 95%
+bands). Per block ``b``: the residual stream is the output of the block's
 last top-level layer (pre-LN: the MLP's residual block; post-LN and DeepNorm: the layer norm closing the block),
 the input gradient is the bp std at the block's input (its first top-level layer's). The MLP is
 ``linear gelu linear`` at width D (no 4x expansion). Every figure is the mean over ``--inits`` independent
@@ -54,7 +55,8 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=128)
     ap.add_argument("--inits", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="docs", help="folder of transformer_recipes.md and .png")
+    ap.add_argument("--plot", default="docs/transformer_recipes.png", help="the figure (PNG)")
+    ap.add_argument("--table", help="also write the Markdown table here")
     args = ap.parse_args()
     results = {}
     for label, spec, recipe, per in SETUPS:
@@ -75,10 +77,10 @@ def main() -> None:
                for label, (res, _) in results.items() if res.recipe]
     text = "\n".join(lines) + "\n\n" + "\n".join(recipes) + (
         f"\n\n{args.draws} draws over {args.inits} networks per set-up (seed {args.seed}); ± se over the networks.\n")
-    out = Path(args.out)
-    (out / "transformer_recipes.md").write_text(text, encoding="utf-8")
+    if args.table:
+        Path(args.table).write_text(text, encoding="utf-8")
     print(text)
-    plot(results, out / "transformer_recipes.png", args)
+    plot(results, Path(args.plot), args)
 
 
 def plot(results: dict, path: Path, args: argparse.Namespace) -> None:
@@ -89,11 +91,12 @@ def plot(results: dict, path: Path, args: argparse.Namespace) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     depth = list(range(1, BLOCKS + 1))
-    for label, (_, blocks) in results.items():
+    styles = ("-", "-", "--", ":", "-.")  # GPT-2 and DeepNorm lie on each other at 1: dashed and dotted
+    for (label, (_, blocks)), style in zip(results.items(), styles):
         for ax, key in zip(axes, ("fp", "bp", "cos")):
             est = [b[key].estimate for b in blocks]
             half = [b[key].quantile * b[key].se for b in blocks]  # Student t over the networks: a 95% band
-            line, = ax.plot(depth, est, label=label, lw=1.6)
+            line, = ax.plot(depth, est, style, label=label, lw=1.8)
             ax.fill_between(depth, [e - h for e, h in zip(est, half)], [e + h for e, h in zip(est, half)],
                             color=line.get_color(), alpha=0.25, lw=0)
     axes[0].set_ylabel("residual stream std (fp)")
