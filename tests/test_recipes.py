@@ -3,6 +3,7 @@ spec they write for a small depth, the weights that spec draws, a statistical ch
 
 from __future__ import annotations
 
+import json
 import math
 
 import mpmath
@@ -192,3 +193,42 @@ def _bad(args: list[str], message: str) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("normstats: error: "), result.stderr
     assert message in lines[0], lines[0]
+
+
+def test_value_and_out_gain_scale_only_w_v_and_w_o() -> None:
+    """Same seed, same draws: ``value_gain`` and ``out_gain`` multiply W_v and W_o and leave W_q, W_k alone."""
+    plain = make_layer("attention", features=16, tokens=4, heads=2).weights(np.random.default_rng(7))
+    scaled = make_layer("attention", features=16, tokens=4, heads=2, value_gain=0.3,
+                        out_gain=2.5).weights(np.random.default_rng(7))
+    for a, b, factor in zip(plain, scaled, (1.0, 1.0, 0.3, 2.5)):
+        np.testing.assert_array_equal(a * factor, b)
+
+
+def test_zero_query_attention_with_gains_matches_its_closed_form() -> None:
+    """``q_init=zeros`` with a raw orthogonal init: fp and bp std ``value_gain out_gain sqrt(1/T)`` (uniform
+    averaging of T tokens through ``W_o W_v``, ``|W_o W_v|^2 = (g_v g_o)^2 D``): the layer's formula, and its
+    passes on 4,000 sequences, the fp second moment within 4 se of the reference's square (se over the draws)."""
+    layer = make_layer("attention", q_init="zeros", init="orthogonal", normalize="none", value_gain=2.0,
+                       out_gain=0.3, tokens=8, features=16)
+    ref = 0.6 * math.sqrt(1 / 8)
+    assert layer.formula()["fp_std"] == pytest.approx(ref, rel=1e-12)
+    rng = np.random.default_rng(3)
+    passes = layer.passes(rng)
+    x, dy = rng.standard_normal((4000, 128)), rng.standard_normal((4000, 128))
+    y, state = passes.forward(x, np.empty((4000, 0)))
+    dx = passes.backward(state, dy)
+    for out in (y, dx):
+        per_draw = np.mean(out ** 2, axis=1)
+        se = per_draw.std(ddof=1) / math.sqrt(len(per_draw))
+        assert abs(per_draw.mean() - ref ** 2) < 4 * se
+        assert abs(per_draw.mean() - 1 / 8) > 20 * se  # without the gains it would be 1/T: the test can fail
+
+
+def test_the_command_line_title_shows_the_recipe_and_the_spec_run() -> None:
+    result = CliRunner().invoke(main, ["network", PRE_LN, "--input", "4x8", "--recipe", "depth-mup", "-n", "16",
+                                       "-q", "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["recipe"]["constants"] == {"branch": 0.5} and "alpha=0.5" in doc["network"]
+    result = CliRunner().invoke(main, ["network", PRE_LN, "--input", "4x8", "--recipe", "depth-mup", "-n", "16", "-q"])
+    assert "recipe depth-mup (N=2: branch=0.5)" in " ".join(result.stdout.split())
