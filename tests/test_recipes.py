@@ -169,6 +169,7 @@ def test_find_recipe_knows_every_published_recipe() -> None:
     (["--recipe", "gpt2"], "--recipe gpt2 expects pre-LN blocks"),  # a post-LN spec
     (["--recipe", "tfixup"], "at position 25: found 'layernorm'"),  # a layer norm where there is none
     (["--recipe", "deepnorm", "--normprop", "fp"], "takes --normprop none; got --normprop fp"),
+    (["--recipe", "x" * 5000], "'... (5,000 characters)"),  # a long name is cut, its length said
 ])
 def test_bad_recipes_are_one_line(args: list[str], message: str) -> None:
     _bad([POST_LN.replace("2*", "", 1).strip("()"), "--input", "4x8", *args], message)

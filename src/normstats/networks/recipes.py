@@ -80,9 +80,11 @@ def find_recipe(name: str) -> Recipe:
     """The recipe called ``name``; an unknown name is one line with the close matches."""
     if name in RECIPES:
         return RECIPES[name]
-    close = difflib.get_close_matches(str(name), list(RECIPES), n=3, cutoff=0.5)
+    text = str(name)
+    close = difflib.get_close_matches(text[:QUOTE], list(RECIPES), n=3, cutoff=0.5)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    raise NormstatsError(f"--recipe must be one of: {', '.join(RECIPES)}; got {name!r}{hint}")
+    got = repr(text) if len(text) <= QUOTE else f"{text[:QUOTE]!r}... ({len(text):,} characters)"
+    raise NormstatsError(f"--recipe must be one of: {', '.join(RECIPES)}; got {got}{hint}")
 
 
 def apply_recipe(name: str, nodes: tuple[Node, ...]) -> AppliedRecipe:
