@@ -89,7 +89,7 @@ def test_pooling_window_larger_than_the_map_names_the_map() -> None:
 
 
 def test_the_memory_bounds_say_how_much_the_network_would_need() -> None:
-    with pytest.raises(SpecError, match=r"holds 39,321,600 values \(300 MiB.*the bound is 16,777,216 values \(128 MiB\)"):
+    with pytest.raises(SpecError, match=r"holds 39,321,600 values \(300 MiB.*the bound is 33,554,432 values \(256 MiB\)"):
         build_network("600*relu", (32768,))
     with pytest.raises(SpecError, match=r"holds 33,558,528 weights \(256 MiB.*the bound is 33,554,432 weights"):
         build_network("linear(fan_out=4096) linear(fan_out=4096) linear(fan_out=1)", (4096,))

@@ -27,8 +27,10 @@ from normstats.exact.references import reference_moments
 from normstats.exact.selfnorm import Solution
 from normstats.layers.base import AUTO_SAMPLER, DEFAULT_SAMPLER, SAMPLERS, Layer
 from normstats.networks.build import build_network
+from normstats.networks.recipes import apply_recipe
 from normstats.networks.run import DEFAULT_DRAWS, check_inits, default_inits, run_network
 from normstats.networks.shapes import parse_input
+from normstats.networks.spec import parse_spec
 from normstats.output.results.init_audit import ParamAudit
 from normstats.output.results.jacobian import JacobianResult
 from normstats.output.results.meanfield import LayerPoint, MeanFieldResult
@@ -438,6 +440,7 @@ def network(
     progress: Progress | None = None,
     processes: bool = False,
     input_correlation: float = 0.0,
+    recipe: str | None = None,
 ) -> NetworkResult:
     """The fp and bp statistics of every layer of a network, with standard errors and the infinite-width
     (mean-field) value where one is computed.
@@ -454,15 +457,26 @@ def network(
     ``result.describes`` says which). ``input_correlation`` (``RHO`` in [0, 1)) correlates a token sequence's
     tokens, or sends a vector network two inputs a draw, ``x`` and ``RHO x + sqrt(1 - RHO^2) e``, whose outputs'
     cosine every layer reports beside the mean-field correlation map (:mod:`normstats.networks.pairs`,
-    :mod:`normstats.networks.correlation_limit`). The other options are :func:`simulate`'s.
+    :mod:`normstats.networks.correlation_limit`). ``recipe`` names a published residual-scaling recipe
+    (:mod:`normstats.networks.recipes`: ``gpt2``, ``deepnorm``, ``admin``, ``tfixup``, ``tfixup-decoder``,
+    ``depth-mup``) that rewrites the transformer ``spec`` with its constants for its depth; ``result.spec`` is the
+    spec run and ``result.recipe`` the recipe's constants. The other options are :func:`simulate`'s.
     """
     if isinstance(width, (list, tuple)) or (isinstance(width, str) and "," in width):
         given = width if isinstance(width, str) else list(width)
         raise NormstatsError(f"width takes one width in normstats.network; got {given!r}: a list is a width sweep, "
                              "normstats.width_sweep(spec, input=..., widths=...)")
+    applied = None
+    if recipe is not None:
+        if normprop != "none":
+            raise NormstatsError(f"--recipe sets the network's scales itself and takes --normprop none; got --normprop "
+                                 f"{normprop}")
+        applied = apply_recipe(recipe, parse_spec(spec) if isinstance(spec, str) else spec)
+        spec = applied.nodes
     net = build_network(spec, parse_input(input), width=width, normprop=normprop,
                         input_correlation=input_correlation)
-    return _run_built(net, inits, samples, seed, method, target_se, max_time, workers, dask, progress, processes)
+    result = _run_built(net, inits, samples, seed, method, target_se, max_time, workers, dask, progress, processes)
+    return result if applied is None else replace(result, recipe=applied.to_dict())
 
 
 def _run_built(net: Any, inits: int | None, samples: int | str | None, seed: int, method: str,
@@ -479,10 +493,11 @@ def _run_built(net: Any, inits: int | None, samples: int | str | None, seed: int
         if inits is None else check_inits(inits)
     meta = run_metadata(opts.seed, opts.samples, opts.method, "sampled")
     with open_executor(opts.workers, opts.dask, opts.processes) as executor:
-        return run_network(
+        result = run_network(
             net, samples=opts.samples, seed=opts.seed, version=version(), method=opts.method, inits=inits,
             stop=opts.stop_rule(), executor=executor, progress=opts.progress, metadata=meta,
         )
+    return result
 
 
 def width_sweep(

@@ -76,6 +76,9 @@ def parse_band(text: str) -> tuple[float, float]:
               "cosine about RHO. A vector input (N): a second input RHO x + sqrt(1-RHO^2) e a draw, through the "
               "same weights; each layer reports the two outputs' correlation beside its mean-field limit. "
               "0 <= RHO < 1.")
+@click.option("--recipe", metavar="NAME",
+              help="A published residual-scaling recipe applied to the transformer spec for its depth N: gpt2, "
+              "deepnorm, admin, tfixup, tfixup-decoder, depth-mup (the title shows the spec run).")
 @click.option("--width", metavar="N[,N...]", callback=checked(parse_widths),
               help="Outputs of a linear layer (channels of a conv) that names none. A comma list (64,128,256: "
               f"distinct, at most {MAX_WIDTHS}) is a width sweep: the spec run at each width (same seed, same input) "
@@ -105,21 +108,28 @@ def parse_band(text: str) -> tuple[float, float]:
               help="The closing lines' pass band (0 < LO < 1 < HI): the std range a layer's signal may reach "
               "before they flag it (see below).")
 def network(
-    spec: str, input_shape: str, input_correlation: str, width: tuple[int, ...] | None, normprop: str, inits: int,
+    spec: str, input_shape: str, input_correlation: str, recipe: str | None, width: tuple[int, ...] | None,
+    normprop: str, inits: int,
     samples: int | None, seed: int, fmt: str, output: str | None, plot: str | None, quiet: bool,
     band: tuple[float, float], **run: Any,
 ) -> None:
     """Per-layer fp/bp statistics of a whole network at depth, beside the infinite-width (mean-field) limit,
     e.g. 'normstats network "20*(linear relu)" --input 512 --normprop fp'; with --width 64,128,256 a width sweep."""
     if width is not None and len(width) > 1:
+        if recipe is not None:
+            raise NormstatsError(f"--recipe takes one width; got --width {','.join(map(str, width))} (a width sweep)")
         _sweep(spec, input_shape, input_correlation, width, normprop, inits, samples, seed, fmt, output, plot,
                quiet, band, **run)
         return
     result = api.network(
         spec, input=input_shape, width=None if width is None else width[0], normprop=normprop, inits=inits,
-        samples=samples, seed=seed, progress=make_progress(quiet), input_correlation=input_correlation, **run,
+        samples=samples, seed=seed, progress=make_progress(quiet), input_correlation=input_correlation, recipe=recipe,
+        **run,
     )
     rho = f" · input correlation {result.input_correlation:g}" if result.input_correlation else ""
+    if result.recipe:
+        consts = ", ".join(f"{k}={v:.4g}" for k, v in result.recipe["constants"].items())
+        rho += f" · recipe {result.recipe['name']} (N={result.recipe['blocks']}: {consts})"
     title = (f"network {result.spec} · input {'x'.join(map(str, result.input))}{rho} · normprop {result.normprop}"
              f" · {result.draws:,} draws · {population_text(result)}")
     document = (lambda out: network_table(result, title, band, out.width if out.is_terminal else None), {

@@ -26,7 +26,7 @@ mean is 0 (``dy`` has mean 0). With ``q_init=zeros`` the logits are 0, so ``P`` 
 ``|W_o W_v|^2 / D`` times ``1 / T`` (or ``H_T / T`` causal, ``H_T = sum_{t=1}^T 1/t``: the mean over queries of
 ``1 / (t + 1)``, and over keys of ``sum_{t >= s} 1 / (t + 1)^2``). ``|W_o W_v|^2`` is the same for every draw of
 the weights only for a raw orthogonal init (``g^4 D`` with gain ``g``: a product of scaled orthogonal
-matrices), so that is where the formula is given. (Over random unit-norm rows, ``E[W_o^T W_o] = I`` and
+matrices, times ``value_gain^2 out_gain^2``), so that is where the formula is given. (Over random unit-norm rows, ``E[W_o^T W_o] = I`` and
 ``E|W_o W_v|^2 = D``: the same figures on average over inits, not for one.)
 """
 
@@ -185,6 +185,10 @@ class Attention(Layer):
               parse=_parse_logit_scale, syntax="sqrt, mup or a number in (0, 1e6]"),
         Param("q_init", str, "normal", "zeros: W_q = 0 (uniform attention at init)", choices=("normal", "zeros")),
         *weight_params("fan-in"),
+        Param("value_gain", float, None, "W_v's extra factor, on top of init, normalize and gain (DeepNorm's beta)",
+              low=0.0, high=1e6, low_open=True, default_text="1"),
+        Param("out_gain", float, None, "W_o's extra factor, on top of init, normalize and gain (GPT-2's "
+              "1/sqrt(2N), DeepNorm's beta)", low=0.0, high=1e6, low_open=True, default_text="1"),
     )
 
     def resolve(self, values: dict[str, Any]) -> dict[str, Any]:
@@ -204,6 +208,9 @@ class Attention(Layer):
                 f"parameter --features of layer 'attention' must keep its four D x D projections within "
                 f"{MAX_WEIGHTS:,} weights; got D = {d} ({4 * d * d:,})"
             )
+        for name in ("value_gain", "out_gain"):  # kept only when given, so other settings keep their names
+            if values.get(name) is None:
+                values.pop(name, None)
         return resolve_weight_params(self.name, values, d)
 
     @property
@@ -238,13 +245,17 @@ class Attention(Layer):
 
     def weights(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``W_q, W_k, W_v, W_o``, drawn in that order (``W_q`` is drawn and then zeroed for ``q_init=zeros``,
-        so the other three are the same as with ``q_init=normal`` on the same seed)."""
+        so the other three are the same as with ``q_init=normal`` on the same seed); ``W_v`` and ``W_o`` then
+        times ``value_gain`` and ``out_gain`` (the recipes of :mod:`normstats.published.recipes` scale them apart
+        from ``W_q`` and ``W_k``)."""
         v = self.values
         d = v["features"]
         drawn = [draw_weight(rng, d, d, 1, v["init"], v["normalize"], v.get("gain", 1.0)).reshape(d, d)
                  for _ in range(4)]
         if v["q_init"] == "zeros":
             drawn[0] = np.zeros((d, d))
+        drawn[2] *= v.get("value_gain", 1.0)
+        drawn[3] *= v.get("out_gain", 1.0)
         return drawn[0], drawn[1], drawn[2], drawn[3]
 
     def passes(self, rng: np.random.Generator) -> Passes:
@@ -262,6 +273,6 @@ class Attention(Layer):
         if v["q_init"] == "zeros" and v["init"] == "orthogonal" and v["normalize"] == "none":
             t = v["tokens"]
             share = harmonic(t) / t if v["causal"] == "true" else 1.0 / t
-            g2 = v.get("gain", 1.0) ** 2
+            g2 = v.get("gain", 1.0) ** 2 * v.get("value_gain", 1.0) * v.get("out_gain", 1.0)
             out["fp_std"] = out["bp_std"] = g2 * math.sqrt(share)
         return out

@@ -50,8 +50,9 @@ from normstats.networks.spec import (
 from normstats.registry import get_layer
 
 NORMPROP_MODES = ("none", "fp", "bp", "split")
-#: Most values (inputs and outputs of every layer, over the batch) one draw may hold: 128 MiB of float64.
-MAX_DRAW_VALUES = 1 << 24
+#: Most values (inputs and outputs of every layer, over the batch) one draw may hold: 256 MiB of float64 (about a
+#: quarter of them alive at once, CHUNK_VALUES below). Issue 25's 48-block transformer at 64x256 holds 144 MiB.
+MAX_DRAW_VALUES = 1 << 25
 #: Most weights (all linear and conv layers together) one network may hold: 256 MiB of float64, and every worker
 #: thread keeps its own copy.
 MAX_WEIGHTS = 1 << 25

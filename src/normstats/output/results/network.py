@@ -80,6 +80,8 @@ class NetworkResult:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: The correlation RHO of a token sequence's input tokens, or of a vector network's two inputs (0: none).
     input_correlation: float = 0.0
+    #: The published recipe applied to the spec (``--recipe``): name, title, blocks N, constants, source.
+    recipe: dict[str, Any] | None = None
 
     @property
     def partial(self) -> bool:
@@ -123,6 +125,7 @@ class NetworkResult:
             "network": self.spec,
             "input": list(self.input),
             **({"input_correlation": self.input_correlation} if self.input_correlation else {}),
+            **({"recipe": dict(self.recipe)} if self.recipe else {}),
             "width": self.width,
             "normprop": self.normprop,
             "true_gradient": self.true_gradient,
