@@ -1,0 +1,120 @@
+"""The inits of ``normstats model SOURCE`` spread over a Dask cluster (``--dask ADDRESS``): each init one task.
+
+A task gets the SOURCE string and its ``--arg``s, not a model: the worker resolves the source and builds its own
+model (:func:`normstats.models.sources.make_factory`), then runs the init exactly as a local run does
+(:func:`normstats.models.run.run_init`, passed in by reference so that this module never imports the run: the
+worker imports it by name). An init draws its weights and its inputs from seeds of its own and leaves nothing
+behind, so the results, taken back in init order, are those of a local run for the same seed (on the same thread
+count: torch's reductions are summed in an order that depends on it).
+
+On a worker, an init holds a lock of its process for its whole run: the factory's init and dropout draw from
+torch's global generator, one per process, so two inits in the threads of one worker would mix their draws.
+For that run, torch's threads and the BLAS and OpenMP pools (``threadpoolctl``) are set to the worker's thread
+count (``nthreads``: its share of the machine's cores, so that workers do not fight over cores), or to
+``--threads`` where given, then put back.
+
+Progress moves by one init's draws as each init comes back. Ctrl-C cancels the inits not yet done and ends the
+run as it does a local one. An unreachable address, a missing ``distributed`` and a scheduler that is not one
+fail in one line before any work (:class:`normstats.engine.executors.DaskExecutor`); an error inside an init (a
+factory that raises, an input the model rejects) comes back as the worker raised it, for the first init that
+failed.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+from normstats.engine.progress import Progress
+from normstats.errors import NormstatsError
+
+#: One init at a time in a worker process (torch's global generator is per process).
+_ONE_INIT = threading.Lock()
+
+
+def _worker_threads() -> int:
+    try:
+        from distributed import get_worker
+
+        return max(1, int(get_worker().state.nthreads))
+    except (ImportError, ValueError, AttributeError):  # not on a Dask worker
+        return 1
+
+
+def init_task(run_init: Callable[..., Any], build: Any, k: int, spec: Any, threads: int | None) -> Any:
+    """Init ``k`` on a worker, on ``threads`` threads (default: the worker's); its model built from ``build``: a
+    ``(SOURCE, args)`` pair, resolved here, or a factory ``make(k)`` shipped as it is."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from normstats.models.sources import make_factory
+
+    with _ONE_INIT:
+        count = threads or _worker_threads()
+        before = torch.get_num_threads()
+        torch.set_num_threads(count)
+        try:
+            with threadpool_limits(limits=count):
+                if isinstance(build, tuple):
+                    factory = make_factory(*build)
+                    return run_init(lambda _: factory(), k, spec)
+                return run_init(build, k, spec)
+        finally:
+            torch.set_num_threads(before)
+
+
+def dask_spreader(address: str, build: Any, inits: int, threads: int | None
+                  ) -> Callable[[Callable[..., Any], Any, Progress], list[Any]]:
+    """``spread(run_init, spec, progress)`` for :func:`normstats.models.run.run_model`: the ``inits`` inits as
+    tasks on the Dask scheduler at ``address``, each building its model from ``build`` (:func:`init_task`), their
+    results in init order."""
+
+    def spread(run_init: Callable[..., Any], spec: Any, progress: Progress) -> list[Any]:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        from normstats.engine.executors import open_executor
+
+        with open_executor(dask=address) as executor:
+            futures = [executor.submit(init_task, run_init, build, k, spec, threads) for k in range(inits)]
+            try:
+                pending = set(futures)
+                while pending:
+                    _, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    failed = next((f for f in futures if f.done() and not f.cancelled() and f.exception() is not None), None)
+                    if failed is not None:
+                        raise failed.exception()  # type: ignore[misc]
+                    progress.update(spec.per_init * (len(futures) - len(pending)), float("nan"))
+                return [future.result() for future in futures]
+            finally:
+                for future in futures:
+                    future.cancel()
+
+    return spread
+
+
+
+def shipped_model(target: Any, args: dict[str, Any] | None, make: Callable[[int], Any]) -> Any:
+    """What a task gets to build its model from: ``(SOURCE, args)`` for a SOURCE string; for a zero-argument
+    factory, the maker itself, where it can be pickled (Dask pickles functions by value with cloudpickle). A
+    module object is refused: a worker would get the caller's weights, not an init of its own."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise NormstatsError("--dask needs the 'distributed' package (pip install 'normstats[dask]')") from None
+    if isinstance(target, str):
+        return target, args
+    import torch
+
+    if isinstance(target, torch.nn.Module):
+        raise NormstatsError(f"dask: a model object ({type(target).__name__}) cannot be spread over a cluster, "
+                             "each worker builds its own model; pass a SOURCE string ('timm:resnet18', "
+                             "'package.module:callable') or a zero-argument factory")
+    import cloudpickle
+
+    try:
+        cloudpickle.dumps(make)
+    except Exception as exc:
+        raise NormstatsError(f"dask: the factory {getattr(target, '__qualname__', type(target).__name__)} cannot "
+                             f"be pickled for the workers ({type(exc).__name__}: {exc}); pass a SOURCE string "
+                             "('package.module:callable')") from None
+    return make
