@@ -21,6 +21,9 @@ from normstats.errors import NormstatsError  # noqa: E402
 from tests.test_cli import run, run_bad  # noqa: E402
 
 RUN = dict(input="8", batch=4, samples=12, inits=4, seed=5)
+#: Test clusters serve their HTTP endpoints on a free port (Dask's default, 8787, warns when another cluster on
+#: this machine has it, and a warning fails a test).
+HTTP = ":0"
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +39,7 @@ def one_thread() -> Iterator[None]:
 def cluster() -> Iterator[Any]:
     """Two workers in this process (the CLI, run in this process too, reaches them at an inproc:// address)."""
     with distributed.LocalCluster(processes=False, n_workers=2, threads_per_worker=1,
-                                  dashboard_address=None) as local:
+                                  dashboard_address=HTTP) as local:
         yield local
 
 
@@ -55,7 +58,7 @@ def test_a_tcp_worker_gives_the_numbers_of_a_local_run() -> None:
     source = "tests.model_factories:dropout_mlp"
     local = normstats.model(source, **RUN)
     with distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=2, protocol="tcp://",
-                                  dashboard_address=None) as spawned:
+                                  dashboard_address=HTTP) as spawned:
         remote = normstats.model(source, dask=spawned.scheduler_address, **RUN)
     assert _numbers(remote) == _numbers(local)
     assert remote.metadata["dask"] == spawned.scheduler_address
