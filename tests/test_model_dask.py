@@ -56,11 +56,12 @@ def test_a_tcp_worker_gives_the_numbers_of_a_local_run() -> None:
     those of the local run, exactly. (A spawned worker process gives them too, but its torch import alone takes
     5-15 s on a shared machine: too slow for the suite.)"""
     source = "tests.model_factories:dropout_mlp"
-    local = normstats.model(source, **RUN)
+    local = normstats.model(source, params=True, **RUN)
     with distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=2, protocol="tcp://",
                                   dashboard_address=HTTP) as spawned:
-        remote = normstats.model(source, dask=spawned.scheduler_address, **RUN)
-    assert _numbers(remote) == _numbers(local)
+        remote = normstats.model(source, dask=spawned.scheduler_address, params=True, **RUN)
+    assert _numbers(remote) == _numbers(local)  # the init audit of init 0 (params) included
+    assert remote.params is not None and len(remote.params) == 4
     assert remote.metadata["dask"] == spawned.scheduler_address
     assert remote.metadata["threads"] == 2  # the worker's threads, not this process's
     stds = [m.stats["fp_std"] for m in remote.modules]
@@ -137,3 +138,22 @@ def test_without_distributed_the_command_says_how_to_install_it(monkeypatch: pyt
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed raises ImportError
     line = run_bad("model", "tests.model_factories:tiny_mlp", "--input", "8", "-q", "--dask", "tcp://127.0.0.1:8786")
     assert line == "normstats: error: --dask needs the 'distributed' package (pip install 'normstats[dask]')"
+
+
+def test_a_source_that_resolves_here_but_not_on_a_worker_says_where(cluster: Any, monkeypatch: pytest.MonkeyPatch
+                                                                    ) -> None:
+    from normstats.models import sources
+
+    real = sources.make_factory
+
+    def here_only(source: str, args: Any = None) -> Any:
+        try:
+            distributed.get_worker()
+        except ValueError:  # not on a worker: the caller's environment
+            return real(source, args)
+        raise NormstatsError("SOURCE 'tests.model_factories:tiny_mlp' needs the package 'tests', which cannot be "
+                             "imported")
+
+    monkeypatch.setattr(sources, "make_factory", here_only)
+    with pytest.raises(NormstatsError, match=r"^--dask: on the worker inproc://.*: SOURCE .* cannot be imported$"):
+        normstats.model("tests.model_factories:tiny_mlp", dask=cluster.scheduler_address, **RUN)

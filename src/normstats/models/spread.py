@@ -34,6 +34,15 @@ from normstats.errors import NormstatsError
 _ONE_INIT = threading.Lock()
 
 
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError, AttributeError):  # not on a Dask worker
+        return "?"
+
+
 def _worker_threads() -> int:
     try:
         from distributed import get_worker
@@ -102,7 +111,10 @@ def init_task(run_init: Callable[..., Any], build: Any, k: int, spec: Any, threa
             with threadpool_limits(limits=count):
                 make = build
                 if isinstance(build, tuple):
-                    factory = make_factory(*build)
+                    try:
+                        factory = make_factory(*build)
+                    except NormstatsError as exc:  # it resolved in the caller's environment, not in this one
+                        raise NormstatsError(f"--dask: on the worker {_worker_address()}: {exc}") from None
                     make = lambda _: factory()  # noqa: E731
                 return run_init(make, k, spec, channel or NULL_PROGRESS)
         finally:
