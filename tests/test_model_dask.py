@@ -157,3 +157,38 @@ def test_a_source_that_resolves_here_but_not_on_a_worker_says_where(cluster: Any
     monkeypatch.setattr(sources, "make_factory", here_only)
     with pytest.raises(NormstatsError, match=r"^--dask: on the worker inproc://.*: SOURCE .* cannot be imported$"):
         normstats.model("tests.model_factories:tiny_mlp", dask=cluster.scheduler_address, **RUN)
+
+
+def test_ctrl_c_stops_the_inits_at_work_on_the_workers(cluster: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (here: a KeyboardInterrupt from the progress bar once draws come in) sets the run's stop event: the
+    init at work (400,000 draws: many minutes) ends at its next draw, the queued one is cancelled or ends as it
+    starts, and the workers, which run one init at a time, take a new run at once instead of after the orphans."""
+    from normstats.models import spread
+
+    stopped: list[int] = []
+
+    class Counted(spread.RunStopped):
+        def __init__(self, message: str) -> None:
+            stopped.append(1)
+            super().__init__(message)
+
+    class CtrlC:
+        def start(self, label: str, samples: int, target_se: float | None) -> None:
+            pass
+
+        def update(self, draws: int, worst_se: float) -> None:
+            if draws > 0:
+                raise KeyboardInterrupt
+
+        def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr(spread, "RunStopped", Counted)
+    with pytest.raises(KeyboardInterrupt):
+        normstats.model("tests.model_factories:tiny_mlp", dask=cluster.scheduler_address, progress=CtrlC(),
+                        **dict(RUN, samples=800_000, inits=2))
+    started = time.monotonic()
+    one = dict(RUN, inits=1)
+    assert normstats.model("tests.model_factories:tiny_mlp", dask=cluster.scheduler_address, **one).draws == 12
+    assert time.monotonic() - started < 60  # an orphan init would hold its worker for many minutes
+    assert stopped

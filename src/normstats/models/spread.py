@@ -13,11 +13,13 @@ For that run, torch's threads and the BLAS and OpenMP pools (``threadpoolctl``) 
 count (``nthreads``: its share of the machine's cores, so that workers do not fight over cores), or to
 ``--threads`` where given, then put back.
 
-Progress moves by one init's draws as each init comes back. Ctrl-C cancels the inits not yet done and ends the
-run as it does a local one. An unreachable address, a missing ``distributed`` and a scheduler that is not one
-fail in one line before any work (:class:`normstats.engine.executors.DaskExecutor`); an error inside an init (a
-factory that raises, an input the model rejects) comes back as the worker raised it, for the first init that
-failed.
+Each init reports its draws every :data:`REPORT_INTERVAL` seconds into a Dask ``Queue`` of the run, so the
+progress bar moves as on a local run, and looks at the run's stop ``Event`` as it does: Ctrl-C sets it, so the
+inits at work end at their next draw (a running Dask task cannot be cancelled from outside) and the queued ones
+are cancelled; the run then ends as a local one does. An unreachable address, a missing ``distributed`` and a
+scheduler that is not one fail in one line before any work (:class:`normstats.engine.executors.DaskExecutor`);
+an error inside an init (a factory that raises, an input the model rejects) comes back as the worker raised it,
+for the first init, in init order, known to have failed.
 """
 
 from __future__ import annotations
