@@ -62,3 +62,8 @@ def gpt2_tiny() -> nn.Module:
 
     return GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=100, n_positions=32,
                                       bos_token_id=0, eos_token_id=0))
+
+
+def dropout_mlp(width: int = 16) -> nn.Module:
+    """Dropout draws from torch's global generator in train mode: the inits must leave it as a lone init would."""
+    return nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Dropout(0.5), nn.Linear(width, 4))

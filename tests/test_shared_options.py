@@ -25,7 +25,8 @@ COMMANDS: dict[str, list[str]] = {
 
 #: The shared options each command takes: all that apply to it (meanfield runs no engine: no sample count,
 #: workers or stopping rule; jacobian's draw count is bounded and has no stopping rule; a table has no plot;
-#: model: torch runs its own threads (--threads), and a draw count has no stopping rule).
+#: model: torch runs its own threads (--threads), a draw count has no stopping rule, and --dask runs one task per
+#: init).
 RUN = ("--samples", "--seed", "--workers", "--processes", "--dask", "--quiet", "--format", "--output")
 APPLIES: dict[str, tuple[str, ...]] = {
     "simulate": (*RUN, "--target-se", "--max-time"),
@@ -34,7 +35,7 @@ APPLIES: dict[str, tuple[str, ...]] = {
     "export": (*RUN, "--target-se", "--max-time"),
     "jacobian": (*RUN, "--plot"),
     "meanfield": ("--seed", "--format", "--output", "--plot"),
-    "model": ("--samples", "--seed", "--quiet", "--format", "--output", "--plot"),  # torch runs its own threads
+    "model": ("--samples", "--seed", "--dask", "--quiet", "--format", "--output", "--plot"),
 }
 
 #: Per option: its flags, a bad value and the message every command gives for it.

@@ -560,6 +560,7 @@ def model(
     threads: int | None = None,
     params: bool = False,
     progress: Progress | None = None,
+    dask: str | None = None,
 ) -> ModelResult:
     """The fp and bp statistics of every module of a PyTorch model at initialization, with standard errors.
 
@@ -574,8 +575,14 @@ def model(
     (default :data:`normstats.models.run.MEMORY_BOUND`); ``threads``: CPU threads for the run (default torch's).
     The same seed gives the same numbers (on the same device and thread count). ``params=True`` also audits the
     init of every parameter of the first init, as built (:func:`init_audit`), into ``result.params``. See
-    :mod:`normstats.models.run`.
+    :mod:`normstats.models.run`. ``dask``: the address of a Dask scheduler to run each init on as one task, the
+    worker building its own model (``model`` a SOURCE string or a picklable factory, not a module object), with
+    the numbers of a local run for the seed (:mod:`normstats.models.spread`).
     """
+    if dask is not None:
+        from normstats.engine.executors import check_dask_address
+
+        dask = check_dask_address(dask)
     from normstats.models import require_torch
 
     require_torch()
@@ -585,11 +592,19 @@ def model(
     check_seed(seed)
     inits = model_run._check_int("--inits", inits, 1, model_run.MAX_INITS)
     make, label, init_method, restore = model_run.model_maker(model, inits, args)
-    return model_run.run_model(
+    spread = None
+    if dask is not None:
+        from normstats.models.spread import dask_spreader, shipped_model
+
+        spread = dask_spreader(dask, shipped_model(model, args, make), inits, threads)
+    result = model_run.run_model(
         make, source=label, init_method=init_method, input=input, batch=batch, draws=draws, inits=inits, mode=mode,
         seed=seed, device=device, output_key=output_key, version=version(), max_memory=max_memory,
-        progress=progress or NULL_PROGRESS, restore=restore, threads=threads, params=params,
+        progress=progress or NULL_PROGRESS, restore=restore, threads=threads, params=params, spread=spread,
     )
+    if dask is not None:
+        result.metadata["dask"] = dask
+    return result
 
 
 def depth_table(*, samples: int | str | None = None, seed: int = DEFAULT_SEED, progress: Progress | None = None,

@@ -65,6 +65,7 @@ def _memory(text: str) -> float:
               "matches within 4 se (PyTorch's default kaiming_uniform(a=sqrt(5)), Kaiming, Xavier, LeCun, a fixed "
               "std such as 0.02, GPT-2's scaled c_proj, zeros/ones), or none of these; the JSON's params section.")
 @options.factory_args
+@options.dask
 @options.seed
 @options.quiet
 @options.output_format(FORMATS)
@@ -73,14 +74,14 @@ def _memory(text: str) -> float:
 def model(
     source: str, input_shape: str, batch: int, samples: int | None, inits: int, mode: str, output_key: str | None,
     device: str, depth: int | None, max_memory: float, threads: int | None, params: bool, args: dict[str, Any],
-    seed: int, quiet: bool, fmt: str, output: str | None, plot: str | None,
+    dask: str | None, seed: int, quiet: bool, fmt: str, output: str | None, plot: str | None,
 ) -> None:
     """Per-module fp/bp statistics of a PyTorch model at initialization, with standard errors over draws and
     inits, e.g. 'normstats model timm:resnet18 --input 3x224x224 --batch 8 -n 64'."""
     result = api.model(
         source, input=input_shape, batch=batch, samples=samples, inits=inits, mode=mode, seed=seed, device=device,
         output_key=output_key, args=args, max_memory=max_memory * 2**30, threads=threads, params=params,
-        progress=make_progress(quiet),
+        progress=make_progress(quiet), dask=dask,
     )
 
     def table(_: Any) -> Any:

@@ -210,6 +210,11 @@ class DaskExecutor:
         threads = sum(self._client.nthreads().values()) or 1
         self.depth = DEPTH_PER_WORKER * threads
 
+    @property
+    def client(self) -> Any:
+        """The ``distributed.Client`` (for a caller that needs more than ``submit``: a queue, an event)."""
+        return self._client
+
     def submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         return self._executor.submit(fn, *args)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -176,26 +177,101 @@ def run_model(
     make: Callable[[int], torch.nn.Module], *, source: str, init_method: str, input: Any, batch: int, draws: int,
     inits: int, mode: str, seed: int, device: Any, output_key: str | None, version: str,
     max_memory: float | None = None, progress: Progress = NULL_PROGRESS, restore: Callable[[], None] | None = None,
-    threads: int | None = None, params: bool = False,
+    threads: int | None = None, params: bool = False, spread: Callable[..., list[Any]] | None = None,
 ) -> ModelResult:
     """Run the model that ``make(k)`` builds for init ``k`` (called under that init's seed), on ``threads`` CPU
     threads (``torch.set_num_threads`` for the run, then as it was; default: torch's own). ``params``: also audit
-    the parameters of init 0 as built, before any draw (:mod:`normstats.models.init_audit`)."""
+    the parameters of init 0 as built, before any draw (:mod:`normstats.models.init_audit`). ``spread``: where
+    the inits run elsewhere (:mod:`normstats.models.spread`), ``spread(run_init, spec, progress)`` returns every
+    init's :class:`InitResult` in init order."""
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(_check_int("--threads", threads, 1, 1024))
     try:
         return _run(make, source=source, init_method=init_method, input=input, batch=batch, draws=draws,
                     inits=inits, mode=mode, seed=seed, device=device, output_key=output_key, version=version,
-                    max_memory=max_memory, progress=progress, restore=restore, params=params)
+                    max_memory=max_memory, progress=progress, restore=restore, params=params, spread=spread)
     finally:
         torch.set_num_threads(before)
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    """What every init of a run needs, checked (picklable: a worker of a cluster gets it)."""
+
+    kind: str
+    shape: tuple[int, ...]
+    input_text: str
+    batch: int
+    per_init: int
+    mode: str
+    seed: int
+    device: str
+    output_key: str | None
+    bound: float
+    params: bool
+
+
+@dataclass(frozen=True)
+class InitResult:
+    """One init's per-module estimates (with their se over its draws), the module calls seen, the init audit
+    (init 0 with ``params``), the output's name, the vocabulary drawn from, the model's dtype and the CPU threads
+    it ran on."""
+
+    estimates: dict[str, dict[str, tuple[float, float]]]
+    calls: list[Any]
+    audit: tuple[Any, ...] | None
+    out_name: str
+    vocabulary: int | None
+    dtype: str
+    threads: int
+
+
+def run_init(make: Callable[[int], torch.nn.Module], k: int, spec: InitSpec,
+             progress: Progress = NULL_PROGRESS) -> InitResult:
+    """Init ``k``: the model built by ``make(k)`` under the init's seed, its probe, and its ``spec.per_init``
+    draws under a generator of the init's own. Nothing here depends on another init or on the caller's global
+    generator, so an init gives the same numbers whether it runs here, after other inits, or on a worker."""
+    dev = torch.device(spec.device)
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(_seed(spec.seed, 0, k))
+        model = make(k)
+        audit = tuple(audit_parameters(model)) if k == 0 and spec.params else None
+        model.to(dev)
+        vocabulary = _vocabulary(model) if spec.kind == "ids" else None
+        if spec.kind == "ids" and vocabulary is None:
+            raise NormstatsError(f"--input {spec.input_text}: the model has no nn.Embedding to draw token ids "
+                                 "for; give an input shape such as 3x224x224")
+        inputs = _Inputs(spec.kind, spec.shape, spec.batch, vocabulary, dev, _model_dtype(model))
+        with no_inplace(model):
+            # Init 0's probe draws its input from the init's global generator (as it always has, so the numbers
+            # of a model with dropout stay those of earlier versions); a later init probes under a fork of it,
+            # which leaves the generator as init 0 alone would find it.
+            with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [], enabled=k > 0):
+                out_name, per_input, inplace = probe(model, inputs, spec.input_text, spec.output_key)
+            weights = sum(p.numel() * p.element_size() for p in model.parameters())
+            need = weights + spec.batch * per_input
+            if need > spec.bound:
+                raise NormstatsError(
+                    f"--batch {spec.batch}: a draw needs about {gib(need)} (parameters {gib(weights)}, one "
+                    f"batch's activations {gib(spec.batch * per_input)}), over the bound of {gib(spec.bound)}; "
+                    "lower --batch or the input size, or raise --max-memory")
+            model.train(spec.mode == "train")
+            generator = torch.Generator(device=dev)
+            generator.manual_seed(_seed(spec.seed, 1, k))
+            per_draw, calls_k = _draws(model, inputs, generator, spec.per_init, spec.output_key, out_name, inplace,
+                                       progress, k * spec.per_init)
+        estimates = _estimates(per_draw)
+        del model
+    return InitResult(estimates, list(calls_k), audit, out_name, vocabulary,
+                      str(inputs.dtype).removeprefix("torch."), torch.get_num_threads())
 
 
 def _run(
     make: Callable[[int], torch.nn.Module], *, source: str, init_method: str, input: Any, batch: int, draws: int,
     inits: int, mode: str, seed: int, device: Any, output_key: str | None, version: str,
     max_memory: float | None, progress: Progress, restore: Callable[[], None] | None, params: bool = False,
+    spread: Callable[..., list[InitResult]] | None = None,
 ) -> ModelResult:
     kind, shape = parse_model_input(input)
     input_text = ("ids:" if kind == "ids" else "") + "x".join(map(str, shape))
@@ -208,61 +284,37 @@ def _run(
     if mode not in MODES:
         raise NormstatsError(f"--mode must be one of {', '.join(MODES)}; got {mode!r}")
     dev = check_device(device)
-    bound = MEMORY_BOUND if max_memory is None else max_memory
     per_init = math.ceil(draws / inits)
-    results: list[dict[str, dict[str, tuple[float, float]]]] = []
-    calls: dict[str, Any] = {}
-    audit: tuple[Any, ...] | None = None
-    out_name, vocabulary = "", None
+    spec = InitSpec(kind, shape, input_text, batch, per_init, mode, seed, str(dev), output_key,
+                    MEMORY_BOUND if max_memory is None else max_memory, params)
+    results: list[InitResult] = []
     progress.start(f"model {source}", per_init * inits, None)
     try:
-        for k in range(inits):
-            with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-                torch.manual_seed(_seed(seed, 0, k))
-                model = make(k)
-                if k == 0 and params:
-                    audit = tuple(audit_parameters(model))
-                model.to(dev)
-                if k == 0:
-                    vocabulary = _vocabulary(model) if kind == "ids" else None
-                    if kind == "ids" and vocabulary is None:
-                        raise NormstatsError(f"--input {input_text}: the model has no nn.Embedding to draw token ids "
-                                             "for; give an input shape such as 3x224x224")
-                inputs = _Inputs(kind, shape, batch, vocabulary, dev, _model_dtype(model))
-                with no_inplace(model):
-                    if k == 0:
-                        out_name, per_input, inplace = probe(model, inputs, input_text, output_key)
-                        params = sum(p.numel() * p.element_size() for p in model.parameters())
-                        need = params + batch * per_input
-                        if need > bound:
-                            raise NormstatsError(
-                                f"--batch {batch}: a draw needs about {gib(need)} (parameters {gib(params)}, one "
-                                f"batch's activations {gib(batch * per_input)}), over the bound of {gib(bound)}; "
-                                "lower --batch or the input size, or raise --max-memory")
-                    model.train(mode == "train")
-                    generator = torch.Generator(device=dev)
-                    generator.manual_seed(_seed(seed, 1, k))
-                    per_draw, calls_k = _draws(model, inputs, generator, per_init, output_key, out_name, inplace,
-                                               progress, k * per_init)
-                calls.update({c.name: c for c in calls_k if c.name not in calls})
-                results.append(_estimates(per_draw))
-                del model
+        if spread is not None:
+            results = spread(run_init, spec, progress)
+        else:
+            for k in range(inits):
+                results.append(run_init(make, k, spec, progress))
     finally:
         progress.stop()
         if restore is not None:
             restore()
+    calls: dict[str, Any] = {}
+    for r in results:
+        calls.update({c.name: c for c in r.calls if c.name not in calls})
+    first = results[0]
     quantile = float(_t975(inits)) if inits > 1 else interval_quantile("mc")
-    combined = _combine(results)
+    combined = _combine([r.estimates for r in results])
     order = {name: i for i, name in enumerate(calls)}
     rows = tuple(
         ModuleStats(c.name, c.module, c.depth, c.shape, c.finish,
                     {s: Stat(e, se, quantile=quantile) for s, (e, se) in combined.get(c.name, {}).items()})
         for c in sorted(calls.values(), key=lambda c: order[c.name])
     )
-    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-            "dtype": str(inputs.dtype).removeprefix("torch.")}
-    return ModelResult(version, seed, source, shape, kind, vocabulary, batch, mode, inits, init_method,
-                       per_init * inits, str(dev), out_name, rows, meta, params=audit)
+    meta = {"torch": torch.__version__, "threads": first.threads if spread is not None else torch.get_num_threads(),
+            "dtype": first.dtype}
+    return ModelResult(version, seed, source, shape, kind, first.vocabulary, batch, mode, inits, init_method,
+                       per_init * inits, str(dev), first.out_name, rows, meta, params=first.audit)
 
 
 def _t975(k: int) -> float:
