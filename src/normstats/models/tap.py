@@ -5,7 +5,9 @@ Per module call and draw: the mean ``a`` and the mean square ``q`` of its output
 input (bp), and for a 4-D feature map ``(batch, channels, height, width)`` the NF-ResNet figures, per input and
 averaged over the batch: the average over channels of the squared channel mean and of the channel variance
 (over positions). The draw is the independent unit of every standard error
-(:class:`~normstats.engine.moments.ConditionalTally` takes the ``(a, q)`` pairs).
+(:class:`~normstats.engine.moments.ConditionalTally` takes the ``(a, q)`` pairs). The reductions write their
+sums into one preallocated buffer on the device, copied to the host once per draw (:class:`_Slots`), where the
+figures are formed in float64 (:func:`figures`).
 
 The backward pass is read through tensor hooks, not ``register_full_backward_hook`` (unreliable with in-place
 operations, several inputs or reused modules: pytorch issues #54405, #38951, #12331). A forward pre-hook gives
@@ -22,6 +24,7 @@ the model is left as it was found.
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -72,30 +75,94 @@ def pick_tensor(out: Any, key: str | None = None) -> tuple[Any, str]:
     return None, ""
 
 
-def _figures(t: torch.Tensor, maps: bool) -> torch.Tensor:
-    """``(a, q)`` of ``t`` (mean, mean square), and with ``maps`` a 4-D map's channel figures, on t's device.
+def _reduce(t: torch.Tensor, maps: bool, slots: _Slots) -> tuple[Any, ...]:
+    """Reduce ``t`` into ``slots`` (on t's device) and say how to read them: ``("whole", key, at, n)`` for a sum and a
+    norm, ``("map", key, at, n, width)`` for a 4-D map's sum, norm and sum of squared channel sums, ``("empty", k)``
+    for a tensor without values (``k`` figures, all NaN).
 
-    Two passes over the values: a sum and a norm (``torch.linalg.vector_norm``, one pass without a temporary),
-    over the whole tensor, or for a map over each channel of each input (``height x width`` values), combined
-    in float64. (``torch.var_mean`` computes the same in one call but runs several times slower on the CPU.)"""
+    Two passes over the values, by the fastest CPU kernels we measured (``bench/bench_model.py``): a sum (for a
+    map, the sum over each channel of each input, ``height x width`` values, by one matrix-vector product with
+    ones, faster than a row sum when rows are short) and a norm (``torch.linalg.vector_norm`` over the whole
+    tensor, one pass without a temporary). A map's average channel variance needs no per-channel sum of squares:
+    it is the pooled mean square minus the average squared channel mean (:func:`figures`). ``torch.var_mean``,
+    a row-wise ``var_mean`` or a normalization's one-pass statistics compute the same in one call but ran 5 to
+    30 times slower on the CPU."""
     t = t.detach()
     if t.dtype in (torch.float16, torch.bfloat16):
         t = t.float()
     four = maps and t.dim() == 4 and t.shape[2] * t.shape[3] > 0
     n = t.numel()
     if n == 0:
-        return torch.full((4 if four else 2,), float("nan"), dtype=torch.float64, device=t.device)
-    if not four:  # whole-tensor reductions: the fastest kernels
-        a = t.sum().double() / n
-        q = torch.linalg.vector_norm(t).double() ** 2 / n
-        return torch.stack((a, q))
+        return ("empty", 4 if four else 2)
+    flat = t.reshape(-1)
+    if not four:
+        buf, at = slots.take(flat, 2)
+        torch.sum(flat, 0, out=buf[at])
+        torch.linalg.vector_norm(flat, out=buf[at + 1])
+        return ("whole", (flat.dtype, flat.device), at, n)
     width = t.shape[2] * t.shape[3]
-    rows = t.reshape(-1, width)  # the channels of each input
-    sums = rows.sum(dim=1).double()
-    squares = torch.linalg.vector_norm(rows, dim=1).double() ** 2
-    mean = sums / width  # per input and channel
-    var = squares / width - mean * mean
-    return torch.stack((sums.sum() / n, squares.sum() / n, (mean * mean).mean(), var.mean()))
+    buf, at = slots.take(flat, 3)
+    sums = torch.mv(flat.view(-1, width), slots.ones(width, flat))  # per input and channel
+    torch.sum(sums, 0, out=buf[at])
+    torch.linalg.vector_norm(flat, out=buf[at + 1])
+    torch.dot(sums, sums, out=buf[at + 2])
+    return ("map", (flat.dtype, flat.device), at, n, width)
+
+
+def figures(entry: tuple[Any, ...], values: dict[Any, list[float]]) -> list[float]:
+    """The figures of one reduction (:func:`_reduce`) from its buffer's values on the host, in float64: ``(a,
+    q)``, the mean and mean square, and for a map ``channel_mean_sq`` (the average over inputs and channels of
+    the squared channel mean) and ``channel_var`` (the average channel variance over positions, ``q -
+    channel_mean_sq``: each channel's variance is its mean square minus its squared mean, and the channels'
+    mean squares average to ``q``)."""
+    if entry[0] == "empty":
+        return [math.nan] * entry[1]
+    raw = values[entry[1]]
+    at, n = entry[2], entry[3]
+    a, q = raw[at] / n, raw[at + 1] * raw[at + 1] / n
+    if entry[0] == "whole":
+        return [a, q]
+    width = entry[4]
+    channel_mean_sq = raw[at + 2] / (width * width) / (n // width)
+    return [a, q, channel_mean_sq, q - channel_mean_sq]
+
+
+class _Slots:
+    """The raw figures of a draw, kept on the device in one preallocated buffer per dtype (and device), written
+    by the reductions' ``out=`` and copied to the host once per draw. A buffer grows (doubling) only while the
+    first draw finds how many it needs; a vector of ones per map width and dtype is made once."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+        self.used: dict[tuple[torch.dtype, torch.device], int] = {}
+        self._ones: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
+
+    def take(self, t: torch.Tensor, k: int) -> tuple[torch.Tensor, int]:
+        """``(buffer, at)``: ``k`` free slots of the buffer of ``t``'s dtype and device, from ``at``."""
+        key = (t.dtype, t.device)
+        buf = self.buffers.get(key)
+        at = self.used.get(key, 0)
+        if buf is None or at + k > len(buf):
+            grown = torch.empty(max(64, 2 * (at + k)), dtype=t.dtype, device=t.device)
+            if buf is not None:
+                grown[:at] = buf[:at]
+            self.buffers[key] = buf = grown
+        self.used[key] = at + k
+        return buf, at
+
+    def ones(self, width: int, t: torch.Tensor) -> torch.Tensor:
+        key = (width, t.dtype, t.device)
+        ones = self._ones.get(key)
+        if ones is None:
+            ones = self._ones[key] = torch.ones(width, dtype=t.dtype, device=t.device)
+        return ones
+
+    def to_host(self) -> dict[Any, list[float]]:
+        """Every buffer's used values as Python floats (one copy per buffer), by dtype and device; the slots
+        are free again."""
+        out = {key: buf[: self.used.get(key, 0)].double().cpu().tolist() for key, buf in self.buffers.items()}
+        self.used.clear()
+        return out
 
 
 @contextmanager
@@ -168,10 +235,11 @@ class Tap:
         self._inplace: Any = None  # the no_inplace context while the tap is open
         self._open: dict[str, list[str]] = {}  # module name -> row names of its calls still running
         self._count: dict[str, int] = {}
-        self._fp: dict[str, torch.Tensor] = {}
-        self._bp: dict[str, torch.Tensor] = {}
+        self._fp: dict[str, tuple[Any, ...]] = {}  # row -> where its figures are (:func:`_reduce`)
+        self._bp: dict[str, tuple[Any, ...]] = {}
+        self._slots = _Slots()
         self._finished = 0
-        self._seen: dict[tuple[int, bool], tuple[Any, int, torch.Tensor]] = {}  # (id, maps) -> (ref, version, figures)
+        self._seen: dict[tuple[int, bool], tuple[Any, int, tuple[Any, ...]]] = {}  # (id, maps) -> (ref, version, entry)
 
     # -- context ----------------------------------------------------------------------------------------------
     def __enter__(self) -> Tap:
@@ -204,6 +272,7 @@ class Tap:
         self._fp.clear()
         self._bp.clear()
         self._seen.clear()
+        self._slots.used.clear()
 
     # -- a draw -----------------------------------------------------------------------------------------------
     def begin(self) -> None:
@@ -213,17 +282,10 @@ class Tap:
     def end(self) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
         """The draw's figures, ``(fp, bp)`` by row name, as Python floats (one copy from the device); the tap
         holds no tensor afterwards."""
-        fp_names, bp_names = list(self._fp), list(self._bp)
-        parts = list(self._fp.values()) + list(self._bp.values())
-        flat = torch.cat(parts).double().cpu().tolist() if parts else []
+        values = self._slots.to_host()
+        fp = {row: figures(entry, values) for row, entry in self._fp.items()}
+        bp = {row: figures(entry, values) for row, entry in self._bp.items()}
         self._clear()
-        fp: dict[str, list[float]] = {}
-        bp: dict[str, list[float]] = {}
-        at = 0
-        for i, name in enumerate(fp_names + bp_names):
-            size = len(parts[i])
-            (fp if i < len(fp_names) else bp)[name] = flat[at: at + size]
-            at += size
         return fp, bp
 
     def ordered_calls(self) -> list[Call]:
@@ -231,11 +293,12 @@ class Tap:
         return [self.calls[row] for row in self._started if row in self.calls]
 
     def held_tensors(self) -> int:
-        """Tensors the tap holds right now (0 between draws: nothing of a draw is kept)."""
+        """What the tap holds of the current draw (0 between draws: nothing of a draw is kept; no activation or
+        gradient is ever held, only weak references while the draw runs, and the figures' small buffers)."""
         return len(self._fp) + len(self._bp) + len(self._seen)
 
     # -- hooks ------------------------------------------------------------------------------------------------
-    def _reduced(self, tensor: torch.Tensor, maps: bool = True) -> torch.Tensor:
+    def _reduced(self, tensor: torch.Tensor, maps: bool = True) -> tuple[Any, ...]:
         """The figures of ``tensor``, computed once per draw for the same values: the same tensor at the same
         version, or a view of it with its shape and layout (a container's output is often its last child's; an
         ``nn.Identity`` returns the alias of its input; a gradient passed back through an alias is a view of the
@@ -248,9 +311,9 @@ class Tap:
         seen = self._seen.get(key)
         if seen is not None and seen[0]() is tensor and seen[1] == tensor._version:
             return seen[2]
-        figures = _figures(tensor, maps=maps)
-        self._seen[key] = (weakref.ref(tensor), tensor._version, figures)
-        return figures
+        entry = _reduce(tensor, maps, self._slots)
+        self._seen[key] = (weakref.ref(tensor), tensor._version, entry)
+        return entry
 
     def _pre(self, name: str) -> Any:
         def hook(module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
