@@ -62,3 +62,9 @@ def gpt2_tiny() -> nn.Module:
 
     return GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=100, n_positions=32,
                                       bos_token_id=0, eos_token_id=0))
+
+
+def norm_softmax() -> nn.Module:
+    """A batch norm (its output's mean is 0 in every draw in train mode) and a softmax (its output's mean is
+    1/4 in every draw) after layers whose statistics vary from draw to draw."""
+    return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4), nn.Softmax(dim=-1))

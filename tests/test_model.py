@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import jsonschema
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")  # the test extra installs it; see pyproject.toml
@@ -210,6 +211,65 @@ def test_nan_and_inf_are_no_error_and_the_output_names_where_they_start() -> Non
     result = normstats.model("tests.model_factories:Overflow", input="8", batch=4, samples=2, inits=1)
     assert result.first_nonfinite()["fp"] == "blow"
     jsonschema.Draft202012Validator(schema()).validate(json.loads(json.dumps(result.to_dict())))
+
+
+# -- a statistic the same in every draw --------------------------------------------------------------------------
+def test_a_statistic_the_same_in_every_draw_is_shown_exact_to_rounding() -> None:
+    """By algebra, in train mode: a batch norm's output sums to 0 over the batch in each feature (fp mean 0 in
+    every draw), and so does the gradient at its input (bp mean 0: ``sum_b dx = 0``), hence the gradient at the
+    first Linear's input too (``dx = dy W`` with ``sum_b dy = 0``); a softmax's outputs sum to 1 (fp mean 1/4) and
+    the gradient at its input sums to 0 per input. These are shown exact to rounding (se 0, never z-tested); the
+    statistics that vary from draw to draw keep their se."""
+    result = normstats.model("tests.model_factories:norm_softmax", input="8", batch=8, samples=8, inits=2, seed=0)
+    rows = {m.name: m.stats for m in result.modules}
+    for name, stat, value in (("1", "fp_mean", 0.0), ("4", "fp_mean", 0.25), ("1", "bp_mean", 0.0),
+                              ("0", "bp_mean", 0.0), ("4", "bp_mean", 0.0)):
+        s = rows[name][stat]
+        assert s.exact and s.se == 0.0 and s.estimate == value and s.z is None, (name, stat, s)
+    for name, stat in (("0", "fp_mean"), ("2", "fp_mean"), ("2", "fp_std"), ("3", "bp_std"), ("4", "fp_std")):
+        assert not rows[name][stat].exact and rows[name][stat].se > 0, (name, stat)
+    doc = result.to_dict()
+    jsonschema.Draft202012Validator(schema()).validate(json.loads(json.dumps(doc)))
+    assert doc["modules"][2]["fp_mean"]["exact"] is True and "exact" not in doc["modules"][1]["fp_mean"]
+    table = run("model", "tests.model_factories:norm_softmax", "--input", "8", "--batch", "8", "-n", "4",
+                "--inits", "1", "-q").stdout
+    assert "0.25 (exact to rounding)" in table
+
+
+def test_the_rounding_rule_takes_spreads_up_to_twice_its_bound() -> None:
+    """The rule of :func:`normstats.models.run.rounding_exact`: every draw's value within ``ROUNDING_EPS`` eps of
+    the values' scale of one value; a spread just beyond it is sampling, and is reported with its se."""
+    from normstats.models.run import ROUNDING_EPS, _spans, rounding_exact
+
+    eps = float(torch.finfo(torch.float32).eps)
+    bound = ROUNDING_EPS * eps  # at mean square 1
+    for spread, exact in ((0.0, True), (1.99 * bound, True), (2.01 * bound, False)):
+        values = np.array([[0.0, 1.0], [spread, 1.0 + spread * spread]])
+        assert rounding_exact(_spans("fp", values, eps)["fp_mean"]) is exact, spread
+    assert _spans("fp", np.array([[0.0, 1.0], [math.nan, 1.0]]), eps) == {}  # not finite: never exact
+
+
+def test_the_progress_bar_of_a_model_run_shows_no_nan_se() -> None:
+    """A model run's se come at its end (over the inits), so its bar shows draws, rate and ETA, and no
+    "worst se nan"."""
+    import io
+
+    from rich.console import Console
+
+    from normstats.engine.progress import BarProgress
+
+    class Seen(BarProgress):
+        def update(self, draws: int, worst_se: float) -> None:
+            super().update(draws, worst_se)
+            assert self._bar is not None
+            task = self._bar.tasks[0]
+            shown.append((draws, task.fields["se"], task.fields["eta"]))
+
+    shown: list[tuple[int, str, str]] = []
+    bar = Seen(Console(file=io.StringIO(), force_terminal=True, width=120, color_system=None))
+    normstats.model("tests.model_factories:tiny_mlp", input="8", batch=4, samples=6, inits=2, seed=0, progress=bar)
+    assert [d for d, _, _ in shown] == list(range(1, 7))
+    assert all(se == "" and eta.startswith("ETA ") for _, se, eta in shown), shown
 
 
 # -- output ----------------------------------------------------------------------------------------------------

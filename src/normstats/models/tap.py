@@ -127,6 +127,10 @@ def figures(entry: tuple[Any, ...], values: dict[Any, list[float]]) -> list[floa
     return [a, q, channel_mean_sq, q - channel_mean_sq]
 
 
+def _eps(dtype: torch.dtype) -> float:
+    return float(torch.finfo(dtype).eps)
+
+
 class _Slots:
     """The raw figures of a draw, kept on the device in one preallocated buffer per dtype (and device), written
     by the reductions' ``out=`` and copied to the host once per draw. A buffer grows (doubling) only while the
@@ -238,6 +242,10 @@ class Tap:
         self._fp: dict[str, tuple[Any, ...]] = {}  # row -> where its figures are (:func:`_reduce`)
         self._bp: dict[str, tuple[Any, ...]] = {}
         self._slots = _Slots()
+        #: The machine epsilon of the values each row's figures come from, by ``(pass, row)`` (a half-precision
+        #: tensor is reduced in float32 but its values carry half's rounding): the scale of the rounding bound
+        #: under which a statistic counts as exact (:func:`normstats.models.run.rounding_exact`).
+        self.eps: dict[tuple[str, str], float] = {}
         self._finished = 0
         self._seen: dict[tuple[int, bool], tuple[Any, int, tuple[Any, ...]]] = {}  # (id, maps) -> (ref, version, entry)
 
@@ -349,6 +357,7 @@ class Tap:
     def _grad(self, row: str) -> Any:
         def hook(grad: torch.Tensor) -> None:
             self._bp[row] = self._reduced(grad, maps=False)
+            self.eps.setdefault(("bp", row), _eps(grad.dtype))
 
         return hook
 
@@ -359,6 +368,7 @@ class Tap:
             tensor, _ = pick_tensor(out, self.root_key if name == "" else None)
             if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
                 self._fp[row] = self._reduced(tensor)
+                self.eps.setdefault(("fp", row), _eps(tensor.dtype))
                 if row not in self.calls:
                     depth = 0 if name == "" else name.count(".") + 1
                     self.calls[row] = Call(row, type(module).__name__, depth, tuple(tensor.shape), self._finished)
