@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -317,6 +318,7 @@ BAD: list[tuple[list[str], str]] = [
     (["tests.model_factories:tiny_mlp", "--input", "8", "--output-key", "hidden"], "--output-key"),
     (["tests.model_factories:tiny_mlp", "--input", "8", "--inits", "4", "-n", "3"], "--samples must give each"),
     (["timm:resnet18", "--arg", "pretrained=True"], "normstats never downloads or loads weights"),
+    (["torchvision:resnet18", "--arg", "weights=DEFAULT"], "--arg weights: normstats never downloads or loads weights"),
 ]
 
 
@@ -333,6 +335,39 @@ def test_bad_input_is_one_line_and_exit_2_and_nothing_is_written(args: list[str]
     line = run_bad("model", *args, "-q", "--format", "json", "-o", str(out))
     assert message in line, line
     assert not out.exists()
+
+
+#: Run the CLI with every socket connection refused and recorded (in the file named by the first argument).
+NO_NETWORK = """
+import socket, sys
+marker = sys.argv.pop(1)
+def refuse(*args, **kwargs):
+    open(marker, "w").close()
+    raise OSError("a connection was attempted")
+socket.socket.connect = refuse
+socket.create_connection = refuse
+from normstats.cli.main import main
+main(sys.argv[1:])
+"""
+
+
+def test_a_source_that_would_need_the_network_says_so_in_one_line_without_trying(tmp_path: Path) -> None:
+    """A factory that would fetch a config from the Hugging Face hub (``AutoModel.from_pretrained``, here with an
+    empty cache and without the caller's offline settings): normstats puts the hub offline before the factory's
+    package is imported, so the factory fails at once, no connection is attempted, and the line says why."""
+    pytest.importorskip("transformers")
+    marker = tmp_path / "connected"
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env["HF_HOME"] = str(tmp_path / "hf")
+    proc = subprocess.run([sys.executable, "-c", NO_NETWORK, str(marker), "model",
+                           "transformers:AutoModel.from_pretrained", "--arg", "pretrained_model_name_or_path=gpt2",
+                           "--input", "ids:8", "-q"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("normstats: error: SOURCE transformers:AutoModel.from_pretrained needs the network "
+                               "to build (") and lines[0].endswith("normstats never downloads weights or configs")
+    assert not marker.exists()  # not even a connection was tried
 
 
 def test_the_memory_bound_says_how_much_a_run_would_need() -> None:
