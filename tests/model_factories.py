@@ -67,3 +67,9 @@ def gpt2_tiny() -> nn.Module:
 def dropout_mlp(width: int = 16) -> nn.Module:
     """Dropout draws from torch's global generator in train mode: the inits must leave it as a lone init would."""
     return nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Dropout(0.5), nn.Linear(width, 4))
+
+
+def norm_softmax() -> nn.Module:
+    """A batch norm (its output's mean is 0 in every draw in train mode) and a softmax (its output's mean is
+    1/4 in every draw) after layers whose statistics vary from draw to draw."""
+    return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 4), nn.Softmax(dim=-1))

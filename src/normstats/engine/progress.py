@@ -20,7 +20,9 @@ if TYPE_CHECKING:  # rich is imported when a bar is shown: a quiet or piped run 
 class Progress(Protocol):
     def start(self, label: str, samples: int, target_se: float | None) -> None: ...
 
-    def update(self, draws: int, worst_se: float) -> None: ...
+    def update(self, draws: int, worst_se: float) -> None:
+        """``draws`` done; ``worst_se`` the largest se so far, NaN where the run has none to show yet (a model
+        run's se come at its end, over the inits): the bar then shows no se."""
 
     def stop(self) -> None: ...
 
@@ -74,8 +76,8 @@ class BarProgress:
             return
         elapsed = max(time.monotonic() - self._t0, 1e-9)
         total = self._samples
-        se_text = f"worst se {worst_se:.2g}"
-        if self._target is not None:
+        se_text = "" if math.isnan(worst_se) else f"worst se {worst_se:.2g}"
+        if self._target is not None and se_text:
             se_text += f" / target {self._target:.2g}"
             if math.isfinite(worst_se) and worst_se > 0:
                 total = min(total, max(draws, math.ceil(draws * (worst_se / self._target) ** 2)))

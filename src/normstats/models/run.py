@@ -16,6 +16,13 @@ of freedom for the interval), as in ``normstats network``: the se holds the init
 the se is over the draws only (:class:`~normstats.engine.moments.ConditionalTally` on each draw's mean and mean
 square) and leaves that spread out.
 
+A statistic whose per-draw values all lie within a rounding bound of one value (``ROUNDING_EPS`` machine
+epsilons of the values' dtype times their scale, the root mean square or the mean square; :func:`rounding_exact`)
+is reported as exact to rounding: the value rounded to the bound's decade, se 0, never z-tested. Nothing is
+declared from theory (the model is the user's); what is seen is a batch norm's output mean in train mode, a
+softmax's, a zero-initialized layer's output, each the same in every draw, where an ``estimate ± se`` would be
+rounding noise.
+
 Memory is that of one forward and backward pass of the batch whatever the number of draws: the tap keeps a few
 numbers per module and draw. Before the run, one forward pass of a single input (no gradients) checks the input
 shape and estimates the memory a draw needs; a run above :data:`MEMORY_BOUND` (or the caller's bound) is
@@ -308,7 +315,7 @@ def _run(
     order = {name: i for i, name in enumerate(calls)}
     rows = tuple(
         ModuleStats(c.name, c.module, c.depth, c.shape, c.finish,
-                    {s: Stat(e, se, quantile=quantile) for s, (e, se) in combined.get(c.name, {}).items()})
+                    {s: _stat(s, v, quantile) for s, v in combined.get(c.name, {}).items()})
         for c in sorted(calls.values(), key=lambda c: order[c.name])
     )
     meta = {"torch": torch.__version__, "threads": first.threads if spread is not None else torch.get_num_threads(),
@@ -359,31 +366,86 @@ def _draws(model: torch.nn.Module, inputs: _Inputs, generator: torch.Generator, 
             del x, y, dy, leaves
             fp, bp = tap.end()
             for name, values in fp.items():
-                per_draw.setdefault(name, []).append(("fp", values))
+                per_draw.setdefault(name, []).append(("fp", values, tap.eps[("fp", name)]))
             for name, values in bp.items():
-                per_draw.setdefault(name, []).append(("bp", values))
-            progress.update(done + i + 1, math.nan)
+                per_draw.setdefault(name, []).append(("bp", values, tap.eps[("bp", name)]))
+            progress.update(done + i + 1, math.nan)  # no se until the end (over the inits): the bar shows none
         return per_draw, tap.ordered_calls()
 
 
-def _estimates(per_draw: dict[str, list[Any]]) -> dict[str, dict[str, tuple[float, float]]]:
-    """Per row name: ``{statistic: (estimate, se over the draws)}``."""
-    out: dict[str, dict[str, tuple[float, float]]] = {}
+#: The rounding bound of :func:`rounding_exact`, in units of the values' machine epsilon times their root mean
+#: square (of the mean square, for the second-moment figures).
+ROUNDING_EPS = 32
+
+
+def _estimates(per_draw: dict[str, list[Any]]) -> dict[str, dict[str, tuple[Any, ...]]]:
+    """Per row name: ``{statistic: (estimate, se over the draws, span)}``, the span being ``(lowest, highest,
+    bound)`` of the statistic's per-draw values and their rounding bound (:func:`_spans`)."""
+    out: dict[str, dict[str, tuple[Any, ...]]] = {}
     for name, entries in per_draw.items():
-        stats: dict[str, tuple[float, float]] = {}
+        stats: dict[str, tuple[Any, ...]] = {}
         for p in ("fp", "bp"):
-            values = np.array([v for what, v in entries if what == p], dtype=np.float64)
+            values = np.array([v for what, v, _ in entries if what == p], dtype=np.float64)
             if not len(values):
                 continue
+            eps = max(e for what, _, e in entries if what == p)
             with np.errstate(all="ignore"):
-                stats.update(_mean_std(p, values[:, 0], values[:, 1]))
+                found = _mean_std(p, values[:, 0], values[:, 1])
                 if p == "fp" and values.shape[1] == 4:
                     for j, figure in ((2, "channel_mean_sq"), (3, "channel_var")):
                         c = values[:, j]
-                        stats[figure] = (float(c.mean()), float(c.std(ddof=1) / math.sqrt(len(c)))
+                        found[figure] = (float(c.mean()), float(c.std(ddof=1) / math.sqrt(len(c)))
                                          if len(c) > 1 else math.nan)
+                spans = _spans(p, values, eps)
+            stats.update({stat: (e, se, spans.get(stat)) for stat, (e, se) in found.items()})
         out[name] = stats
     return out
+
+
+def _spans(p: str, values: np.ndarray, eps: float) -> dict[str, tuple[float, float, float]]:
+    """``(lowest, highest, bound)`` over the draws of each statistic's per-draw value and of its rounding bound
+    ``ROUNDING_EPS * eps * scale``: for the mean, the draw's mean ``a`` at the scale of its root mean square
+    ``sqrt(q)``; for the std, the draw's variance ``q - a^2`` at the scale of ``q``; for the channel figures,
+    the figure at the scale of ``q``. Statistics with a value that is not finite have none."""
+    a, q = values[:, 0], values[:, 1]
+    if not (np.isfinite(values).all() and (q >= 0).all()):
+        return {}
+    per_draw = {f"{p}_mean": (a, np.sqrt(q)), f"{p}_std": (q - a * a, q)}
+    if values.shape[1] == 4:
+        per_draw.update(channel_mean_sq=(values[:, 2], q), channel_var=(values[:, 3], q))
+    return {stat: (float(x.min()), float(x.max()), float(ROUNDING_EPS * eps * scale.max()))
+            for stat, (x, scale) in per_draw.items()}
+
+
+def rounding_exact(span: tuple[float, float, float] | None) -> bool:
+    """Whether a statistic counts as exact to rounding: every draw's value lies within the rounding bound of one
+    value (``highest - lowest <= 2 bound``).
+
+    The model front end cannot know from theory that a statistic is exact in every draw (a batch norm's output
+    mean in train mode is 0 in every draw; a softmax's is ``1/n``; a zero-initialized layer's output is 0), so it
+    looks at the draws: a statistic whose per-draw values agree to ``ROUNDING_EPS`` machine epsilons of the
+    values' scale has no sampling error that float arithmetic could show, and its ``estimate ± se`` would be
+    rounding noise (``-1.2e-10 ± 1.2e-12``, with an interval that misses the exact value). A statistic that
+    truly varies from draw to draw passes only if its sampling spread is below that bound: for the mean of n
+    independent values, ``1/sqrt(n) < 32 eps`` needs n above 5e10 in float32, far beyond one batch."""
+    return span is not None and span[1] - span[0] <= 2 * span[2]
+
+
+def _stat(name: str, value: tuple[Any, ...], quantile: float) -> Stat:
+    """The :class:`Stat` of statistic ``name`` from ``(estimate, se, span)``: exact to rounding
+    (:func:`rounding_exact`) with se 0 and the estimate rounded to the decade of its bound (a mean of
+    ``-1.2e-10`` with a bound of ``4e-6`` is 0; a std's bound is its variance's carried through the square
+    root), else as estimated."""
+    estimate, se, span = value
+    if not rounding_exact(span):
+        return Stat(estimate, se, quantile=quantile)
+    bound = span[2]
+    if name.endswith("_std"):
+        bound = bound / (max(estimate, 0.0) + math.sqrt(bound)) if bound > 0 else 0.0
+    if bound > 0 and math.isfinite(estimate):
+        place = 10.0 ** math.floor(math.log10(bound))
+        estimate = round(estimate / place) * place + 0.0
+    return Stat(estimate, 0.0, quantile=quantile, exact=True)
 
 
 def _mean_std(p: str, a: np.ndarray, q: np.ndarray) -> dict[str, tuple[float, float]]:
@@ -396,19 +458,23 @@ def _mean_std(p: str, a: np.ndarray, q: np.ndarray) -> dict[str, tuple[float, fl
     return {f"{p}_mean": (tally.mean, tally.se_mean()), f"{p}_std": (tally.std, tally.se_std())}
 
 
-def _combine(per_init: list[dict[str, dict[str, tuple[float, float]]]]) -> dict[str, dict[str, tuple[float, float]]]:
+def _combine(per_init: list[dict[str, dict[str, tuple[Any, ...]]]]) -> dict[str, dict[str, tuple[Any, ...]]]:
     """One init's estimates as they are; several: the mean of the per-init estimates and their spread over
-    sqrt(K) as the se."""
+    sqrt(K) as the se, and the per-draw spans joined (the lowest and highest over every draw of every init)."""
     if len(per_init) == 1:
         return per_init[0]
-    out: dict[str, dict[str, tuple[float, float]]] = {}
+    out: dict[str, dict[str, tuple[Any, ...]]] = {}
     for name in per_init[0]:
         out[name] = {}
         for stat in per_init[0][name]:
-            values = np.array([r[name][stat][0] for r in per_init if stat in r.get(name, {})])
+            found = [r[name][stat] for r in per_init if stat in r.get(name, {})]
+            values = np.array([f[0] for f in found])
+            spans = [f[2] for f in found]
+            span = None if any(s is None for s in spans) else \
+                (min(s[0] for s in spans), max(s[1] for s in spans), max(s[2] for s in spans))
             with np.errstate(all="ignore"):
                 se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
-                out[name][stat] = (float(values.mean()), se)
+                out[name][stat] = (float(values.mean()), se, span)
     return out
 
 

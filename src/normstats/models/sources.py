@@ -144,6 +144,26 @@ def _callable(text: str, args: dict[str, Any]) -> Callable[[], Any]:
     return _guarded(factory, text)
 
 
+#: Exceptions (by class name) with which the Hugging Face hub says, in offline mode, that it would have to
+#: download: transformers wraps them in an ``OSError`` ("We couldn't connect to 'https://huggingface.co'...").
+OFFLINE_ERRORS = ("LocalEntryNotFoundError", "OfflineModeIsEnabled")
+
+
+def needs_network(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) says that building needed the network: a download
+    refused in offline mode, or a connection that failed."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        names = {cls.__name__ for cls in type(current).__mro__}
+        if names & set(OFFLINE_ERRORS) or isinstance(current, ConnectionError) or "URLError" in names \
+                or "offline" in str(current).lower():
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _guarded(factory: Callable[[], Any], label: str) -> Callable[[], Any]:
     """``factory`` whose exceptions become one line quoting them, and whose result must be an ``nn.Module``."""
     import torch
@@ -155,7 +175,7 @@ def _guarded(factory: Callable[[], Any], label: str) -> Callable[[], Any]:
             raise
         except Exception as exc:
             text = quote_error(exc)
-            if "offline" in text.lower() or "HF_HUB_OFFLINE" in str(exc):
+            if needs_network(exc):
                 raise NormstatsError(f"SOURCE {label} needs the network to build ({text}); normstats never "
                                      "downloads weights or configs") from None
             raise NormstatsError(f"SOURCE {label}: the factory raised {text}") from None

@@ -2,10 +2,11 @@
 :class:`ModelResult` (the model), and their dict form, the JSON document of ``normstats model --format json``.
 
 A module's fp statistics describe its output, its bp statistics the gradient at its input (the convention of
-``normstats network``), each a :class:`~normstats.output.results.table.Stat` without a reference: nothing exact
-is known of a user's model. The standard errors are over independent draws (one draw: a batch forward, an
-upstream gradient back) and, with several inits, over the inits: the se is then the spread of the per-init
-estimates over sqrt(K), which holds the init-to-init spread too.
+``normstats network``), each a :class:`~normstats.output.results.table.Stat` without a reference: nothing exact is
+known of a user's model, but a statistic the same in every draw to float rounding is flagged ``exact`` (se 0;
+:func:`normstats.models.run.rounding_exact`). The standard errors are over independent draws (one draw: a batch
+forward, an upstream gradient back) and, with several inits, over the inits: the se is then the spread of the
+per-init estimates over sqrt(K), which holds the init-to-init spread too.
 """
 
 from __future__ import annotations

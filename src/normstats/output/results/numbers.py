@@ -10,6 +10,9 @@ from normstats.output.results.table import Stat
 
 #: What a statistic exact in every draw shows in place of ``± se``.
 EXACT_WORDS = "exact in every draw"
+#: What a model's statistic found the same in every draw to float rounding shows in place of ``± se``
+#: (:func:`normstats.models.run.rounding_exact`).
+ROUNDING_WORDS = "exact to rounding"
 
 
 def estimate(stat: Stat) -> str:
@@ -107,12 +110,15 @@ def stat_label(name: str) -> str:
 
 
 def stat_cell(stat: Stat | None) -> str:
-    """A network statistic as shown: ``estimate ± se``, ``undefined`` where it is not finite, ``—`` where the
-    layer has none."""
+    """A network or model statistic as shown: ``estimate ± se``, ``undefined`` where it is not finite, ``—``
+    where the layer has none; ``value (exact to rounding)`` for a statistic flagged exact (a model's statistic
+    that is the same in every draw to float rounding)."""
     if stat is None:
         return "—"
     if not math.isfinite(stat.estimate):
         return "undefined"
+    if stat.exact:
+        return f"{ref(stat.estimate)} ({ROUNDING_WORDS})"
     return pm(stat.estimate, stat.se)
 
 
