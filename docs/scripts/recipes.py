@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import normstats
+from normstats.output.results.numbers import pm
 
 BLOCKS = 48
 PRE_LN = f"{BLOCKS}*(res(layernorm attention(heads=4)) res(layernorm linear gelu linear))"
@@ -47,7 +48,8 @@ def per_block(result: normstats.NetworkResult, rows_per_block: int) -> list[dict
 
 
 def cell(stat) -> str:
-    return f"{stat.estimate:.4g} ± {stat.se:.2g}"
+    """``estimate ± se`` as normstats' own tables write it (the estimate to the se's second digit)."""
+    return pm(stat.estimate, stat.se)
 
 
 def main() -> None:
