@@ -11,8 +11,9 @@ layer norm without gain or bias (eps 1e-5), four bias-free D x D projections per
 keys, a D x D MLP with exact (erf) GELU. A draw is one sequence x ~ N(0, I) pushed forward and one dy ~ N(0, I)
 at the output pushed back to the input (the input gradient: no weight gradients, which normstats never forms).
 
-Contenders, each in a fresh process that runs once untimed (imports, lazy loads, the BLAS pool) and then times
-its work with ``time.perf_counter`` (wall) and ``time.process_time`` (CPU: every thread of the process; on a
+Contenders, each in a fresh process with glibc's freed memory kept for reuse (``keep_freed_memory()``, as the
+command line sets it for itself; here for every contender) that runs once untimed (imports, lazy loads, the BLAS
+pool) and then times its work with ``time.perf_counter`` (wall) and ``time.process_time`` (CPU: every thread of the process; on a
 shared machine the less noisy of the two); the median of --repeat rounds that run every contender in turn (so
 a change of load falls on all of them):
 
@@ -287,6 +288,9 @@ def run_floor(draws: int, threads: int, batch: int, layout: str) -> Callable[[],
 
 
 def child(kind: str, draws: int, threads: int, batch: int) -> None:
+    from normstats.engine.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as the command line does, in every contender's process (torch's allocator is malloc too)
     if kind == "normstats":
         work = run_normstats(draws, threads, batch)
     elif kind == "torch":
