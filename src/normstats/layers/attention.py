@@ -113,10 +113,15 @@ class _AttentionPasses(Passes):
         rows = a.shape[0]
         return a.transpose(0, 2, 1, 3).reshape(rows, self.tokens, self.heads * self.d_head)
 
+    def _heads(self, a: np.ndarray, part: int) -> np.ndarray:
+        """Part ``part`` (Q, K, V: 0, 1, 2) of a ``(rows, T, parts, H, d)`` array as a ``(rows, H, T, d)`` view,
+        no copy: its matrices have unit column stride, so BLAS reads and writes them where they lie."""
+        return a[:, :, part].transpose(0, 2, 1, 3)
+
     def forward(self, x: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, Any]:
-        rows, t, d_model = len(x), self.tokens, self.w_o.shape[0]
-        qkv = (x.reshape(rows * t, d_model) @ self.w_qkv.T).reshape(rows, t, 3, d_model)
-        q, k, v = (self._split(qkv[:, :, i]) for i in range(3))
+        rows, t, d_model, h = len(x), self.tokens, self.w_o.shape[0], self.heads
+        qkv = (x.reshape(rows * t, d_model) @ self.w_qkv.T).reshape(rows, t, 3, h, self.d_head)
+        q, k, v = (self._heads(qkv, i) for i in range(3))
         s = q @ k.transpose(0, 1, 3, 2)
         s *= self.scale
         logit_std = self._logit_std(s)
@@ -126,7 +131,8 @@ class _AttentionPasses(Passes):
         np.exp(s, out=s)
         s /= s.sum(axis=-1, keepdims=True)
         p = s
-        o = self._merge(p @ v)
+        o = np.empty((rows, t, 1, h, self.d_head))  # the heads' outputs side by side, written in place
+        np.matmul(p, v, out=self._heads(o, 0))
         y = o.reshape(rows * t, d_model) @ self.w_o.T
         return y.reshape(rows, t * d_model), AttentionState(q, k, v, p, logit_std)
 
@@ -145,16 +151,16 @@ class _AttentionPasses(Passes):
 
     def backward(self, state: Any, dy: np.ndarray) -> np.ndarray:
         q, k, v, p = state
-        rows, t, d_model = len(dy), self.tokens, self.w_o.shape[0]
-        d_o = self._split((dy.reshape(rows * t, d_model) @ self.w_o).reshape(rows, t, d_model))
-        d_v = p.transpose(0, 1, 3, 2) @ d_o
+        rows, t, d_model, h = len(dy), self.tokens, self.w_o.shape[0], self.heads
+        d_o = self._heads((dy.reshape(rows * t, d_model) @ self.w_o).reshape(rows, t, 1, h, self.d_head), 0)
+        d_qkv = np.empty((rows, t, 3, h, self.d_head))  # dQ, dK, dV written in place, as W_qkv's rows lie
+        np.matmul(p.transpose(0, 1, 3, 2), d_o, out=self._heads(d_qkv, 2))
         d_p = d_o @ v.transpose(0, 1, 3, 2)
-        d_p -= np.sum(d_p * p, axis=-1, keepdims=True)
+        d_p -= np.einsum("rhqk,rhqk->rhq", d_p, p)[..., None]  # rowsum(dP * P), without the product's array
         d_p *= p
         d_p *= self.scale  # c dS
-        d_q = d_p @ k
-        d_k = d_p.transpose(0, 1, 3, 2) @ q
-        d_qkv = np.stack([self._merge(d_q), self._merge(d_k), self._merge(d_v)], axis=2)  # (rows, T, 3, D)
+        np.matmul(d_p, k, out=self._heads(d_qkv, 0))
+        np.matmul(d_p.transpose(0, 1, 3, 2), q, out=self._heads(d_qkv, 1))
         dx = d_qkv.reshape(rows * t, 3 * d_model) @ self.w_qkv
         return dx.reshape(rows, t * d_model)
 

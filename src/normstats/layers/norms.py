@@ -111,6 +111,11 @@ MAX_DRAW = 1 << 22
 SMOOTHINGS = ("heptic", "none")
 
 
+def _group_sum(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    """``sum(a, axis=-1)``, or ``sum(a * b, axis=-1)`` (no array of the products), in any memory layout."""
+    return np.einsum("...i->...", a) if b is None else np.einsum("...i,...i->...", a, b)
+
+
 def eps_param(default: float, help_text: str) -> Param:
     return Param("eps", float, default, help_text, low=0.0, high=1.0)
 
@@ -158,19 +163,35 @@ class Normalization(Layer):
 
     # -- the passes ------------------------------------------------------------------------------------------
     def normalize(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(y, 1/s)`` in group form."""
+        """``(y, 1/s)`` in group form. The group means and sums of squares are dot products along the group
+        (``einsum``: no array of the products) and every step after the first writes in place: about half the
+        time of ``mean``, ``d * d`` and ``d / s`` as new arrays, the same numbers up to rounding."""
         z = self.to_groups(x)
-        d = z - z.mean(axis=-1, keepdims=True) if self.centred else z
-        inv = 1.0 / np.sqrt(np.mean(d * d, axis=-1, keepdims=True) + self.values["eps"])
-        return d * inv, inv
+        n = z.shape[-1]
+        if self.centred:
+            d = z - _group_sum(z)[..., None] / n
+        else:
+            d = z.copy()
+        inv = _group_sum(d, d)
+        inv /= n
+        inv += self.values["eps"]
+        np.sqrt(inv, out=inv)
+        np.divide(1.0, inv, out=inv)
+        inv = inv[..., None]
+        d *= inv
+        return d, inv
 
     def grad(self, y: np.ndarray, inv: np.ndarray, dy: np.ndarray) -> np.ndarray:
-        """``dx = (dy - mean(dy) - y mean(y dy)) / s`` in group form (no ``mean(dy)`` without centring)."""
+        """``dx = (dy - mean(dy) - y mean(y dy)) / s`` in group form (no ``mean(dy)`` without centring); the
+        means as dot products along the group, in place on one new array (as :meth:`normalize`)."""
         g = self.to_groups(dy)
-        out = g - y * np.mean(y * g, axis=-1, keepdims=True)
+        n = g.shape[-1]
+        out = y * (_group_sum(y, g) / n)[..., None]
+        np.subtract(g, out, out=out)
         if self.centred:
-            out -= g.mean(axis=-1, keepdims=True)
-        return out * inv
+            out -= (_group_sum(g) / n)[..., None]
+        out *= inv
+        return out
 
     def forward_backward(self, x: np.ndarray, dy: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         y, inv = self.normalize(x)

@@ -125,13 +125,13 @@ def _combine(per_network: list[dict[str, tuple[float, float]]]) -> dict[str, tup
 def _rows(net: Network, estimates: dict[str, tuple[float, float]], references: dict[str, float | None],
           quantile: float) -> list[LayerStats]:
     rows = []
+    by_label: dict[str, list[tuple[str, str, tuple[float, float]]]] = {}  # one pass over the keys, not one a layer
+    for key, value in estimates.items():
+        label, name = key.split("|", 1)
+        by_label.setdefault(label, []).append((key, name, value))
     for item in net.walk():
-        prefix = f"{item.label}|"
         stats = {}
-        for key, (estimate, se) in estimates.items():
-            if not key.startswith(prefix):
-                continue
-            name = key[len(prefix):]
+        for key, name, (estimate, se) in by_label.get(item.label, ()):
             ref = references.get(key)
             stats[name] = Stat(estimate, se, ref, None if ref is None else "mean_field", quantile=quantile)
         if isinstance(item, Block):

@@ -29,6 +29,10 @@ import math
 import numpy as np
 
 
+#: numpy 2's ``vecdot`` (the tokens' squared norms in about half ``einsum``'s time), where it exists.
+_VECDOT = hasattr(np, "vecdot")
+
+
 def correlate_tokens(x: np.ndarray, tokens: int, rho: float) -> np.ndarray:
     """Rows of ``T`` i.i.d. N(0, I) tokens ``e_t`` mapped to tokens with the law of ``sqrt(rho) z +
     sqrt(1 - rho) e_t`` (``z`` shared, N(0, I)): every token N(0, I), any two with correlation ``rho`` per
@@ -46,9 +50,9 @@ def correlate_tokens(x: np.ndarray, tokens: int, rho: float) -> np.ndarray:
 def token_cosine(y: np.ndarray, tokens: int) -> np.ndarray:
     """Per row of ``y`` (``T`` tokens), the mean cosine between two distinct tokens (module docstring)."""
     seq = y.reshape(len(y), tokens, -1)
-    norms = np.sqrt(np.einsum("rtd,rtd->rt", seq, seq))
+    norms = np.sqrt(np.vecdot(seq, seq) if _VECDOT else np.einsum("rtd,rtd->rt", seq, seq))
     inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-    total = np.einsum("rtd,rt->rd", seq, inv)
+    total = (inv[:, None, :] @ seq)[:, 0]  # sum_t u_t: a product (BLAS), about half einsum's time
     return (np.einsum("rd,rd->r", total, total) - np.count_nonzero(norms > 0, axis=1)) / (tokens * (tokens - 1))
 
 
