@@ -31,6 +31,7 @@ def outputs() -> dict[Example, list[str]]:
         return dict(zip(EXAMPLES, pool.map(run, EXAMPLES)))
 
 
+@pytest.mark.xdist_group("docs-examples")  # one worker runs them all: each worker would run the whole fixture
 @pytest.mark.parametrize("example", EXAMPLES, ids=str)
 def test_console_example_prints_what_the_page_shows(example: Example, outputs: dict[Example, list[str]]) -> None:
     printed = outputs[example]
