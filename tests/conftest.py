@@ -6,8 +6,8 @@ longer knows the option), and ``-n auto`` counts physical cores (psutil), one on
 
 - Workers: the cores this process may use (``os.sched_getaffinity``), at most :data:`MAX_WORKERS` (each worker
   holds its own numpy, torch and Sphinx, up to 1.5 GB); ``-n N`` or ``PYTEST_XDIST_AUTO_NUM_WORKERS`` choose.
-- Tests go out one at a time to whichever worker is free (``--dist loadgroup``), except those marked
-  ``xdist_group``, which share one expensive fixture and so run in one worker (``tests/test_docs.py``).
+- Tests go out in small batches to whichever worker is free (xdist's ``--dist load``); a module fixture runs
+  once in every worker that runs one of its tests, so an expensive one is better split into the tests.
 - In a worker, BLAS and OpenMP pools (numpy's OpenBLAS, torch) start with one thread: two workers each
   running a two-thread pool on two cores make spinning threads wait on each other (torch's small operations
   ran 100x slower so). Set before numpy or torch is imported; a value already in the environment is kept.
@@ -46,8 +46,6 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         return
     if config.option.numprocesses is None:  # no -n given
         config.option.numprocesses = "auto"  # xdist asks pytest_xdist_auto_num_workers; 0 under --pdb
-    if config.option.dist == "no" and config.option.numprocesses != 0:
-        config.option.dist = "loadgroup"
 
 
 @pytest.hookimpl(optionalhook=True)  # xdist declares it; -p no:xdist leaves it unknown

@@ -21,10 +21,10 @@ def controller(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("controller")
-def test_no_n_means_every_core_grouped_and_n_0_or_no_xdist_means_one_process() -> None:
+def test_no_n_means_every_core_and_n_0_or_no_xdist_means_one_process() -> None:
     config = _config(None)
     conftest.pytest_cmdline_main(config)
-    assert (config.option.numprocesses, config.option.dist) == ("auto", "loadgroup")
+    assert (config.option.numprocesses, config.option.dist) == ("auto", "no")  # xdist then makes it "load"
     config = _config(0)
     conftest.pytest_cmdline_main(config)
     assert (config.option.numprocesses, config.option.dist) == (0, "no")
