@@ -21,19 +21,11 @@ def test_there_are_examples_to_check() -> None:
     assert {e.page for e in EXAMPLES} >= {ROOT / "README.md"}
 
 
-@pytest.fixture(scope="module")
-def outputs() -> dict[Example, list[str]]:
-    """Every example's output, run two at a time (most of each is the start of a Python process, so the two
-    cores overlap well; each run is independent of the others)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(EXAMPLES, pool.map(run, EXAMPLES)))
-
-
 @pytest.mark.parametrize("example", EXAMPLES, ids=str)
-def test_console_example_prints_what_the_page_shows(example: Example, outputs: dict[Example, list[str]]) -> None:
-    printed = outputs[example]
+def test_console_example_prints_what_the_page_shows(example: Example) -> None:
+    """Each example in a test of its own: the suite's workers (tests/conftest.py) run them side by side, with the
+    other tests (a module fixture running all of them would run in full in every worker that needs it)."""
+    printed = run(example)
     found = difference(example, printed)
     shown = "\n".join(example.shown)
     assert found is None, f"{example}: {found}\n--- printed ---\n" + "\n".join(printed) + f"\n--- shown ---\n{shown}"

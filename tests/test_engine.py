@@ -235,7 +235,7 @@ def test_blocks_still_running_when_a_run_stops_keep_one_blas_thread(monkeypatch:
     threads it restores never run under them (multithreaded dot products made such a block 10x slower)."""
     import time
 
-    from threadpoolctl import threadpool_info
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     from normstats.engine.executors import ThreadExecutor
     from normstats.engine.stopping import StopRule
@@ -251,12 +251,16 @@ def test_blocks_still_running_when_a_run_stops_keep_one_blas_thread(monkeypatch:
 
     monkeypatch.setattr(engine, "run_block", run_block)
     executor = ThreadExecutor(2)
-    try:
-        result = engine.execute(normstats.make_layer("sigmoid"), 10**6, 0, stop=StopRule(target_se=1.0),
-                                executor=executor, parallel_min_scalars=0)
-        ended = len(seen)
-    finally:
-        executor.shutdown()
+    # two BLAS threads outside the run, whatever the environment says (a test worker starts with one): the
+    # one thread seen inside must be the run's doing
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == {2}
+        try:
+            result = engine.execute(normstats.make_layer("sigmoid"), 10**6, 0, stop=StopRule(target_se=1.0),
+                                    executor=executor, parallel_min_scalars=0)
+            ended = len(seen)
+        finally:
+            executor.shutdown()
     assert result.stop == "target-se"
     assert ended == len(seen) >= 2 and set(seen) == {1}
 

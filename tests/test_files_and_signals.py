@@ -51,16 +51,19 @@ def error_line(result: subprocess.CompletedProcess[str]) -> str:
 #: The progress bar once a block of draws has been merged: the engine's loop is running, so an interrupt now is
 #: one the engine catches (it returns what it merged, marked partial), the case where files were written.
 RUNNING = re.compile(rb"[1-9][0-9,]* draws")
+#: The progress bar, at any count: the program has started (its imports are done) and runs.
+STARTED = re.compile(rb"[0-9] draws")
 
 
 class Terminal:
     """The CLI in a child whose stderr is a terminal (a pseudo-terminal read by a thread), so that it shows its
-    progress bar: the signal is sent once the bar counts draws (:data:`RUNNING`)."""
+    progress bar: the signal is sent once the bar counts draws (:data:`RUNNING`). ``command``: how the CLI is
+    started (``python -m normstats.cli``, or the console script's entry)."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, command: tuple[str, ...] = tuple(CLI)) -> None:
         master, slave = pty.openpty()
         self.proc = subprocess.Popen(
-            [*CLI, *args], stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL,
+            [*command, *args], stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # pytest may run with it ignored
         )
         os.close(slave)
@@ -88,9 +91,10 @@ class Terminal:
             found = self._changed.wait_for(lambda: pattern.search(self._seen) or self._seen.endswith(b"\0"), GUARD)
             assert found and pattern.search(self._seen), self.stderr()
 
-    def interrupt(self, signum: int) -> tuple[int, str, str]:
-        """Send ``signum`` once the run has started; return the exit status, stdout and stderr."""
-        self.wait_for(RUNNING)
+    def interrupt(self, signum: int, once: re.Pattern[bytes] = RUNNING) -> tuple[int, str, str]:
+        """Send ``signum`` once stderr shows ``once`` (by default: the run has merged draws); return the exit
+        status, stdout and stderr."""
+        self.wait_for(once)
         self.proc.send_signal(signum)
         try:
             out, _ = self.proc.communicate(timeout=GUARD)

@@ -132,8 +132,8 @@ def test_an_unreachable_or_foreign_dask_address_fails_in_one_line() -> None:
 def test_a_tcp_dask_scheduler_still_works() -> None:
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(
-        processes=False, protocol="tcp://", n_workers=1, threads_per_worker=1, dashboard_address=None
-    ) as cluster:
+        processes=False, protocol="tcp://", n_workers=1, threads_per_worker=1, dashboard_address="127.0.0.1:0"
+    ) as cluster:  # any free port: with None the scheduler's HTTP server takes 8787, or warns when it is taken
         row = normstats.simulate("relu", samples=1000, dask=cluster.scheduler_address)
     assert row.samples == 1000
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from normstats.output.files.layers import FILE_NAMES
+from tests.test_files_and_signals import STARTED, Terminal
 
 
 def _spawn(*args: str) -> subprocess.Popen[str]:
@@ -36,12 +37,19 @@ def _interrupt(proc: subprocess.Popen[str], signum: int, after: float) -> tuple[
     return out, err
 
 
+#: The console script's entry (what ``normstats`` runs), for :class:`Terminal`.
+ENTRY = (sys.executable, "-c", "import normstats_entry; normstats_entry.main()")
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupted_export_writes_nothing_and_keeps_the_old_files(tmp_path: Path, signum: int) -> None:
+    """The signal goes once the progress bar shows (after a fixed sleep, a loaded machine could still be
+    starting the program, a case of its own: see the last test)."""
     for name in FILE_NAMES.values():
         (tmp_path / name).write_text("old")
-    proc = _spawn("export", "--all", "--output-dir", str(tmp_path), "-n", "1e8")
-    _, err = _interrupt(proc, signum, after=3)
+    status, _, err = Terminal("export", "--all", "--output-dir", str(tmp_path), "-n", "1e8",
+                              command=ENTRY).interrupt(signum, once=STARTED)
+    assert status == 128 + signum, err
     assert f"nothing exported to {tmp_path}" in err and "wrote" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(FILE_NAMES.values())  # no temporary files
     assert all((tmp_path / name).read_text() == "old" for name in FILE_NAMES.values())
@@ -49,10 +57,12 @@ def test_interrupted_export_writes_nothing_and_keeps_the_old_files(tmp_path: Pat
 
 @pytest.mark.parametrize("command", [["simulate", "--layer", "relu"], ["table"]])
 def test_interrupted_output_file_keeps_its_contents(tmp_path: Path, command: list[str]) -> None:
+    """The signal goes once the run has merged draws (the bar counts them), not after a fixed sleep."""
     target = tmp_path / "out.json"
     target.write_text("old")
-    proc = _spawn(*command, "-n", "1e11", "-j", "1", "--format", "json", "-o", str(target))
-    _, err = _interrupt(proc, signal.SIGTERM, after=2)
+    status, _, err = Terminal(*command, "-n", "1e11", "-j", "1", "--format", "json", "-o", str(target),
+                              command=ENTRY).interrupt(signal.SIGTERM)
+    assert status == 143, err
     assert f"nothing written to {target} (it keeps its contents)" in err
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.json"]
 

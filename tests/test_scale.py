@@ -23,6 +23,7 @@ from normstats.engine.stopping import INTERRUPTED, MAX_TIME, SAMPLES, TARGET_SE
 from normstats.registry import make_layer
 from normstats.stats import STATS
 from tests.cases import all_cases, case_id
+from tests.test_files_and_signals import Terminal
 
 #: A few rows that cover weights drawn once per run (linear), uniforms (dropout), pooling and an activation.
 ROWS = (
@@ -167,8 +168,8 @@ def test_a_target_stops_at_the_same_block_for_any_worker_count() -> None:
 def test_dask_gives_the_local_result() -> None:
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(
-        processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
-    ) as cluster:
+        processes=False, n_workers=1, threads_per_worker=2, dashboard_address="127.0.0.1:0"
+    ) as cluster:  # any free port: with None the scheduler's HTTP server takes 8787, or warns when it is taken
         remote = _table(samples=20_000, dask=cluster.scheduler_address)
     assert remote == _table(samples=20_000, workers=1)
 
@@ -284,16 +285,12 @@ def test_stop_reason_and_draws_are_reported() -> None:
 
 @pytest.mark.parametrize("pool", [[], ["--processes"]], ids=["threads", "processes"])
 def test_ctrl_c_prints_partial_results_and_exits_130(pool: list[str]) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "normstats.cli", "simulate", "--layer", "maxpool", "--k", "3", "-n", "1e11",
-         "-j", "2", *pool, "--format", "json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    time.sleep(6)  # time to import, start the workers and merge some blocks
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    """Ctrl-C once the progress bar counts merged draws (not after a fixed sleep: a loaded machine took more
+    than 6 s to start the worker processes)."""
+    child = Terminal("simulate", "--layer", "maxpool", "--k", "3", "-n", "1e11", "-j", "2", *pool,
+                     "--format", "json")
+    status, out, err = child.interrupt(signal.SIGINT)
+    assert status == 130, err
     assert "Traceback" not in err and "partial" in err
     doc = json.loads(out)
     row = doc["rows"][0]
