@@ -67,6 +67,20 @@ def test_interrupted_output_file_keeps_its_contents(tmp_path: Path, command: lis
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.json"]
 
 
+def test_an_interrupt_before_any_draw_is_merged_still_says_the_file_is_untouched(tmp_path: Path) -> None:
+    """The signal goes as soon as the progress bar shows, typically before the first block of draws is merged,
+    when the run has no results to print: the line still names the output file and says it keeps its contents
+    (and the plot that was not created), as after a partial run."""
+    target, figure = tmp_path / "out.json", tmp_path / "f.png"
+    target.write_text("old")
+    status, _, err = Terminal("network", "8*(linear relu)", "--input", "64", "-n", "1e9", "-j", "1", "--format",
+                              "json", "-o", str(target), "--plot", str(figure),
+                              command=ENTRY).interrupt(signal.SIGINT, once=STARTED)
+    assert status == 130, err
+    assert f"nothing written to {target} (it keeps its contents) or {figure} (it was not created)" in err, err
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
 def test_ctrl_c_during_start_up_has_no_traceback() -> None:
     """The signal arrives while ``normstats.cli`` is being imported (about 0.3 s)."""
     _, err = _interrupt(_spawn("list"), signal.SIGINT, after=0.02)

@@ -8,6 +8,7 @@ import io
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -40,6 +41,24 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 def interrupted_status() -> int:
     return 128 + _INTERRUPT["signal"]
+
+
+#: The files this run was asked to write (``--output``, ``--plot``), as their options are parsed: an interrupt
+#: that ends the run before it has results (the engine had not merged a block) still says what became of them.
+PLANNED: list[str] = []
+
+
+def plan_output(path: str) -> str:
+    """Record ``path`` as a file this run will write (an option callback's last step); returns it."""
+    PLANNED.append(path)
+    return path
+
+
+def kept(output: str | None) -> str:
+    """What became of ``--output`` after an interrupted run: nothing was written to it."""
+    if output is None:
+        return ""
+    return " (it keeps its contents)" if Path(output).exists() else " (it was not created)"
 
 
 def interrupted(what: str) -> None:
@@ -98,6 +117,7 @@ class Main(click.Group):
         guard_closed_stdout()
         _INTERRUPT["signal"] = int(signal.SIGINT)
         PIPE["closed"] = False
+        PLANNED.clear()
         previous = _install(signal.SIGTERM, _on_sigterm)
         try:
             code = super().main(args, prog_name, standalone_mode=False, **extra)
@@ -116,7 +136,8 @@ class Main(click.Group):
             click.echo(f"normstats: error: {exc}", err=True)
             sys.exit(2)
         except (KeyboardInterrupt, click.Abort):
-            click.echo("normstats: interrupted", err=True)
+            untouched = " or ".join(f"{path}{kept(path)}" for path in PLANNED)
+            click.echo(f"normstats: interrupted{f': nothing written to {untouched}' if untouched else ''}", err=True)
             sys.exit(interrupted_status())
         except StdoutClosed:
             click.echo("normstats: error: stdout is closed, so the output has nowhere to go (to discard it, "

@@ -9,7 +9,8 @@ import click
 from normstats import api
 from normstats.cli import options
 from normstats.cli.errors import EXIT_HELP, interrupted
-from normstats.cli.output import emit, kept
+from normstats.cli.errors import kept
+from normstats.cli.output import emit
 from normstats.engine.progress import make_progress
 from normstats.output.files.atomic import check_directory
 from normstats.output.files.layers import FILE_NAMES, WRITERS, write_all

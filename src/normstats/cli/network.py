@@ -8,8 +8,8 @@ import click
 
 from normstats import api
 from normstats.cli import options
-from normstats.cli.errors import EXIT_HELP, checked, exit_if_pipe_closed, interrupted
-from normstats.cli.output import deliver, emit_document, kept
+from normstats.cli.errors import EXIT_HELP, checked, exit_if_pipe_closed, interrupted, kept
+from normstats.cli.output import deliver, emit_document
 from normstats.engine.progress import make_progress
 from normstats.errors import NormstatsError
 from normstats.networks.build import NORMPROP_MODES

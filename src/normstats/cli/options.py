@@ -12,7 +12,7 @@ from typing import Any, Callable
 import click
 
 from normstats import api
-from normstats.cli.errors import checked
+from normstats.cli.errors import checked, plan_output
 from normstats.engine.executors import check_workers, default_workers
 from normstats.engine.sample_count import parse_samples
 from normstats.engine.stopping import check_target_se, parse_duration
@@ -91,7 +91,7 @@ def output_format(choices: tuple[str, ...], default: str | None = "table") -> De
 
 def _output_path(text: str) -> str:
     check_writable(text)
-    return text
+    return plan_output(text)
 
 
 output = click.option("--output", "-o", callback=checked(_output_path), metavar="FILE",
@@ -101,7 +101,7 @@ output = click.option("--output", "-o", callback=checked(_output_path), metavar=
 def _plot_path(text: str) -> str:
     check_png_path(text)
     pyplot()  # one line now, before the work, if matplotlib is missing
-    return text
+    return plan_output(text)
 
 
 def plot(what: str) -> Decorator:

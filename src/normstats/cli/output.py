@@ -6,12 +6,11 @@ a run ended."""
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import click
 
-from normstats.cli.errors import PIPE, discard_stdout, exit_if_pipe_closed, interrupted
+from normstats.cli.errors import PIPE, discard_stdout, exit_if_pipe_closed, interrupted, kept
 from normstats.output.figures.backend import rendered
 from normstats.output.files.atomic import write_files
 from normstats.output.files.layers import WRITERS
@@ -177,13 +176,6 @@ def emit(result: Table, fmt_: str, output: str | None, title: str, convention: s
     text = emit_document(fmt_, output, table, {name: (lambda w=w: w(result)) for name, w in WRITERS.items()})
     if output and text is not None:
         write_outputs({output: text})
-
-
-def kept(output: str | None) -> str:
-    """What became of ``--output`` after an interrupted run: nothing was written to it."""
-    if output is None:
-        return ""
-    return " (it keeps its contents)" if Path(output).exists() else " (it was not created)"
 
 
 def finish(result: Table, output: str | None = None) -> None:

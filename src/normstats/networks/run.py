@@ -127,8 +127,9 @@ def _rows(net: Network, estimates: dict[str, tuple[float, float]], references: d
     rows = []
     by_label: dict[str, list[tuple[str, str, tuple[float, float]]]] = {}  # one pass over the keys, not one a layer
     for key, value in estimates.items():
-        label, name = key.split("|", 1)
-        by_label.setdefault(label, []).append((key, name, value))
+        label, bar, name = key.partition("|")
+        if bar:  # an interrupted run's engine result without draws holds its own keys, no layer's
+            by_label.setdefault(label, []).append((key, name, value))
     for item in net.walk():
         stats = {}
         for key, name, (estimate, se) in by_label.get(item.label, ()):
