@@ -194,3 +194,20 @@ def test_the_networks_guide_quotes_the_depth_table() -> None:
         assert pm(fp["estimate"], fp["se"]) in line and pm(bp["estimate"], bp["se"]) in line, line
 
 
+
+
+def test_statistics_a_layer_declares_exact_are_exact_in_a_network_too() -> None:
+    """A layer norm's outputs and input gradients sum to 0 over every token, so its fp and bp means are 0 in
+    every draw: the network shows them as exact (se 0, never z-tested), not as rounding noise such as
+    ``-2.4e-18 ± 7.6e-19``; the linear layer before it keeps its estimate and se; a layer the network scales
+    (a NormProp-shifted ReLU) keeps its sampled figures, since the declaration is for the layer as it is."""
+    result = normstats.network("linear layernorm relu", input=16, samples=64, inits=2, seed=0, normprop="fp")
+    rows = {row.layer: row.stats for row in result.layers}
+    for name in ("fp_mean", "bp_mean"):
+        assert rows["layernorm"][name].exact and rows["layernorm"][name].estimate == 0.0
+        assert rows["layernorm"][name].se == 0.0 and rows["layernorm"][name].z is None
+        assert not rows["linear"][name].exact and rows["linear"][name].se > 0
+    assert not any(stat.exact for stat in rows["relu"].values())
+    doc = result.to_dict()
+    layer_norm = next(layer for layer in doc["layers"] if layer["layer"] == "layernorm")
+    assert layer_norm["fp_mean"]["exact"] is True and "exact" not in layer_norm["fp_std"]

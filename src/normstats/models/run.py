@@ -445,7 +445,7 @@ def _stat(name: str, value: tuple[Any, ...], quantile: float) -> Stat:
     if bound > 0 and math.isfinite(estimate):
         place = 10.0 ** math.floor(math.log10(bound))
         estimate = round(estimate / place) * place + 0.0
-    return Stat(estimate, 0.0, quantile=quantile, exact=True)
+    return Stat(estimate, 0.0, quantile=quantile, exact=True, exact_by="rounding")
 
 
 def _mean_std(p: str, a: np.ndarray, q: np.ndarray) -> dict[str, tuple[float, float]]:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from normstats.engine import blocks as engine
+from normstats.engine.exactness import agrees
 from normstats.engine.progress import NULL_PROGRESS, Progress
 from normstats.engine.stopping import INTERRUPTED, StopRule
 from normstats.errors import NormstatsError
@@ -132,9 +133,16 @@ def _rows(net: Network, estimates: dict[str, tuple[float, float]], references: d
             by_label.setdefault(label, []).append((key, name, value))
     for item in net.walk():
         stats = {}
+        # the statistics the layer declares exact in every draw (a layer norm's fp and bp means: each token's
+        # outputs and gradients sum to 0), where the network does not shift or scale it
+        exact = {} if isinstance(item, Block) or item.scaled else item.layer.exact_statistics()
         for key, name, (estimate, se) in by_label.get(item.label, ()):
             ref = references.get(key)
-            stats[name] = Stat(estimate, se, ref, None if ref is None else "mean_field", quantile=quantile)
+            kind = None if ref is None else "mean_field"
+            if name in exact and agrees(estimate, exact[name]):
+                stats[name] = Stat(exact[name], 0.0, ref, kind, quantile=quantile, exact=True)
+            else:
+                stats[name] = Stat(estimate, se, ref, kind, quantile=quantile)
         if isinstance(item, Block):
             params: dict[str, Any] = {"alpha": item.alpha, "beta": item.beta_text}
             if item.beta_text == "auto":

@@ -111,14 +111,14 @@ def stat_label(name: str) -> str:
 
 def stat_cell(stat: Stat | None) -> str:
     """A network or model statistic as shown: ``estimate ± se``, ``undefined`` where it is not finite, ``—``
-    where the layer has none; ``value (exact to rounding)`` for a statistic flagged exact (a model's statistic
-    that is the same in every draw to float rounding)."""
+    where the layer has none; ``value (exact in every draw)`` for a statistic a network's layer declares exact,
+    ``value (exact to rounding)`` for a model's statistic found the same in every draw to float rounding."""
     if stat is None:
         return "—"
     if not math.isfinite(stat.estimate):
         return "undefined"
     if stat.exact:
-        return f"{ref(stat.estimate)} ({ROUNDING_WORDS})"
+        return f"{ref(stat.estimate)} ({ROUNDING_WORDS if stat.exact_by == 'rounding' else EXACT_WORDS})"
     return pm(stat.estimate, stat.se)
 
 

@@ -38,6 +38,9 @@ class Stat:
     #: Exact in every draw (:mod:`normstats.engine.exactness`): ``estimate`` is the exact value, ``se`` is 0, and
     #: the statistic is never z-tested.
     exact: bool = False
+    #: How ``exact`` is known: ``declared`` by the layer (its algebra), or ``rounding``: found the same in every
+    #: draw to float rounding (a PyTorch model's statistic, :func:`normstats.models.run.rounding_exact`).
+    exact_by: str = field(default="declared", compare=False)
 
     @property
     def ci95(self) -> tuple[float, float]:
