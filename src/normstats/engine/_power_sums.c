@@ -12,8 +12,9 @@
  *   row_sums(values, width) -> (sum v, sum v^2, sum over rows of (row sum)^2)
  *                                                        values: a C-contiguous float32 or float64 buffer
  *
- * every value converted to float64 and every sum accumulated in float64 (a float32 value's square is exact in
- * float64), so the error is float64 rounding of sums of terms, whatever the size.
+ * accumulated in float64 (a float32 value's square is exact in float64): the error is float64 rounding of sums
+ * of terms, whatever the size, except that the AVX2 loop sums float32 values in float32 within spans of 512
+ * (16 values to a lane) before float64 takes over (see rows_f32_avx2).
  *
  * On x86-64 with GCC or Clang AVX2 versions are chosen at import when the CPU has AVX2 and FMA; otherwise plain
  * C. The loops run without the GIL (the engine's worker threads run at once). */
@@ -156,8 +157,89 @@ __attribute__((target("avx2"))) static inline __m256d load4_f64(const double *p)
         out[2] = squared_rows;                                                                               \
     }
 
-ROW_SUMS_AVX2(rows_f32_avx2, float, load4_f32)
 ROW_SUMS_AVX2(rows_f64_avx2, double, load4_f64)
+ROW_SUMS_AVX2(rows_f32_avx2_narrow, float, load4_f32)  /* rows too short for float32 spans to pay */
+
+/* float32 rows: the same sums with less arithmetic. Within spans of F32_SPAN values the sums and sums of squares
+ * run in float32 (32 lanes: 16 values to a lane), then each lane goes into float64, so a sum is off by at most
+ * 16 float32 roundings of its terms plus float64 rounding (the torch passes it replaces summed 1024 values and
+ * more in float32). A span whose float32 sums are not finite (a square or a sum past float32's range, an
+ * infinity, a NaN) is summed again in float64, so the range is float64's and infinities and NaN add as IEEE
+ * says. Measured in normstats model's draws (resnet18, batch 8): about 30% less time than the float64 loop. */
+#define F32_SPAN 512
+#define NARROW 128
+__attribute__((target("avx2"))) static inline void fold_ps(__m256 x, __m256d *acc) {
+    *acc = _mm256_add_pd(*acc, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)),
+                                             _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1))));
+}
+
+__attribute__((target("avx2,fma"))) static void rows_f32_avx2(const void *values, Py_ssize_t rows, Py_ssize_t width,
+                                                              double out[3]) {
+    if (width < NARROW) {  /* 7 x 7 maps: 58 against 48 us (8 x 512 rows); 14 x 14: 44 against 97 us */
+        rows_f32_avx2_narrow(values, rows, width, out);
+        return;
+    }
+    const float *v = (const float *)values;
+    const __m256d zero = _mm256_setzero_pd();
+    const __m256 zero_ps = _mm256_setzero_ps();
+    __m256d squares = zero;
+    double total = 0, squared_rows = 0, tail_squares = 0;
+    for (Py_ssize_t r = 0; r < rows; r++, v += width) {
+        __m256d sums = zero;
+        Py_ssize_t i = 0;
+        while (i + 32 <= width) {
+            Py_ssize_t start = i, end = width - i > F32_SPAN ? i + F32_SPAN : width;
+            __m256 s0 = zero_ps, s1 = zero_ps, s2 = zero_ps, s3 = zero_ps;
+            __m256 q0 = zero_ps, q1 = zero_ps, q2 = zero_ps, q3 = zero_ps;
+            for (; i + 32 <= end; i += 32) {
+                __m256 a = _mm256_loadu_ps(v + i), b = _mm256_loadu_ps(v + i + 8);
+                __m256 c = _mm256_loadu_ps(v + i + 16), d = _mm256_loadu_ps(v + i + 24);
+                s0 = _mm256_add_ps(s0, a);
+                s1 = _mm256_add_ps(s1, b);
+                s2 = _mm256_add_ps(s2, c);
+                s3 = _mm256_add_ps(s3, d);
+                q0 = _mm256_fmadd_ps(a, a, q0);
+                q1 = _mm256_fmadd_ps(b, b, q1);
+                q2 = _mm256_fmadd_ps(c, c, q2);
+                q3 = _mm256_fmadd_ps(d, d, q3);
+            }
+            __m256 all = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)),
+                                       _mm256_add_ps(_mm256_add_ps(q0, q1), _mm256_add_ps(q2, q3)));
+            if (_mm256_movemask_ps(_mm256_cmp_ps(_mm256_sub_ps(all, all), zero_ps, _CMP_NEQ_UQ))) {
+                for (Py_ssize_t k = start; k < i; k += 4) {  /* not finite in float32: again in float64 */
+                    __m256d x = load4_f32(v + k);
+                    sums = _mm256_add_pd(sums, x);
+                    squares = _mm256_fmadd_pd(x, x, squares);
+                }
+                continue;
+            }
+            fold_ps(s0, &sums);
+            fold_ps(s1, &sums);
+            fold_ps(s2, &sums);
+            fold_ps(s3, &sums);
+            fold_ps(q0, &squares);
+            fold_ps(q1, &squares);
+            fold_ps(q2, &squares);
+            fold_ps(q3, &squares);
+        }
+        for (; i + 4 <= width; i += 4) {
+            __m256d x = load4_f32(v + i);
+            sums = _mm256_add_pd(sums, x);
+            squares = _mm256_fmadd_pd(x, x, squares);
+        }
+        double row = hsum(sums);
+        for (; i < width; i++) {
+            double d = (double)v[i];
+            row += d;
+            tail_squares += d * d;
+        }
+        total += row;
+        squared_rows += row * row;
+    }
+    out[0] = total;
+    out[1] = hsum(squares) + tail_squares;
+    out[2] = squared_rows;
+}
 #endif
 
 typedef void (*SumsFn)(const double *, Py_ssize_t, double, double[4]);
