@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import jsonschema
 import numpy as np
@@ -27,6 +27,7 @@ from torch import nn  # noqa: E402
 import normstats  # noqa: E402
 from normstats.models.tap import Tap  # noqa: E402
 from normstats.output.files.schema import schema  # noqa: E402
+from tests.torch_threads import one_thread  # noqa: F401 (autouse: one torch thread in every test here)
 from tests.model_factories import unit_rows  # noqa: E402
 from tests.test_cli import run, run_bad  # noqa: E402
 
@@ -34,14 +35,6 @@ from tests.test_cli import run, run_bad  # noqa: E402
 #: degrees of freedom each), so the difference over its combined se has P(|z| > 5) below 1e-4 per comparison.
 Z_MAX = 5.0
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread: on a shared machine, torch's thread pool makes small operations 100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # -- (a) two independent paths: torch layers against normstats' own network ------------------------------------

@@ -18,6 +18,7 @@ distributed = pytest.importorskip("distributed")
 
 import normstats  # noqa: E402
 from normstats.errors import NormstatsError  # noqa: E402
+from tests.torch_threads import one_thread  # noqa: F401 (autouse: one torch thread in every test here)
 from tests.test_cli import run, run_bad  # noqa: E402
 
 RUN = dict(input="8", batch=4, samples=12, inits=4, seed=5)
@@ -25,14 +26,6 @@ RUN = dict(input="8", batch=4, samples=12, inits=4, seed=5)
 #: this machine has it, and a warning fails a test).
 HTTP = ":0"
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread here (the local runs compared): on a shared machine torch's pool slows small operations."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

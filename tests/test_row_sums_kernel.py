@@ -23,21 +23,13 @@ import numpy as np
 import pytest
 
 from normstats.engine import moments
+from tests.kernel_versions import VERSIONS, kernel, needs_kernel, version  # noqa: F401 (a fixture)
 
-kernel = moments._power_sums
-pytestmark = pytest.mark.skipif(kernel is None, reason="normstats was built without its compiled loops")
+pytestmark = needs_kernel
 
 EPS = float(np.finfo(np.float64).eps)
 TINY = float(np.finfo(np.float64).smallest_subnormal)
-VERSIONS = ["plain"] + (["avx2"] if kernel is not None and kernel.current() == "avx2" else [])
 
-
-@pytest.fixture(params=VERSIONS)
-def version(request):  # type: ignore[no-untyped-def]
-    before = kernel.current()
-    kernel.use(request.param)
-    yield request.param
-    kernel.use(before)
 
 
 EPS32 = float(np.finfo(np.float32).eps)
