@@ -24,7 +24,8 @@ setup(
         Extension(
             "normstats.layers._gelu_kernels",
             ["src/normstats/layers/_gelu_kernels.c"],
-            libraries=["m"] if sys.platform != "win32" else [],  # erfc and exp
+            # erfc and exp; dlopen (libmvec's, where glibc has them)
+            libraries=["m", "dl"] if sys.platform.startswith("linux") else ["m"] if sys.platform != "win32" else [],
             optional=True,
         ),
         Extension("normstats.engine._power_sums", ["src/normstats/engine/_power_sums.c"], optional=True),

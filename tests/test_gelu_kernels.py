@@ -1,5 +1,6 @@
 """Exact GELU's compiled loops (``normstats.layers.gelu_kernels``) against the numpy passes they replace: the
-forward output and derivative within the rounding bound of libm's ``erfc`` against scipy's ``ndtr`` (over
+forward output and derivative within the rounding bound of libm's ``erfc`` (plain loop) or libmvec's (AVX2
+loop) against scipy's ``ndtr`` (over
 [-40, 40], the tails, signed zeros, subnormals, infinities and NaN, where both give the same values), the
 backward pass the same bit for bit, row summaries within the float-rounding bound of an exact sum, arguments
 checked; and in a network, the engine's tallies with them equal to those without, up to rounding, with every
@@ -7,7 +8,8 @@ GELU's records summed by the loops. The numpy passes themselves keep ``GELU.f`` 
 
 The Phi bound, ``|Phi_libm(x) - Phi_scipy(x)| <= (x^2/2 + 8) eps Phi_scipy(x)`` where Phi is a normal float, is
 measured (``gelu_kernels``' docstring: at most 0.87 of it on 10^6 points of [-40, 40], glibc 2.36, scipy's
-cephes ``erfc``); the test checks it on 200 001 points of [-40, 40] and 20 000 normals, both Phis.
+cephes ``erfc``, libm's and libmvec's alike); the test checks it on 200 001 points of [-40, 40] and 20 003
+normals, for each loop.
 """
 
 from __future__ import annotations
@@ -29,6 +31,19 @@ EPS = np.finfo(np.float64).eps
 #: Below this Phi is subnormal; where scipy's has underflowed to 0 and libm's not (x in [-38.5, -37.52]).
 NORMAL = np.finfo(np.float64).tiny
 SUBNORMAL_GAP = 6e-311
+#: The versions of the forward loop this machine can run.
+VERSIONS = ["plain"] + (["avx2"] if gelu_kernels.version() == "avx2" else [])
+
+
+@pytest.fixture(params=VERSIONS)
+def version(request):  # type: ignore[no-untyped-def]
+    """Run the test under each version of the forward loop, and go back to the one chosen at import."""
+    before = gelu_kernels.version()
+    gelu_kernels.use(request.param)
+    yield request.param
+    gelu_kernels.use(before)  # type: ignore[arg-type]
+
+
 SPECIAL = np.array([0.0, -0.0, 5e-324, -5e-324, np.inf, -np.inf, np.nan, 1e300, -1e300, 8.3, -8.3, -37.6, -38.6])
 
 
@@ -127,11 +142,11 @@ def test_the_numpy_passes_are_gelu_f_and_df_bit_for_bit() -> None:
 
 
 @compiled
-def test_phi_of_libm_is_within_its_bound_of_scipys_over_the_whole_range() -> None:
-    """On [-40, 40] and beyond: the loops' output at shift 0, scale 1 is ``x Phi(x)``, so ``y / x`` is their Phi
+def test_phi_of_libm_is_within_its_bound_of_scipys_over_the_whole_range(version: str) -> None:
+    """libm's Phi (plain) and libmvec's (avx2) on [-40, 40]: the loops' output at shift 0, scale 1 is ``x Phi(x)``, so ``y / x`` is their Phi
     (to a unit of roundoff); within the bound of scipy's where that is normal, within SUBNORMAL_GAP below."""
     x = np.concatenate([np.linspace(-40.0, 40.0, 200_001),
-                        3 * np.random.default_rng(0).standard_normal(20_000)])[None, :]
+                        3 * np.random.default_rng(0).standard_normal(20_003)])[None, :]
     y, d, rows = np.empty_like(x), np.empty_like(x), _pair(1)
     gelu_kernels.forward(x, y, d, 0.0, 1.0, None, rows)
     want = special.ndtr(x)
@@ -148,7 +163,7 @@ def test_phi_of_libm_is_within_its_bound_of_scipys_over_the_whole_range() -> Non
 @pytest.mark.parametrize("width", [1, 3, 4, 7, 9, 64, 257])
 @pytest.mark.parametrize(("shift", "scale"), [(0.0, 1.0), (0.28209479177387814, 1.7009430977006432),
                                               (-0.25, 0.5)])
-def test_forward_is_numpy_to_its_bound_with_rows_to_rounding(width: int, shift: float, scale: float) -> None:
+def test_forward_is_numpy_to_its_bound_with_rows_to_rounding(version: str, width: int, shift: float, scale: float) -> None:
     z = _values(6, width, seed=width)
     want_y, want_d, cdf = _numpy_forward(z, shift, scale)
     y, d = np.empty_like(z), np.empty_like(z)
@@ -162,7 +177,7 @@ def test_forward_is_numpy_to_its_bound_with_rows_to_rounding(width: int, shift: 
 
 
 @compiled
-def test_special_values_are_numpys_exactly() -> None:
+def test_special_values_are_numpys_exactly(version: str) -> None:
     """Signed zeros, subnormal inputs, both infinities, NaN and |x| = 1e300 give numpy's y and d bit for bit
     (y = -0.0 at -0.0 and at -1e300; NaN at -inf for y, and at both infinities for d)."""
     z = np.tile(SPECIAL[[0, 1, 2, 3, 4, 5, 6, 7, 8]], (2, 1))
@@ -191,7 +206,7 @@ def test_backward_is_numpy_bit_for_bit_with_rows_to_rounding(width: int, scale: 
 
 
 @compiled
-def test_in_place_and_without_input_rows_give_the_same_numbers() -> None:
+def test_in_place_and_without_input_rows_give_the_same_numbers(version: str) -> None:
     """``y`` written over ``z`` (``dx`` over ``g``), and the input's rows left out (``None``): the same results,
     and the rows not asked for are not written."""
     z = _values(9, 40, seed=1)
@@ -268,6 +283,35 @@ def test_the_compiled_module_checks_buffer_sizes_itself() -> None:
         _gelu_kernels.backward(z, z, z, 3, 4, 1.0, None, None, np.ones(2), rows)
     with pytest.raises(ValueError, match="both or neither"):
         _gelu_kernels.forward(z, z, z, 3, 4, 0.0, 1.0, rows, None, rows, rows)
+    with pytest.raises(ValueError, match="no kernel 'sse9'"):
+        _gelu_kernels.use("sse9")
+
+
+@compiled
+def test_the_versions_agree_on_a_chunk() -> None:
+    """The AVX2 loop (libmvec) and the plain one (libm) within twice the Phi bound of each other, elementwise,
+    and row sums within the rounding bound of each other (they add in a different order)."""
+    if len(VERSIONS) < 2:
+        pytest.skip("no AVX2 or no libmvec here: only the plain loop runs")
+    z = 2 * np.random.default_rng(5).standard_normal((16, 515))
+    before = gelu_kernels.version()
+    out = {}
+    try:
+        for v in VERSIONS:
+            gelu_kernels.use(v)
+            y, d, zr, yr = np.empty_like(z), np.empty_like(z), _pair(16), _pair(16)
+            gelu_kernels.forward(z, y, d, 0.4, 1.7, zr, yr)
+            out[v] = (y, d, zr, yr)
+    finally:
+        gelu_kernels.use(before)  # type: ignore[arg-type]
+    (y1, d1, zr1, yr1), (y2, d2, zr2, yr2) = out["plain"], out["avx2"]
+    _, _, cdf = _numpy_forward(z, 0.4, 1.7)
+    y_bound, d_bound = _forward_bounds(z, cdf, y1, d1, 0.4, 1.7)
+    _within(y2, y1, 2 * y_bound)
+    _within(d2, d1, 2 * d_bound)
+    for a, b, values in ((zr1, zr2, z), (yr1, yr2, y1)):
+        assert np.all(np.abs(a[0] - b[0]) * 515 <= 2 * 516 * EPS * np.abs(values).sum(axis=1))
+        assert np.all(np.abs(a[1] - b[1]) <= 2 * 516 * EPS * (values * values).sum(axis=1))
 
 
 # -- in a network -------------------------------------------------------------------------------------------------
