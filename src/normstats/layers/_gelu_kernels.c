@@ -18,8 +18,9 @@
  * within 4 units of roundoff by glibc's documentation, measured within 1.4) and a CPU with AVX2, an AVX2 forward
  * loop calls those instead, found at import with dlopen (so the extension loads where they are missing and runs
  * the plain loops). The backward pass is a product and its sums, plain C either way. The loops run without the
- * GIL (the engine's worker threads run them at once). Floating-point contraction is off, so that no compiler
- * fuses a product and a sum into one rounding that numpy's passes make in two. */
+ * GIL (the engine's worker threads run them at once). setup.py compiles it with -ffp-contract=off, so that no
+ * compiler fuses a product and a sum into one rounding where numpy's passes make two (where FMA is in the base
+ * instruction set, as on arm64). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -30,12 +31,6 @@
 #define HAVE_AVX2_PATH 1
 #include <dlfcn.h>
 #include <immintrin.h>
-#endif
-
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
 #endif
 
 typedef struct {
