@@ -431,8 +431,9 @@ class _GELUPasses(Passes):
 
     Where the package was built with its compiled loops (:mod:`~normstats.layers.gelu_kernels`), a network runs
     each pass with its NormProp shift and scale and the row summaries of its input and output in one pass over
-    memory (:meth:`forward_summed`, :meth:`backward_summed`): the same operations, with libm's ``erfc`` and
-    ``exp`` for scipy's ``ndtr`` and numpy's ``exp`` (within a few units of roundoff of them for |x| < 8)."""
+    memory (:meth:`forward_summed`, :meth:`backward_summed`): the same operations, with libm's (or glibc's vector)
+    ``erfc`` and ``exp`` for scipy's ``ndtr`` and numpy's ``exp`` (Phi within ``(x^2/2 + 8)`` units of roundoff
+    of scipy's, relative: the module docstring of ``gelu_kernels``)."""
 
     fresh_output = True
     fresh_grad = True
