@@ -143,8 +143,9 @@ def test_the_numpy_passes_are_gelu_f_and_df_bit_for_bit() -> None:
 
 @compiled
 def test_phi_of_libm_is_within_its_bound_of_scipys_over_the_whole_range(version: str) -> None:
-    """libm's Phi (plain) and libmvec's (avx2) on [-40, 40]: the loops' output at shift 0, scale 1 is ``x Phi(x)``, so ``y / x`` is their Phi
-    (to a unit of roundoff); within the bound of scipy's where that is normal, within SUBNORMAL_GAP below."""
+    """libm's Phi (plain) and libmvec's (avx2) on [-40, 40]: the loops' output at shift 0, scale 1 is
+    ``x Phi(x)``, so ``y / x`` is their Phi (to a unit of roundoff); within the bound of scipy's where that is
+    normal, within SUBNORMAL_GAP below."""
     x = np.concatenate([np.linspace(-40.0, 40.0, 200_001),
                         3 * np.random.default_rng(0).standard_normal(20_003)])[None, :]
     y, d, rows = np.empty_like(x), np.empty_like(x), _pair(1)
@@ -163,7 +164,8 @@ def test_phi_of_libm_is_within_its_bound_of_scipys_over_the_whole_range(version:
 @pytest.mark.parametrize("width", [1, 3, 4, 7, 9, 64, 257])
 @pytest.mark.parametrize(("shift", "scale"), [(0.0, 1.0), (0.28209479177387814, 1.7009430977006432),
                                               (-0.25, 0.5)])
-def test_forward_is_numpy_to_its_bound_with_rows_to_rounding(version: str, width: int, shift: float, scale: float) -> None:
+def test_forward_is_numpy_to_its_bound_with_rows_to_rounding(version: str, width: int, shift: float,
+                                                              scale: float) -> None:
     z = _values(6, width, seed=width)
     want_y, want_d, cdf = _numpy_forward(z, shift, scale)
     y, d = np.empty_like(z), np.empty_like(z)
