@@ -58,13 +58,15 @@ def version() -> str:
 
 
 def compiled() -> dict[str, str | None]:
-    """The compiled loops this install runs, by name (``relu_passes``: ReLU's network passes with their
-    tallies; ``power_sums``: the engine's power sums): ``"avx2"``, ``"plain"`` (C without AVX2), or ``None``
-    where the package was built without a C compiler and numpy's passes run (the same numbers up to rounding)."""
+    """The compiled loops this install runs, by name (``relu_passes``, ``gelu_passes``: ReLU's and exact GELU's
+    network passes with their tallies; ``power_sums``: the engine's power sums): ``"avx2"``, ``"plain"`` (C
+    without AVX2; GELU's loops are plain C, libm's erfc), or ``None`` where the package was built without a C
+    compiler and numpy's passes run (the same numbers up to rounding)."""
     from normstats.engine.moments import power_sums_version
-    from normstats.layers import relu_kernels
+    from normstats.layers import gelu_kernels, relu_kernels
 
-    return {"relu_passes": relu_kernels.version(), "power_sums": power_sums_version()}
+    return {"relu_passes": relu_kernels.version(), "gelu_passes": gelu_kernels.version(),
+            "power_sums": power_sums_version()}
 
 
 def run_metadata(

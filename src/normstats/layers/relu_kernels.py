@@ -44,11 +44,11 @@ def forward(z: np.ndarray, y: np.ndarray, mask: np.ndarray, shift: float, scale:
     """``y = (max(z, 0) - shift) * scale`` and ``mask = z > 0`` (``y`` may be ``z``), with the row summaries
     of ``z`` (unless ``None``) and ``y``. ``z`` is ``(rows, width)``, float64, C-contiguous."""
     _require()
-    rows, width = _check(z, "z")
-    _same(y, z, "y", np.float64)
-    _same(mask, z, "mask", np.bool_)
+    rows, width = check_array(z, "z")
+    check_same(y, z, "y", np.float64)
+    check_same(mask, z, "mask", np.bool_)
     _kernels.forward(z, y, mask, rows, width, float(shift), float(scale),  # type: ignore[union-attr]
-                     *_pair(z_rows, rows, "z_rows"), *_pair(y_rows, rows, "y_rows", optional=False))
+                     *check_pair(z_rows, rows, "z_rows"), *check_pair(y_rows, rows, "y_rows", optional=False))
 
 
 def backward(g: np.ndarray, mask: np.ndarray, dx: np.ndarray, scale: float,
@@ -56,11 +56,11 @@ def backward(g: np.ndarray, mask: np.ndarray, dx: np.ndarray, scale: float,
     """``dx = (g * mask) * scale`` (``dx`` may be ``g``), with the row summaries of ``g`` (unless ``None``)
     and ``dx``."""
     _require()
-    rows, width = _check(g, "g")
-    _same(mask, g, "mask", np.bool_)
-    _same(dx, g, "dx", np.float64)
+    rows, width = check_array(g, "g")
+    check_same(mask, g, "mask", np.bool_)
+    check_same(dx, g, "dx", np.float64)
     _kernels.backward(g, mask, dx, rows, width, float(scale),  # type: ignore[union-attr]
-                      *_pair(g_rows, rows, "g_rows"), *_pair(dx_rows, rows, "dx_rows", optional=False))
+                      *check_pair(g_rows, rows, "g_rows"), *check_pair(dx_rows, rows, "dx_rows", optional=False))
 
 
 def fits(a: np.ndarray) -> bool:
@@ -73,21 +73,24 @@ def _require() -> None:
         raise RuntimeError("normstats was installed without its compiled ReLU loops (no C compiler was found)")
 
 
-def _check(a: np.ndarray, name: str) -> tuple[int, int]:
+def check_array(a: np.ndarray, name: str) -> tuple[int, int]:
+    """The ``(rows, width)`` of ``a``, refused unless :func:`fits` (GELU's loops too)."""
     if not fits(a):
         raise ValueError(f"{name} must be a C-contiguous float64 array of shape (rows, width >= 1); got "
                          f"{a.dtype} {a.shape}")
     return a.shape
 
 
-def _same(a: np.ndarray, like: np.ndarray, name: str, dtype: type) -> None:
+def check_same(a: np.ndarray, like: np.ndarray, name: str, dtype: type) -> None:
+    """Refuse ``a`` unless it is a writable C-contiguous array of ``dtype`` shaped as ``like`` (GELU's loops too)."""
     if a.dtype != dtype or a.shape != like.shape or not a.flags.c_contiguous or not a.flags.writeable:
         raise ValueError(f"{name} must be a writable C-contiguous {np.dtype(dtype)} array of shape {like.shape}; "
                          f"got {a.dtype} {a.shape}")
 
 
-def _pair(pair: tuple[np.ndarray, np.ndarray] | None, rows: int, name: str,
-          optional: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
+def check_pair(pair: tuple[np.ndarray, np.ndarray] | None, rows: int, name: str,
+               optional: bool = True) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``pair`` as the loops take it, two arrays or two ``None``, once it is checked (GELU's loops too)."""
     if pair is None and optional:
         return None, None
     if pair is None or len(pair) != 2:
