@@ -137,7 +137,34 @@ class _ReLUSampler(_Streaming):
         np.multiply(x, grad, out=y)
 
 
-class _ReLUPasses(Passes):
+class _FusedPasses(Passes):
+    """An activation's network passes with compiled summed loops (:attr:`kernels`: :mod:`relu_kernels` or
+    :mod:`gelu_kernels`, the same interface): the pass, its NormProp shift and scale, and the row summaries of its
+    input and output in one pass over memory, where the package was built with them; the forward pass keeps a
+    state of :attr:`state_dtype` (ReLU's mask, GELU's derivative) for the backward pass."""
+
+    kernels: Any
+    state_dtype: Any
+
+    @property
+    def summed(self) -> bool:  # type: ignore[override]
+        return bool(self.kernels.AVAILABLE)
+
+    def forward_summed(self, x: np.ndarray, shift: float, scale: float, x_rows: RowSums | None, y_rows: RowSums,
+                       inplace: bool) -> tuple[np.ndarray, np.ndarray]:
+        state = np.empty(x.shape, dtype=self.state_dtype)
+        y = x if inplace else np.empty_like(x)
+        self.kernels.forward(x, y, state, shift, scale, x_rows, y_rows)
+        return y, state
+
+    def backward_summed(self, state: np.ndarray, dy: np.ndarray, scale: float, dy_rows: RowSums | None,
+                        dx_rows: RowSums, inplace: bool) -> np.ndarray:
+        dx = dy if inplace else np.empty_like(dy)
+        self.kernels.backward(dy, state, dx, scale, dy_rows, dx_rows)
+        return dx
+
+
+class _ReLUPasses(_FusedPasses):
     """ReLU as a network runs it: ``y = max(x, 0)`` and ``dx = dy * (x > 0)``, with the mask ``x > 0`` (1 byte a
     value, made while ``x`` is in cache) as the state, where the generic elementwise passes keep ``x`` (8 bytes)
     and rebuild ``df(x)`` from it in the backward pass (a comparison, a cast, a product: long after ``x`` left
@@ -148,9 +175,10 @@ class _ReLUPasses(Passes):
     fresh_output = True
     fresh_grad = True
     writes_over_input = True  # the state is the mask
-    # one pass over memory each way where the package was built with its compiled loops (relu_kernels): the
-    # passes below, the NormProp shift and scale, and the row summaries of input and output, the same numbers
-    summed = relu_kernels.AVAILABLE
+    # one pass over memory each way where the package was built with its compiled loops: the passes below, the
+    # NormProp shift and scale, and the row summaries of input and output, the same numbers
+    kernels = relu_kernels
+    state_dtype = np.bool_
 
     def __init__(self) -> None:  # nothing of the layer's is needed (no parameters, no weights)
         pass
@@ -175,19 +203,6 @@ class _ReLUPasses(Passes):
     def backward_scaled(self, state: np.ndarray, dy: np.ndarray, scale: float) -> np.ndarray:
         dx = np.multiply(dy, state)  # a new array: scaled in place
         dx *= scale
-        return dx
-
-    def forward_summed(self, x: np.ndarray, shift: float, scale: float, x_rows: RowSums | None, y_rows: RowSums,
-                       inplace: bool) -> tuple[np.ndarray, np.ndarray]:
-        on = np.empty(x.shape, dtype=bool)
-        y = x if inplace else np.empty_like(x)
-        relu_kernels.forward(x, y, on, shift, scale, x_rows, y_rows)
-        return y, on
-
-    def backward_summed(self, state: np.ndarray, dy: np.ndarray, scale: float, dy_rows: RowSums | None,
-                        dx_rows: RowSums, inplace: bool) -> np.ndarray:
-        dx = dy if inplace else np.empty_like(dy)
-        relu_kernels.backward(dy, state, dx, scale, dy_rows, dx_rows)
         return dx
 
 
@@ -422,7 +437,7 @@ class SELU(ExponentialLinear):
         return SELU_SCALE, SELU_ALPHA, 1.0
 
 
-class _GELUPasses(Passes):
+class _GELUPasses(_FusedPasses):
     """Exact GELU as a network runs it: the forward pass computes ``y = x Phi(x)`` and, while ``x`` and ``Phi(x)``
     are in cache, the derivative ``d = Phi(x) + x phi(x)`` with the operations of :meth:`GELU.df` in the same
     order (the same numbers bit for bit); ``d`` is the state (``x`` is not kept, so the output may be written
@@ -438,7 +453,8 @@ class _GELUPasses(Passes):
     fresh_output = True
     fresh_grad = True
     writes_over_input = True  # the state is the derivative
-    summed = gelu_kernels.AVAILABLE
+    kernels = gelu_kernels
+    state_dtype = np.float64
 
     def __init__(self) -> None:  # GELU (exact) has no parameters
         pass
@@ -478,19 +494,6 @@ class _GELUPasses(Passes):
         if scale != 1.0:
             dy *= scale
         return dy
-
-    def forward_summed(self, x: np.ndarray, shift: float, scale: float, x_rows: RowSums | None, y_rows: RowSums,
-                       inplace: bool) -> tuple[np.ndarray, np.ndarray]:
-        d = np.empty_like(x)
-        y = x if inplace else np.empty_like(x)
-        gelu_kernels.forward(x, y, d, shift, scale, x_rows, y_rows)
-        return y, d
-
-    def backward_summed(self, state: np.ndarray, dy: np.ndarray, scale: float, dy_rows: RowSums | None,
-                        dx_rows: RowSums, inplace: bool) -> np.ndarray:
-        dx = dy if inplace else np.empty_like(dy)
-        gelu_kernels.backward(dy, state, dx, scale, dy_rows, dx_rows)
-        return dx
 
 
 @register_layer("gelu")
