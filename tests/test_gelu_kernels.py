@@ -14,7 +14,6 @@ normals, for each loop.
 
 from __future__ import annotations
 
-import math
 import threading
 
 import numpy as np
@@ -24,6 +23,7 @@ import normstats
 from normstats.layers import gelu_kernels
 from normstats.layers.activations import _GELUPasses
 from normstats.lazy import special
+from tests.row_summaries import check_rows, nan_pair
 
 compiled = pytest.mark.skipif(not gelu_kernels.AVAILABLE, reason="normstats was built without its compiled loops")
 
@@ -101,25 +101,6 @@ def _forward_bounds(z: np.ndarray, cdf: np.ndarray, y: np.ndarray, d: np.ndarray
     return y_bound, d_bound
 
 
-def _check_rows(values: np.ndarray, rows: tuple[np.ndarray, np.ndarray]) -> None:
-    """Row means and sums of squares within the rounding bound of the exact sums, finite rows only (as
-    tests/test_relu_kernels.py: Higham, "Accuracy and Stability of Numerical Algorithms", 2nd ed., eq. 4.4)."""
-    mean, sq = rows
-    width = values.shape[1]
-    for i, row in enumerate(values):
-        if not np.all(np.isfinite(row)) or np.any(np.abs(row) > 1e150):
-            continue
-        exact = math.fsum(row.tolist())
-        bound = (width + 1) * EPS * math.fsum(np.abs(row).tolist()) + width * 5e-324
-        assert abs(mean[i] * width - exact) <= bound + abs(exact) * EPS, (i, mean[i] * width, exact)
-        exact_sq = math.fsum((np.abs(row) ** 2).tolist())
-        tiny = sum(1 for v in row if 0 < abs(v) < 1e-154)
-        assert abs(sq[i] - exact_sq) <= 2 * (width + 1) * EPS * exact_sq + tiny * 1e-308, (i, sq[i], exact_sq)
-
-
-def _pair(rows: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.full(rows, np.nan), np.full(rows, np.nan)
-
 
 def test_the_numpy_passes_are_gelu_f_and_df_bit_for_bit() -> None:
     """The state the numpy forward pass keeps is ``GELU.df`` and its output ``GELU.f``, in place or not, and the
@@ -148,7 +129,7 @@ def test_phi_of_libm_is_within_its_bound_of_scipys_over_the_whole_range(version:
     normal, within SUBNORMAL_GAP below."""
     x = np.concatenate([np.linspace(-40.0, 40.0, 200_001),
                         3 * np.random.default_rng(0).standard_normal(20_003)])[None, :]
-    y, d, rows = np.empty_like(x), np.empty_like(x), _pair(1)
+    y, d, rows = np.empty_like(x), np.empty_like(x), nan_pair(1)
     gelu_kernels.forward(x, y, d, 0.0, 1.0, None, rows)
     want = special.ndtr(x)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -169,13 +150,13 @@ def test_forward_is_numpy_to_its_bound_with_rows_to_rounding(version: str, width
     z = _values(6, width, seed=width)
     want_y, want_d, cdf = _numpy_forward(z, shift, scale)
     y, d = np.empty_like(z), np.empty_like(z)
-    z_rows, y_rows = _pair(6), _pair(6)
+    z_rows, y_rows = nan_pair(6), nan_pair(6)
     gelu_kernels.forward(z, y, d, shift, scale, z_rows, y_rows)
     y_bound, d_bound = _forward_bounds(z, cdf, want_y, want_d, shift, scale)
     _within(y, want_y, y_bound)
     _within(d, want_d, d_bound)
-    _check_rows(z, z_rows)
-    _check_rows(y, y_rows)
+    check_rows(z, z_rows)
+    check_rows(y, y_rows)
 
 
 @compiled
@@ -185,7 +166,7 @@ def test_special_values_are_numpys_exactly(version: str) -> None:
     z = np.tile(SPECIAL[[0, 1, 2, 3, 4, 5, 6, 7, 8]], (2, 1))
     want_y, want_d, _ = _numpy_forward(z, 0.0, 1.0)
     y, d = np.empty_like(z), np.empty_like(z)
-    gelu_kernels.forward(z, y, d, 0.0, 1.0, None, _pair(2))
+    gelu_kernels.forward(z, y, d, 0.0, 1.0, None, nan_pair(2))
     _same_bits(y, want_y)
     _same_bits(d, want_d)
     assert np.isnan(y[0, 5]) and np.isnan(d[0, 4]) and np.isnan(d[0, 5]) and np.signbit(y[0, 1])
@@ -200,11 +181,11 @@ def test_backward_is_numpy_bit_for_bit_with_rows_to_rounding(width: int, scale: 
     with np.errstate(invalid="ignore"):
         want = _GELUPasses().backward_at(d, g, scale)
     dx = np.empty_like(g)
-    g_rows, dx_rows = _pair(5), _pair(5)
+    g_rows, dx_rows = nan_pair(5), nan_pair(5)
     gelu_kernels.backward(g, d, dx, scale, g_rows, dx_rows)
     _same_bits(dx, want)
-    _check_rows(g, g_rows)
-    _check_rows(want, dx_rows)
+    check_rows(g, g_rows)
+    check_rows(want, dx_rows)
 
 
 @compiled
@@ -212,17 +193,17 @@ def test_in_place_and_without_input_rows_give_the_same_numbers(version: str) -> 
     """``y`` written over ``z`` (``dx`` over ``g``), and the input's rows left out (``None``): the same results,
     and the rows not asked for are not written."""
     z = _values(9, 40, seed=1)
-    y, d, y_rows = np.empty_like(z), np.empty_like(z), _pair(9)
-    gelu_kernels.forward(z, y, d, 0.4, 1.7, _pair(9), y_rows)
-    inplace, d2, rows2 = z.copy(), np.empty_like(z), _pair(9)
+    y, d, y_rows = np.empty_like(z), np.empty_like(z), nan_pair(9)
+    gelu_kernels.forward(z, y, d, 0.4, 1.7, nan_pair(9), y_rows)
+    inplace, d2, rows2 = z.copy(), np.empty_like(z), nan_pair(9)
     gelu_kernels.forward(inplace, inplace, d2, 0.4, 1.7, None, rows2)
     _same_bits(inplace, y)
     _same_bits(d2, d)
     np.testing.assert_array_equal(rows2, y_rows)
     g = _values(9, 40, seed=2)
-    dx, dx_rows = np.empty_like(g), _pair(9)
+    dx, dx_rows = np.empty_like(g), nan_pair(9)
     gelu_kernels.backward(g, d, dx, 1.7, None, dx_rows)
-    gelu_kernels.backward(g, d, g, 1.7, None, rows := _pair(9))
+    gelu_kernels.backward(g, d, g, 1.7, None, rows := nan_pair(9))
     _same_bits(g, dx)
     np.testing.assert_array_equal(rows, dx_rows)
 
@@ -233,14 +214,14 @@ def test_threads_run_the_loops_at_once_with_their_own_numbers() -> None:
     chunks = [np.random.default_rng(s).standard_normal((100, 256)) for s in range(4)]
     alone = []
     for z in chunks:
-        y, d, rows = np.empty_like(z), np.empty_like(z), _pair(100)
+        y, d, rows = np.empty_like(z), np.empty_like(z), nan_pair(100)
         gelu_kernels.forward(z, y, d, 0.4, 1.7, None, rows)
         alone.append((y, d, rows))
     together: list = [None] * 4
 
     def work(i: int) -> None:
         for _ in range(10):
-            y, d, rows = np.empty_like(chunks[i]), np.empty_like(chunks[i]), _pair(100)
+            y, d, rows = np.empty_like(chunks[i]), np.empty_like(chunks[i]), nan_pair(100)
             gelu_kernels.forward(chunks[i], y, d, 0.4, 1.7, None, rows)
         together[i] = (y, d, rows)
 
@@ -301,7 +282,7 @@ def test_the_versions_agree_on_a_chunk() -> None:
     try:
         for v in VERSIONS:
             gelu_kernels.use(v)
-            y, d, zr, yr = np.empty_like(z), np.empty_like(z), _pair(16), _pair(16)
+            y, d, zr, yr = np.empty_like(z), np.empty_like(z), nan_pair(16), nan_pair(16)
             gelu_kernels.forward(z, y, d, 0.4, 1.7, zr, yr)
             out[v] = (y, d, zr, yr)
     finally:

@@ -9,18 +9,17 @@ The rounding bound: a sum of ``n`` floats in any order is within ``(n - 1) eps s
 
 from __future__ import annotations
 
-import math
 import threading
 
 import numpy as np
 import pytest
 
 from normstats.layers import relu_kernels
+from tests.row_summaries import check_rows, nan_pair
 
 pytestmark = pytest.mark.skipif(not relu_kernels.AVAILABLE, reason="normstats was built without its compiled loops")
 
 EPS = np.finfo(np.float64).eps
-TINY = 5e-324
 #: The versions of the loops this machine can run.
 VERSIONS = ["plain"] + (["avx2"] if relu_kernels.AVAILABLE and relu_kernels.version() == "avx2" else [])
 
@@ -69,26 +68,6 @@ def _same_bits(a: np.ndarray, b: np.ndarray) -> None:
     assert np.array_equal(np.signbit(a), np.signbit(b))
 
 
-def _check_rows(values: np.ndarray, rows: tuple[np.ndarray, np.ndarray]) -> None:
-    """Row means and sums of squares within the rounding bound of the exact sums (finite rows only): the sum's
-    bound, one rounding more for the mean's division, and the underflow of a subnormal (at most the smallest
-    subnormal, TINY, a value; a square of a subnormal is 0)."""
-    mean, sq = rows
-    width = values.shape[1]
-    for i, row in enumerate(values):
-        if not np.all(np.isfinite(row)) or np.any(np.abs(row) > 1e150):
-            continue
-        exact = math.fsum(row.tolist())
-        bound = (width + 1) * EPS * math.fsum(np.abs(row).tolist()) + width * TINY
-        assert abs(mean[i] * width - exact) <= bound + abs(exact) * EPS, (i, mean[i] * width, exact)
-        exact_sq = math.fsum((np.abs(row) ** 2).tolist())
-        tiny = sum(1 for v in row if 0 < abs(v) < 1e-154)
-        assert abs(sq[i] - exact_sq) <= 2 * (width + 1) * EPS * exact_sq + tiny * 1e-308, (i, sq[i], exact_sq)
-
-
-def _pair(rows: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.full(rows, np.nan), np.full(rows, np.nan)
-
 
 @pytest.mark.parametrize("width", [1, 3, 7, 8, 9, 16, 31, 512, 515])
 @pytest.mark.parametrize(("shift", "scale"), [(0.0, 1.0), (0.3989422804014327, 1.7128585504496627),
@@ -98,12 +77,12 @@ def test_forward_is_numpy_bit_for_bit_with_rows_to_rounding(version: str, width:
     z = _values(6, width, seed=width)
     want_y, want_on = _numpy_forward(z, shift, scale)
     y, on = np.empty_like(z), np.empty(z.shape, dtype=bool)
-    z_rows, y_rows = _pair(6), _pair(6)
+    z_rows, y_rows = nan_pair(6), nan_pair(6)
     relu_kernels.forward(z, y, on, shift, scale, z_rows, y_rows)
     _same_bits(y, want_y)
     np.testing.assert_array_equal(on, want_on)
-    _check_rows(z, z_rows)
-    _check_rows(want_y, y_rows)
+    check_rows(z, z_rows)
+    check_rows(want_y, y_rows)
 
 
 @pytest.mark.parametrize("width", [1, 5, 8, 13, 512, 515])
@@ -113,28 +92,28 @@ def test_backward_is_numpy_bit_for_bit_with_rows_to_rounding(version: str, width
     on = np.random.default_rng(width).random((5, width)) < 0.5
     want = _numpy_backward(g, on, scale)
     dx = np.empty_like(g)
-    g_rows, dx_rows = _pair(5), _pair(5)
+    g_rows, dx_rows = nan_pair(5), nan_pair(5)
     relu_kernels.backward(g, on, dx, scale, g_rows, dx_rows)
     _same_bits(dx, want)
-    _check_rows(g, g_rows)
-    _check_rows(want, dx_rows)
+    check_rows(g, g_rows)
+    check_rows(want, dx_rows)
 
 
 def test_in_place_and_without_input_rows_give_the_same_numbers(version: str) -> None:
     """``y`` written over ``z`` (``dx`` over ``g``), and the input's rows left out (``None``): the same results,
     and the rows not asked for are not written."""
     z = _values(9, 40, seed=1)
-    y, on, y_rows = np.empty_like(z), np.empty(z.shape, dtype=bool), _pair(9)
-    relu_kernels.forward(z, y, on, 0.4, 1.7, _pair(9), y_rows)
-    inplace, on2, rows2 = z.copy(), np.empty(z.shape, dtype=bool), _pair(9)
+    y, on, y_rows = np.empty_like(z), np.empty(z.shape, dtype=bool), nan_pair(9)
+    relu_kernels.forward(z, y, on, 0.4, 1.7, nan_pair(9), y_rows)
+    inplace, on2, rows2 = z.copy(), np.empty(z.shape, dtype=bool), nan_pair(9)
     relu_kernels.forward(inplace, inplace, on2, 0.4, 1.7, None, rows2)
     _same_bits(inplace, y)
     np.testing.assert_array_equal(on2, on)
     np.testing.assert_array_equal(rows2, y_rows)
     g = _values(9, 40, seed=2)
-    dx, dx_rows = np.empty_like(g), _pair(9)
+    dx, dx_rows = np.empty_like(g), nan_pair(9)
     relu_kernels.backward(g, on, dx, 1.7, None, dx_rows)
-    relu_kernels.backward(g, on, g, 1.7, None, rows := _pair(9))
+    relu_kernels.backward(g, on, g, 1.7, None, rows := nan_pair(9))
     _same_bits(g, dx)
     np.testing.assert_array_equal(rows, dx_rows)
 
@@ -150,7 +129,7 @@ def test_the_versions_agree_on_a_chunk() -> None:
     try:
         for v in VERSIONS:
             relu_kernels.use(v)
-            y, on, zr, yr = np.empty_like(z), np.empty(z.shape, dtype=bool), _pair(64), _pair(64)
+            y, on, zr, yr = np.empty_like(z), np.empty(z.shape, dtype=bool), nan_pair(64), nan_pair(64)
             relu_kernels.forward(z, y, on, 0.4, 1.7, zr, yr)
             out[v] = (y, on, zr, yr)
     finally:
@@ -169,14 +148,14 @@ def test_threads_run_the_loops_at_once_with_their_own_numbers() -> None:
     chunks = [np.random.default_rng(s).standard_normal((300, 512)) for s in range(4)]
     alone = []
     for z in chunks:
-        y, on, rows = np.empty_like(z), np.empty(z.shape, dtype=bool), _pair(300)
+        y, on, rows = np.empty_like(z), np.empty(z.shape, dtype=bool), nan_pair(300)
         relu_kernels.forward(z, y, on, 0.4, 1.7, None, rows)
         alone.append((y, rows))
     together: list = [None] * 4
 
     def work(i: int) -> None:
         for _ in range(20):
-            y, on, rows = np.empty_like(chunks[i]), np.empty(chunks[i].shape, dtype=bool), _pair(300)
+            y, on, rows = np.empty_like(chunks[i]), np.empty(chunks[i].shape, dtype=bool), nan_pair(300)
             relu_kernels.forward(chunks[i], y, on, 0.4, 1.7, None, rows)
         together[i] = (y, rows)
 
