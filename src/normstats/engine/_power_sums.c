@@ -117,6 +117,13 @@ __attribute__((target("avx2"))) static inline __m256d load4_f32(const float *p) 
 }
 __attribute__((target("avx2"))) static inline __m256d load4_f64(const double *p) { return _mm256_loadu_pd(p); }
 
+/* The row loops ask for the cache lines 4 KiB ahead of the ones they read (a prefetch never faults, so past the
+ * end of the values is harmless). A model's activations come to these loops from memory, not from the cache, and
+ * one core's hardware prefetchers alone kept too few lines in flight: in normstats model's draws (resnet18, batch
+ * 8, one core) the reductions took 48 ms a draw with it against 58 without (medians of 6 draws each, interleaved;
+ * 1, 2 and 4 KiB ahead did the same). */
+#define PREFETCH_BYTES 4096
+
 #define ROW_SUMS_AVX2(NAME, T, LOAD)                                                                         \
     __attribute__((target("avx2,fma"))) static void NAME(const void *values, Py_ssize_t rows, Py_ssize_t width, \
                                                          double out[3]) {                                    \
@@ -128,6 +135,8 @@ __attribute__((target("avx2"))) static inline __m256d load4_f64(const double *p)
             __m256d s0 = zero, s1 = zero, s2 = zero, s3 = zero;                                              \
             Py_ssize_t i = 0;                                                                                \
             for (; i + 16 <= width; i += 16) {                                                               \
+                _mm_prefetch((const char *)(v + i) + PREFETCH_BYTES, _MM_HINT_T0);                           \
+                _mm_prefetch((const char *)(v + i) + PREFETCH_BYTES + 64, _MM_HINT_T0);                      \
                 __m256d a = LOAD(v + i), b = LOAD(v + i + 4), c = LOAD(v + i + 8), d = LOAD(v + i + 12);     \
                 s0 = _mm256_add_pd(s0, a);                                                                   \
                 s1 = _mm256_add_pd(s1, b);                                                                   \
@@ -192,6 +201,8 @@ __attribute__((target("avx2,fma"))) static void rows_f32_avx2(const void *values
             __m256 s0 = zero_ps, s1 = zero_ps, s2 = zero_ps, s3 = zero_ps;
             __m256 q0 = zero_ps, q1 = zero_ps, q2 = zero_ps, q3 = zero_ps;
             for (; i + 32 <= end; i += 32) {
+                _mm_prefetch((const char *)(v + i) + PREFETCH_BYTES, _MM_HINT_T0);
+                _mm_prefetch((const char *)(v + i) + PREFETCH_BYTES + 64, _MM_HINT_T0);
                 __m256 a = _mm256_loadu_ps(v + i), b = _mm256_loadu_ps(v + i + 8);
                 __m256 c = _mm256_loadu_ps(v + i + 16), d = _mm256_loadu_ps(v + i + 24);
                 s0 = _mm256_add_ps(s0, a);
