@@ -14,16 +14,21 @@ import sys
 
 from setuptools import Extension, setup
 
+#: What the two activations' passes share: their row summaries, buffer checks and choice of loops.
+FUSED_PASS = "src/normstats/layers/_fused_pass.h"
+
 setup(
     ext_modules=[
         Extension(
             "normstats.layers._relu_kernels",
             ["src/normstats/layers/_relu_kernels.c"],
+            depends=[FUSED_PASS],
             optional=True,
         ),
         Extension(
             "normstats.layers._gelu_kernels",
             ["src/normstats/layers/_gelu_kernels.c"],
+            depends=[FUSED_PASS],
             # erfc and exp; dlopen (libmvec's, where glibc has them)
             libraries=["m", "dl"] if sys.platform.startswith("linux") else ["m"] if sys.platform != "win32" else [],
             # a product and a sum rounded apart, as numpy's passes round them (no FMA where it is the default)

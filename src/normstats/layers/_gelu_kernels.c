@@ -33,9 +33,10 @@
 #include <immintrin.h>
 #endif
 
-typedef struct {
-    double *mean, *sq;
-} Rows;
+static int choose(const char *name); /* run the loops named `name` from now on (below) */
+static const char *isa = "plain";    /* the loops that run */
+
+#include "_fused_pass.h"
 
 /* 1 / sqrt(2), the double nearest (numpy's NPY_SQRT1_2, by which scipy's ndtr scales its argument) */
 static const double SQRT1_2 = 0.70710678118654752440;
@@ -73,21 +74,6 @@ static inline void backward_one(double v, double d, double scale, double *dx, do
     acc[1] += v * v;
     acc[2] += o;
     acc[3] += o * o;
-}
-
-/* Row i's four sums as its summaries: the mean and the sum of squares of the input (if asked) and the output. */
-static inline void put_rows(Rows in, Rows out, Py_ssize_t i, const double t[4], Py_ssize_t width) {
-    if (in.mean) {
-        in.mean[i] = t[0] / (double)width;
-        in.sq[i] = t[1];
-    }
-    out.mean[i] = t[2] / (double)width;
-    out.sq[i] = t[3];
-}
-
-/* Four lanes of sums (lane k takes every fourth value), added pairwise into one row's sums. */
-static inline void merge_lanes(double s[4][4], double t[4]) {
-    for (int r = 0; r < 4; r++) t[r] = (s[0][r] + s[1][r]) + (s[2][r] + s[3][r]);
 }
 
 /* -- the loops ----------------------------------------------------------------------------------------------- */
@@ -177,7 +163,6 @@ static int find_libmvec(void) {
 
 typedef void (*ForwardFn)(const double *, double *, double *, Py_ssize_t, Py_ssize_t, double, double, Rows, Rows);
 static ForwardFn forward_impl = forward_rows;
-static const char *isa = "plain";
 
 /* Run the forward loops named `name` from now on: 1, or 0 if this machine has no such loops. */
 static int choose(const char *name) {
@@ -199,58 +184,8 @@ static int choose(const char *name) {
 /* -- arguments (as _relu_kernels.c checks them) ------------------------------------------------------------------ */
 
 /* A contiguous buffer of `count` float64 (writable if asked); None allowed if `optional`. */
-static int take(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t count, const char *name, int optional) {
-    view->obj = NULL;
-    if (obj == Py_None && optional) return 1;
-    if (PyObject_GetBuffer(obj, view, (writable ? PyBUF_WRITABLE : 0) | PyBUF_C_CONTIGUOUS) < 0) return 0;
-    if (view->itemsize != 8 || view->len != count * 8) {
-        PyErr_Format(PyExc_ValueError, "%s: expected %zd contiguous items of 8 bytes, got %zd bytes of items of %zd",
-                     name, count, view->len, view->itemsize);
-        PyBuffer_Release(view);
-        view->obj = NULL;
-        return 0;
-    }
-    return 1;
-}
-
-static void release(Py_buffer *views, int n) {
-    for (int i = 0; i < n; i++)
-        if (views[i].obj) PyBuffer_Release(&views[i]);
-}
-
-/* The seven buffers of a call (three arrays of rows x width values, the input's row summaries, both or neither,
- * and the output's, rows values each), named `names`, of which the arrays `writable[i]` must be writable; 0 with
- * an exception set (and nothing held) if one does not fit. */
-static int take_all(PyObject *o[7], Py_buffer v[7], const char *const names[7], const int writable[3],
-                    Py_ssize_t rows, Py_ssize_t width, Rows *in, Rows *out) {
-    memset(v, 0, 7 * sizeof *v);
-    if (rows < 0 || width < 1) {
-        PyErr_SetString(PyExc_ValueError, "rows must be >= 0 and width >= 1");
-        return 0;
-    }
-    for (int i = 0; i < 7; i++) {
-        int array = i < 3;
-        if (!take(o[i], &v[i], array ? writable[i] : 1, array ? rows * width : rows, names[i], i == 3 || i == 4)) {
-            release(v, 7);
-            return 0;
-        }
-    }
-    if ((v[3].obj == NULL) != (v[4].obj == NULL)) {
-        release(v, 7);
-        PyErr_Format(PyExc_ValueError, "%s and %s: both or neither", names[3], names[4]);
-        return 0;
-    }
-    in->mean = v[3].obj ? (double *)v[3].buf : NULL;
-    in->sq = v[4].obj ? (double *)v[4].buf : NULL;
-    out->mean = (double *)v[5].buf;
-    out->sq = (double *)v[6].buf;
-    return 1;
-}
-
-static const char *const FORWARD[7] = {"z", "y", "d", "z_mean", "z_sq", "y_mean", "y_sq"};
-static const int FORWARD_WRITES[3] = {0, 1, 1};
-static const char *const BACKWARD[7] = {"g", "d", "dx", "g_mean", "g_sq", "dx_mean", "dx_sq"};
-static const int BACKWARD_WRITES[3] = {0, 0, 1};
+static const Signature FORWARD = {{"z", "y", "d", "z_mean", "z_sq", "y_mean", "y_sq"}, {8, 8, 8}, {0, 1, 1}};
+static const Signature BACKWARD = {{"g", "d", "dx", "g_mean", "g_sq", "dx_mean", "dx_sq"}, {8, 8, 8}, {0, 0, 1}};
 
 static PyObject *forward(PyObject *self, PyObject *args) {
     PyObject *o[7];
@@ -260,7 +195,7 @@ static PyObject *forward(PyObject *self, PyObject *args) {
     Rows zr, yr;
     if (!PyArg_ParseTuple(args, "OOOnnddOOOO:forward", &o[0], &o[1], &o[2], &rows, &width, &shift, &scale, &o[3],
                           &o[4], &o[5], &o[6]) ||
-        !take_all(o, v, FORWARD, FORWARD_WRITES, rows, width, &zr, &yr))
+        !take_all(o, v, &FORWARD, rows, width, &zr, &yr))
         return NULL;
     Py_BEGIN_ALLOW_THREADS
     forward_impl((const double *)v[0].buf, (double *)v[1].buf, (double *)v[2].buf, rows, width, shift, scale, zr,
@@ -278,7 +213,7 @@ static PyObject *backward(PyObject *self, PyObject *args) {
     Rows gr, dr;
     if (!PyArg_ParseTuple(args, "OOOnndOOOO:backward", &o[0], &o[1], &o[2], &rows, &width, &scale, &o[3], &o[4],
                           &o[5], &o[6]) ||
-        !take_all(o, v, BACKWARD, BACKWARD_WRITES, rows, width, &gr, &dr))
+        !take_all(o, v, &BACKWARD, rows, width, &gr, &dr))
         return NULL;
     Py_BEGIN_ALLOW_THREADS
     backward_rows((const double *)v[0].buf, (const double *)v[1].buf, (double *)v[2].buf, rows, width, scale, gr,
@@ -287,18 +222,6 @@ static PyObject *backward(PyObject *self, PyObject *args) {
     release(v, 7);
     Py_RETURN_NONE;
 }
-
-static PyObject *use(PyObject *self, PyObject *args) {
-    const char *name;
-    if (!PyArg_ParseTuple(args, "s:use", &name)) return NULL;
-    if (!choose(name)) {
-        PyErr_Format(PyExc_ValueError, "no kernel '%s' on this machine (have: %s)", name, isa);
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *current(PyObject *self, PyObject *unused) { return PyUnicode_FromString(isa); }
 
 static PyMethodDef methods[] = {
     {"forward", forward, METH_VARARGS, "forward(z, y, d, rows, width, shift, scale, z_mean, z_sq, y_mean, y_sq)"},

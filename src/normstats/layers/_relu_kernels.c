@@ -25,9 +25,10 @@
 #include <immintrin.h>
 #endif
 
-typedef struct {
-    double *mean, *sq;
-} Rows;
+static int choose(const char *name); /* run the loops named `name` from now on (below) */
+static const char *isa = "plain";    /* the loops that run */
+
+#include "_fused_pass.h"
 
 /* -- one value, one row --------------------------------------------------------------------------------------- */
 
@@ -54,22 +55,7 @@ static inline void backward_one(double v, uint8_t m, double scale, double *dx, d
     acc[3] += o * o;
 }
 
-/* Row i's four sums as its summaries: the mean and the sum of squares of the input (if asked) and the output. */
-static inline void put_rows(Rows in, Rows out, Py_ssize_t i, const double t[4], Py_ssize_t width) {
-    if (in.mean) {
-        in.mean[i] = t[0] / (double)width;
-        in.sq[i] = t[1];
-    }
-    out.mean[i] = t[2] / (double)width;
-    out.sq[i] = t[3];
-}
-
 /* -- plain C ------------------------------------------------------------------------------------------------ */
-
-/* Four lanes of sums (lane k takes every fourth value), added pairwise into one row's sums. */
-static inline void merge_lanes(double s[4][4], double t[4]) {
-    for (int r = 0; r < 4; r++) t[r] = (s[0][r] + s[1][r]) + (s[2][r] + s[3][r]);
-}
 
 static void forward_plain(const double *z, double *y, uint8_t *mask, Py_ssize_t rows, Py_ssize_t width,
                           double shift, double scale, Rows zr, Rows yr) {
@@ -201,67 +187,7 @@ typedef void (*BackwardFn)(const double *, const uint8_t *, double *, Py_ssize_t
                            Rows);
 static ForwardFn forward_impl = forward_plain;
 static BackwardFn backward_impl = backward_plain;
-static const char *isa = "plain";
-
 /* -- arguments ------------------------------------------------------------------------------------------------- */
-
-/* A contiguous buffer of `count` items of `itemsize` bytes (writable if asked); None allowed if `optional`. */
-static int take(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t count, Py_ssize_t itemsize,
-                const char *name, int optional) {
-    view->obj = NULL;
-    if (obj == Py_None && optional) return 1;
-    if (PyObject_GetBuffer(obj, view, (writable ? PyBUF_WRITABLE : 0) | PyBUF_C_CONTIGUOUS) < 0) return 0;
-    if (view->itemsize != itemsize || view->len != count * itemsize) {
-        PyErr_Format(PyExc_ValueError, "%s: expected %zd contiguous items of %zd bytes, got %zd bytes of items of %zd",
-                     name, count, itemsize, view->len, view->itemsize);
-        PyBuffer_Release(view);
-        view->obj = NULL;
-        return 0;
-    }
-    return 1;
-}
-
-static void release(Py_buffer *views, int n) {
-    for (int i = 0; i < n; i++)
-        if (views[i].obj) PyBuffer_Release(&views[i]);
-}
-
-/* What a pass takes: three arrays of rows x width values, then the row summaries of its input (mean, sum of
- * squares: both or neither) and of its output, rows values each. */
-typedef struct {
-    const char *names[7];
-    Py_ssize_t itemsizes[3];
-    int writable[3];
-} Signature;
-
-/* The seven buffers of a call, checked against `sig`, and the Rows of the input and the output; 0 with an
- * exception set (and nothing held) if one does not fit. */
-static int take_all(PyObject *o[7], Py_buffer v[7], const Signature *sig, Py_ssize_t rows, Py_ssize_t width,
-                    Rows *in, Rows *out) {
-    memset(v, 0, 7 * sizeof *v);
-    if (rows < 0 || width < 1) {
-        PyErr_SetString(PyExc_ValueError, "rows must be >= 0 and width >= 1");
-        return 0;
-    }
-    for (int i = 0; i < 7; i++) {
-        int array = i < 3;
-        if (!take(o[i], &v[i], array ? sig->writable[i] : 1, array ? rows * width : rows,
-                  array ? sig->itemsizes[i] : 8, sig->names[i], i == 3 || i == 4)) {
-            release(v, 7);
-            return 0;
-        }
-    }
-    if ((v[3].obj == NULL) != (v[4].obj == NULL)) {
-        release(v, 7);
-        PyErr_Format(PyExc_ValueError, "%s and %s: both or neither", sig->names[3], sig->names[4]);
-        return 0;
-    }
-    in->mean = v[3].obj ? (double *)v[3].buf : NULL;
-    in->sq = v[4].obj ? (double *)v[4].buf : NULL;
-    out->mean = (double *)v[5].buf;
-    out->sq = (double *)v[6].buf;
-    return 1;
-}
 
 static const Signature FORWARD = {{"z", "y", "mask", "z_mean", "z_sq", "y_mean", "y_sq"}, {8, 8, 1}, {0, 1, 1}};
 static const Signature BACKWARD = {{"g", "mask", "dx", "g_mean", "g_sq", "dx_mean", "dx_sq"}, {8, 1, 8}, {0, 0, 1}};
@@ -320,18 +246,6 @@ static int choose(const char *name) {
 #endif
     return 0;
 }
-
-static PyObject *use(PyObject *self, PyObject *args) {
-    const char *name;
-    if (!PyArg_ParseTuple(args, "s:use", &name)) return NULL;
-    if (!choose(name)) {
-        PyErr_Format(PyExc_ValueError, "no kernel '%s' on this machine (have: %s)", name, isa);
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *current(PyObject *self, PyObject *unused) { return PyUnicode_FromString(isa); }
 
 static PyMethodDef methods[] = {
     {"forward", forward, METH_VARARGS, "forward(z, y, mask, rows, width, shift, scale, z_mean, z_sq, y_mean, y_sq)"},
