@@ -20,11 +20,18 @@ median of --repeat rounds:
 
 The overhead is normstats's time over the ``bare (input grad)`` loop's, in wall seconds and in CPU seconds of
 the process (``time.process_time``: on a shared machine the less noisy of the two, since other processes' load
-stretches the wall clock but not this process's CPU time): the medians over the rounds, and the fastest round of
+stretches the wall clock but not this process's CPU time): the medians over the rounds; the fastest round of
 each contender against the fastest bare round (under a load that changes from round to round, the fastest
-rounds are the least disturbed). Peak memory (the maximum resident set size, ``resource.getrusage``) comes from
-two fresh processes that run ``normstats.model`` at ``-n N`` and ``-n 4N``: flat in N, since nothing of a draw
-is kept.
+rounds are the least disturbed); and round by round, the median of each round's CPU ratio to that round's bare
+loop, with a 95% interval for it from the ratios' order statistics (the sign test's, which needs no assumption
+about the noise; with 9 rounds or more it is narrower than the lowest and highest ratio). A round's contenders
+run next to each other, in an order that turns around every round, so a change of load falls on all of them
+and a ratio is less noisy than either time. The process keeps freed memory for reuse as ``normstats``' command
+line does (:func:`normstats.engine.allocator.keep_freed_memory`; ``--system-allocator`` leaves glibc's
+thresholds alone), for every contender alike: otherwise a freed activation is handed back to the system and the
+next draw's pages fault in again, which the minor page faults a round show. Peak memory (the maximum resident
+set size, ``resource.getrusage``) comes from two fresh processes, with the same allocator setting, that run
+``normstats.model`` at ``-n N`` and ``-n 4N``: flat in N, since nothing of a draw is kept.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import math
+import resource
 import statistics
 import subprocess
 import sys
@@ -41,11 +50,15 @@ from typing import Any
 import torch
 
 import normstats
+from normstats.engine.allocator import keep_freed_memory
 from normstats.models.sources import make_factory
 
 CHILD = """
 import json, resource, sys, torch
 import normstats
+from normstats.engine.allocator import keep_freed_memory
+if {keep}:
+    keep_freed_memory()
 torch.set_num_threads({threads})
 normstats.model({model!r}, input={input!r}, batch={batch}, samples={n}, inits=1, seed=0)
 print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
@@ -97,11 +110,29 @@ def with_tap(module: Any, run: Any) -> Any:
     return go
 
 
-def timed(run: Any) -> tuple[float, float]:
-    """Wall and CPU seconds (this process, all its threads) of ``run()``."""
+def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """A distribution-free interval for the median of ``values`` (sorted) from their order statistics: the
+    k-th lowest and k-th highest, k the largest with ``P(Binomial(n, 1/2) < k) <= (1 - level) / 2``, so that
+    the interval covers the median with probability at least ``level`` whatever the distribution (the sign
+    test's interval). With too few values for that (fewer than 6 at 95%), the lowest and the highest, which cover
+    it less often."""
+    n = len(values)
+    tail, k = 0.0, 0
+    while k < n and tail + math.comb(n, k) / 2**n <= (1 - level) / 2:
+        tail += math.comb(n, k) / 2**n
+        k += 1
+    k = max(k, 1)
+    return values[k - 1], values[n - k]
+
+
+def timed(run: Any) -> tuple[float, float, int]:
+    """Wall and CPU seconds (this process, all its threads) of ``run()``, and the minor page faults it took (the
+    kernel mapping fresh memory: a freed block that the allocator gave back to the system costs them again)."""
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     wall, cpu = time.perf_counter(), time.process_time()
     run()
-    return time.perf_counter() - wall, time.process_time() - cpu
+    return (time.perf_counter() - wall, time.process_time() - cpu,
+            resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults)
 
 
 def main() -> None:
@@ -114,7 +145,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--compare-tap", metavar="FILE", help="another version's models/tap.py, run as well")
+    parser.add_argument("--system-allocator", action="store_true",
+                        help="leave glibc's allocator as it is (by default it keeps freed blocks, as in normstats' "
+                             "command line: normstats.engine.allocator)")
     args = parser.parse_args()
+    kept = False if args.system_allocator else keep_freed_memory()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = make_factory(args.model)()
@@ -129,22 +164,31 @@ def main() -> None:
     if args.compare_tap:
         runs[f"normstats ({args.compare_tap})"] = with_tap(load_tap(args.compare_tap), runs["normstats"])
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
-    for _ in range(args.repeat):
-        for name, run in runs.items():
-            times[name].append(timed(run))
+    names = list(runs)
+    for r in range(args.repeat):
+        for name in names if r % 2 == 0 else names[::-1]:  # each contender first and last in turn
+            times[name].append(timed(runs[name]))
             model.zero_grad(set_to_none=True)
     print(f"{args.model} · batch {args.batch} · input {args.input} · {args.n} draws · {args.threads} threads · "
-          f"torch {torch.__version__} · median of {args.repeat} interleaved rounds (wall s, CPU s)")
-    base = [statistics.median(t[i] for t in times["bare (input grad)"]) for i in (0, 1)]
-    low = min(t[1] for t in times["bare (input grad)"])
+          f"torch {torch.__version__} · {args.repeat} interleaved rounds (wall s, CPU s) · freed memory "
+          f"{'kept (as the command line keeps it)' if kept else 'given back (the system allocator as it is)'}")
+    bare_times = times["bare (input grad)"]
+    base = [statistics.median(t[i] for t in bare_times) for i in (0, 1)]
+    low = min(t[1] for t in bare_times)
     for name, values in times.items():
         wall, cpu = (statistics.median(t[i] for t in values) for i in (0, 1))
         fastest = min(t[1] for t in values)
-        print(f"  {name:<24} wall {wall:7.2f} s x{wall / base[0]:.3f}   CPU {cpu:7.2f} s x{cpu / base[1]:.3f}   "
-              f"fastest CPU x{fastest / low:.3f}   rounds (CPU): {', '.join(f'{t[1]:.2f}' for t in values)}")
+        ratios = sorted(t[1] / b[1] for t, b in zip(values, bare_times))
+        lo, hi = median_interval(ratios)
+        print(f"  {name:<24} median wall {wall:7.2f} s x{wall / base[0]:.3f}   CPU {cpu:7.2f} s x{cpu / base[1]:.3f}   "
+              f"fastest CPU x{fastest / low:.3f}   round by round (CPU) x{statistics.median(ratios):.3f} "
+              f"[{lo:.3f}, {hi:.3f}]")
+        print(f"  {'':<24} rounds (CPU s): {', '.join(f'{t[1]:.2f}' for t in values)}; minor page faults a round, "
+              f"median {statistics.median(t[2] for t in values):.0f}")
     if not args.no_memory:
         for n in (args.n, 4 * args.n):
-            code = CHILD.format(model=args.model, input=args.input, batch=args.batch, n=n, threads=args.threads)
+            code = CHILD.format(model=args.model, input=args.input, batch=args.batch, n=n, threads=args.threads,
+                                keep=kept)
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
             print(f"  peak RSS at -n {n:<4} {json.loads(out.stdout.strip().splitlines()[-1]) / 1024:8.0f} MiB")
 

@@ -25,6 +25,7 @@ the model is left as it was found.
 
 from __future__ import annotations
 
+import functools
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -211,6 +212,7 @@ def _from_sums(total: float, squares: float, squared_rows: float | None, n: int,
     return [a, q, channel_mean_sq, q - channel_mean_sq]
 
 
+@functools.cache
 def _eps(dtype: torch.dtype) -> float:
     return float(torch.finfo(dtype).eps)
 
