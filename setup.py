@@ -14,7 +14,9 @@ import sys
 
 from setuptools import Extension, setup
 
-#: What the two activations' passes share: their row summaries, buffer checks and choice of loops.
+#: What every extension shares (``use`` and ``current``: the choice of loops its tests make).
+LOOP_CHOICE = "src/normstats/_loop_choice.h"
+#: What the two activations' passes share: their row summaries and buffer checks.
 FUSED_PASS = "src/normstats/layers/_fused_pass.h"
 
 setup(
@@ -22,19 +24,21 @@ setup(
         Extension(
             "normstats.layers._relu_kernels",
             ["src/normstats/layers/_relu_kernels.c"],
-            depends=[FUSED_PASS],
+            depends=[LOOP_CHOICE, FUSED_PASS],
             optional=True,
         ),
         Extension(
             "normstats.layers._gelu_kernels",
             ["src/normstats/layers/_gelu_kernels.c"],
-            depends=[FUSED_PASS],
+            depends=[LOOP_CHOICE, FUSED_PASS],
             # erfc and exp; dlopen (libmvec's, where glibc has them)
             libraries=["m", "dl"] if sys.platform.startswith("linux") else ["m"] if sys.platform != "win32" else [],
             # a product and a sum rounded apart, as numpy's passes round them (no FMA where it is the default)
             extra_compile_args=["-ffp-contract=off"] if sys.platform != "win32" else [],
             optional=True,
         ),
-        Extension("normstats.engine._power_sums", ["src/normstats/engine/_power_sums.c"], optional=True),
+        Extension(
+            "normstats.engine._power_sums", ["src/normstats/engine/_power_sums.c"], depends=[LOOP_CHOICE], optional=True
+        ),
     ]
 )

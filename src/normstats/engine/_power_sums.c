@@ -335,17 +335,7 @@ static int choose(const char *name) {
     return 0;
 }
 
-static PyObject *use(PyObject *self, PyObject *args) {
-    const char *name;
-    if (!PyArg_ParseTuple(args, "s:use", &name)) return NULL;
-    if (!choose(name)) {
-        PyErr_Format(PyExc_ValueError, "no kernel '%s' on this machine (have: %s)", name, isa);
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *current(PyObject *self, PyObject *unused) { return PyUnicode_FromString(isa); }
+#include "../_loop_choice.h" /* use() and current(), over choose() and isa above */
 
 static PyMethodDef methods[] = {
     {"power_sums", power_sums, METH_VARARGS, "power_sums(values, shift) -> (sum d, sum d^2, sum d^3, sum d^4)"},

@@ -1,15 +1,12 @@
 /* What the compiled network passes of an activation (_relu_kernels.c, _gelu_kernels.c) share: the row summaries
- * they write, the checks of the buffers a call passes in, and the choice of loops (`use`, `current`).
+ * they write and the checks of the buffers a call passes in (the choice of loops is in ../_loop_choice.h).
  *
  * A pass takes seven buffers: three arrays of rows x width values (its input, its output, its state: ReLU's mask
  * or GELU's derivative), then the row summaries of its input (mean, sum of squares: both or neither, None for
  * none) and of its output, rows float64 values each.
  *
- * The file that includes this one declares, before it, `static const char *isa` (the name of the loops that run)
- * and `static int choose(const char *name)` (run the loops named `name` from now on: 1, or 0 if this machine has
- * no such loops), which it defines below its loops. Every function here is static: each extension gets its own
- * copy. setup.py names this file among the extensions' `depends`, and MANIFEST.in includes it, so that a source
- * distribution carries it. */
+ * Every function here is static: each extension gets its own copy. setup.py names this file among the two
+ * extensions' `depends`, and MANIFEST.in includes it, so that a source distribution carries it. */
 
 #ifndef NORMSTATS_FUSED_PASS_H
 #define NORMSTATS_FUSED_PASS_H
@@ -95,19 +92,5 @@ static int take_all(PyObject *o[7], Py_buffer v[7], const Signature *sig, Py_ssi
     out->sq = (double *)v[6].buf;
     return 1;
 }
-
-/* -- which loops ----------------------------------------------------------------------------------------------- */
-
-static PyObject *use(PyObject *self, PyObject *args) {
-    const char *name;
-    if (!PyArg_ParseTuple(args, "s:use", &name)) return NULL;
-    if (!choose(name)) {
-        PyErr_Format(PyExc_ValueError, "no kernel '%s' on this machine (have: %s)", name, isa);
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *current(PyObject *self, PyObject *unused) { return PyUnicode_FromString(isa); }
 
 #endif

@@ -36,6 +36,7 @@
 static int choose(const char *name); /* run the loops named `name` from now on (below) */
 static const char *isa = "plain";    /* the loops that run */
 
+#include "../_loop_choice.h"
 #include "_fused_pass.h"
 
 /* 1 / sqrt(2), the double nearest (numpy's NPY_SQRT1_2, by which scipy's ndtr scales its argument) */

@@ -28,6 +28,7 @@
 static int choose(const char *name); /* run the loops named `name` from now on (below) */
 static const char *isa = "plain";    /* the loops that run */
 
+#include "../_loop_choice.h"
 #include "_fused_pass.h"
 
 /* -- one value, one row --------------------------------------------------------------------------------------- */
