@@ -62,3 +62,32 @@ def test_the_default_says_it_describes_the_architecture() -> None:
     assert "400 draws over 8 networks (mc)" in result.stderr
     doc = json.loads(_cli("--format", "json", "-q").stdout)
     assert doc["inits"] == 8 and doc["describes"] == "architecture"
+
+
+def test_a_time_limit_is_shared_equally_by_the_networks(monkeypatch) -> None:
+    """``--max-time`` with K networks: they run in turn, each with an equal share of the time left when it starts
+    (before, network 0 ran on one shared clock until the limit and the others got one checkpoint each). The rule
+    on a fake clock, then the run's calls."""
+    from normstats.engine import stopping
+
+    clock = [100.0]
+    monkeypatch.setattr(stopping.time, "monotonic", lambda: clock[0])
+    rule = stopping.StopRule(max_time=8.0, started=100.0)
+    first = rule.share(4)
+    assert (first.max_time, first.started) == (2.0, 100.0)
+    clock[0] = 105.0  # the first network overran its 2 s: 3 s are left for the last 2
+    second = rule.share(2)
+    assert (second.max_time, second.started) == (1.5, 105.0)
+    assert second.check({}) is None
+    clock[0] = 106.5
+    assert second.check({}) == stopping.MAX_TIME
+    clock[0] = 120.0
+    assert rule.share(1).max_time == 0.0
+    untimed = stopping.StopRule(target_se=1e-3)
+    assert untimed.share(3) is untimed
+
+    parts: list[int] = []
+    share = stopping.StopRule.share
+    monkeypatch.setattr(stopping.StopRule, "share", lambda self, n: parts.append(n) or share(self, n))
+    result = normstats.network("linear relu", input=8, samples=64, seed=0, inits=4, max_time=3600)
+    assert parts == [4, 3, 2, 1] and result.inits == 4

@@ -77,7 +77,8 @@ parallel = _stack(workers, processes, dask, quiet)
 target_se = click.option("--target-se", callback=checked(check_target_se), metavar="SE",
                          help="Stop once every standard error is at or below SE (e.g. 1e-5).")
 max_time = click.option("--max-time", callback=checked(parse_duration), metavar="DURATION",
-                        help="Stop a run after DURATION (each row of a table has its own): 30s, 2m, 1h or 90 (seconds).")
+                        help="Stop a run after DURATION (each row of a table has its own; a network's inits share it equally): "
+                             "30s, 2m, 1h or 90 (seconds).")
 
 #: When a run stops before its draws are done.
 stopping = _stack(target_se, max_time)

@@ -65,6 +65,16 @@ class StopRule:
         """Whether the sample count is only a cap."""
         return self.target_se is not None or self.max_time is not None or self.targets is not None
 
+    def share(self, parts: int) -> StopRule:
+        """The rule for the next of ``parts`` runs made in turn under this one (a network's inits): the same
+        targets, and an equal share of the time this rule has left, counted from now (none left: each later run
+        stops at its first checkpoint). Without a time limit, this rule itself."""
+        if self.max_time is None:
+            return self
+        now = time.monotonic()
+        left = max(self.max_time - (now - self.started), 0.0)
+        return StopRule(self.target_se, left / max(parts, 1), now, self.targets)
+
     def check(self, estimates: dict[str, tuple[float, float]]) -> str | None:
         """The reason to stop now, or None to go on."""
         if self.target_se is not None and all(se <= self.target_se for _, se in estimates.values()):

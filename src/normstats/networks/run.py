@@ -10,7 +10,9 @@ of ``± se`` takes it to describe (the architecture) and what the infinite-width
 intervals use Student's t on K - 1 degrees of freedom. ``inits = 1`` describes that one network (network 0 of the
 seed): its se is its Monte Carlo error alone and leaves out the init-to-init spread, which at depth can be many
 times larger (``20*(linear relu)`` at width 512, no NormProp: layer 40's fp std sat 73 of its se from the
-average over networks).
+average over networks). With a time limit (``--max-time``) the networks run in turn, each with an equal share of
+the time left when it starts (:meth:`~normstats.engine.stopping.StopRule.share`), so that network 0 does not
+take it all.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def run_network(
     for k in range(inits):
         model = NetworkModel(net, k, seed)
         result = engine.execute(
-            model, per_net, draw_seed(seed, k), method=method, estimator="sampled", stop=stop,
+            model, per_net, draw_seed(seed, k), method=method, estimator="sampled", stop=stop.share(inits - k),
             executor=executor, progress=progress, chunk_draws=net.chunk_draws(),
             parallel_min_scalars=0 if busy else None,
         )
