@@ -16,7 +16,10 @@ median of --repeat rounds:
   reductions, the input aliases, and the one probe pass of a single input it makes before the draws;
 * with ``--compare-tap FILE``, ``normstats (FILE)``: the same with the tap of another version
   (``git show REV:src/normstats/models/tap.py > FILE``) loaded in place of this one, for a before/after
-  comparison in one run.
+  comparison in one run;
+* with ``--draw-pairs K``, after the rounds (``--repeat 0``: none), K pairs of single draws, bare and through
+  normstats' draw loop, and the probe pass timed apart (:func:`draw_pairs`): the per-draw overhead, with a far
+  tighter interval than whole calls give on a noisy machine.
 
 The overhead is normstats's time over the ``bare (input grad)`` loop's, in wall seconds and in CPU seconds of
 the process (``time.process_time``: on a shared machine the less noisy of the two, since other processes' load
@@ -110,19 +113,20 @@ def with_tap(module: Any, run: Any) -> Any:
     return go
 
 
-def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
     """A distribution-free interval for the median of ``values`` (sorted) from their order statistics: the
     k-th lowest and k-th highest, k the largest with ``P(Binomial(n, 1/2) < k) <= (1 - level) / 2``, so that
     the interval covers the median with probability at least ``level`` whatever the distribution (the sign
-    test's interval). With too few values for that (fewer than 6 at 95%), the lowest and the highest, which cover
-    it less often."""
+    test's interval), and that probability. With too few values for that (fewer than 6 at 95%), the lowest and
+    the highest, which cover it less often (the probability says how often)."""
     n = len(values)
     tail, k = 0.0, 0
     while k < n and tail + math.comb(n, k) / 2**n <= (1 - level) / 2:
         tail += math.comb(n, k) / 2**n
         k += 1
     k = max(k, 1)
-    return values[k - 1], values[n - k]
+    coverage = 1 - 2 * sum(math.comb(n, j) for j in range(k)) / 2**n
+    return values[k - 1], values[n - k], coverage
 
 
 def timed(run: Any) -> tuple[float, float, int]:
@@ -135,16 +139,57 @@ def timed(run: Any) -> tuple[float, float, int]:
             resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults)
 
 
+def draw_pairs(model: torch.nn.Module, shape: tuple[int, ...], pairs: int) -> None:
+    """``pairs`` rounds of one bare draw (forward, ``torch.autograd.grad``) and one draw of normstats' loop
+    (``normstats.models.run._draws`` of one draw, the tap's hooks and reductions, out-of-place modules), in an
+    order that turns every round, on the CPU; then the median of the per-round CPU ratios with its sign-test
+    interval, and the fixed cost of a run (the probe pass, once per run: the inits of one architecture share it),
+    timed apart. With the draws paired one by one the ratio is far tighter than the rounds' of whole calls: a
+    change of load lasts longer than a draw. The overhead of a run of N draws is about the per-draw ratio plus the fixed cost over N bare draws."""
+    from normstats.engine.progress import NULL_PROGRESS
+    from normstats.models import run as model_run
+    from normstats.models.tap import no_inplace
+
+    dtype = next(model.parameters()).dtype
+    inputs = model_run._Inputs("normal", shape[1:], shape[0], None, torch.device("cpu"), dtype)
+    text = "x".join(map(str, shape[1:]))
+    generator = torch.Generator().manual_seed(1)
+    with no_inplace(model):
+        out_name, _, inplace = model_run.probe(model, inputs, text, None)
+
+    def tapped() -> None:
+        with no_inplace(model):
+            model_run._draws(model, inputs, generator, 1, None, out_name, inplace, NULL_PROGRESS, 0)
+
+    def probe() -> None:
+        with no_inplace(model):
+            model_run.probe(model, inputs, text, None)
+
+    contenders = {"bare": lambda: bare(model, shape, 1, True), "normstats": tapped, "probe": probe}
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for r in range(pairs):
+        for name in ("bare", "normstats", "probe") if r % 2 == 0 else ("normstats", "bare", "probe"):
+            times[name].append(timed(contenders[name])[1])
+    ratios = sorted(t / b for t, b in zip(times["normstats"], times["bare"]))
+    lo, hi, cover = median_interval(ratios)
+    base, fixed = statistics.median(times["bare"]), statistics.median(times["probe"])
+    print(f"  draws paired one by one ({pairs} pairs, CPU s): bare draw median {base:.3f} s, normstats' draw "
+          f"x{statistics.median(ratios):.3f} [{lo:.3f}, {hi:.3f}] ({cover:.0%}, sign test); the probe pass, once per "
+          f"run: {fixed:.3f} s, {fixed / base:.2f} bare draws")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="timm:resnet18")
     parser.add_argument("--input", default="3x224x224")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("-n", type=int, default=8, help="draws per timing")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of whole calls (0: none)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--compare-tap", metavar="FILE", help="another version's models/tap.py, run as well")
+    parser.add_argument("--draw-pairs", type=int, default=0, metavar="K",
+                        help="also time K pairs of single draws, bare and normstats' (see draw_pairs)")
     parser.add_argument("--system-allocator", action="store_true",
                         help="leave glibc's allocator as it is (by default it keeps freed blocks, as in normstats' "
                              "command line: normstats.engine.allocator)")
@@ -173,18 +218,20 @@ def main() -> None:
           f"torch {torch.__version__} · {args.repeat} interleaved rounds (wall s, CPU s) · freed memory "
           f"{'kept (as the command line keeps it)' if kept else 'given back (the system allocator as it is)'}")
     bare_times = times["bare (input grad)"]
-    base = [statistics.median(t[i] for t in bare_times) for i in (0, 1)]
-    low = min(t[1] for t in bare_times)
-    for name, values in times.items():
+    base = [statistics.median(t[i] for t in bare_times) for i in (0, 1)] if bare_times else [0.0, 0.0]
+    low = min((t[1] for t in bare_times), default=0.0)
+    for name, values in times.items() if bare_times else ():  # --repeat 0: no rounds (--draw-pairs alone)
         wall, cpu = (statistics.median(t[i] for t in values) for i in (0, 1))
         fastest = min(t[1] for t in values)
         ratios = sorted(t[1] / b[1] for t, b in zip(values, bare_times))
-        lo, hi = median_interval(ratios)
+        lo, hi, cover = median_interval(ratios)
         print(f"  {name:<24} median wall {wall:7.2f} s x{wall / base[0]:.3f}   CPU {cpu:7.2f} s x{cpu / base[1]:.3f}   "
               f"fastest CPU x{fastest / low:.3f}   round by round (CPU) x{statistics.median(ratios):.3f} "
-              f"[{lo:.3f}, {hi:.3f}]")
+              f"[{lo:.3f}, {hi:.3f}] ({cover:.0%})")
         print(f"  {'':<24} rounds (CPU s): {', '.join(f'{t[1]:.2f}' for t in values)}; minor page faults a round, "
               f"median {statistics.median(t[2] for t in values):.0f}")
+    if args.draw_pairs:
+        draw_pairs(model, shape, args.draw_pairs)
     if not args.no_memory:
         for n in (args.n, 4 * args.n):
             code = CHILD.format(model=args.model, input=args.input, batch=args.batch, n=n, threads=args.threads,

@@ -193,6 +193,36 @@ def test_c_the_same_seed_gives_the_same_numbers() -> None:
     assert first["modules"][1]["fp_std"] != other["modules"][1]["fp_std"]
 
 
+def test_c_the_inits_of_one_architecture_share_one_probe_and_the_numbers_do_not_change(monkeypatch) -> None:
+    """The probe pass runs once for the inits of one architecture; probing every init (an architecture that
+    never matches) gives the same numbers, since a later init probes under a fork of the generator. A factory
+    that builds a different network each call is probed each time."""
+    from normstats.models import run as model_run
+
+    calls: list[int] = []
+    probe = model_run.probe
+    monkeypatch.setattr(model_run, "probe", lambda *a, **k: calls.append(1) or probe(*a, **k))
+    dropout = "tests.model_factories:dropout_mlp"  # its dropout draws from the global generator
+
+    def once() -> dict[str, Any]:
+        return normstats.model(dropout, input="8", batch=4, samples=8, inits=4, seed=5).to_dict()
+
+    shared = once()
+    assert len(calls) == 1
+    counter = iter(range(10**6))
+    monkeypatch.setattr(model_run, "architecture", lambda model: (next(counter),))
+    calls.clear()
+    assert once() == shared and len(calls) == 4
+
+    widths = iter([8, 12, 16])
+    monkeypatch.undo()
+    monkeypatch.setattr(model_run, "probe", lambda *a, **k: calls.append(1) or probe(*a, **k))
+    calls.clear()
+    result = normstats.model(lambda: nn.Sequential(nn.Linear(8, next(widths)), nn.ReLU()), input="8", batch=4,
+                             samples=6, inits=3)
+    assert len(calls) == 3 and result.inits == 3
+
+
 # -- (d) nothing of a draw is kept; the user's model is left as found --------------------------------------------
 def _live_tensors() -> int:
     gc.collect()

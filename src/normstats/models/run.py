@@ -25,8 +25,8 @@ rounding noise.
 
 Memory is that of one forward and backward pass of the batch whatever the number of draws: the tap keeps a few
 numbers per module and draw. Before the run, one forward pass of a single input (no gradients) checks the input
-shape and estimates the memory a draw needs; a run above :data:`MEMORY_BOUND` (or the caller's bound) is
-refused with the figure it would need.
+shape and estimates the memory a draw needs, once for all the inits of one architecture (:class:`Probed`); a run
+above :data:`MEMORY_BOUND` (or the caller's bound) is refused with the figure it would need.
 """
 
 from __future__ import annotations
@@ -220,6 +220,29 @@ class InitSpec:
 
 
 @dataclass(frozen=True)
+class Probed:
+    """What :func:`probe` found for a model (its output's name, the bytes of one input's activations, the modules
+    that modify their input in place), and the architecture it found it for (:func:`architecture`)."""
+
+    architecture: tuple[Any, ...]
+    out_name: str
+    per_input: int
+    inplace: frozenset[str]
+
+
+def architecture(model: torch.nn.Module) -> tuple[Any, ...]:
+    """Every module's name and class with its own parameters' and buffers' names, shapes and dtypes: what the
+    probe's findings depend on. Two inits of a SOURCE, a factory or a module's copies have the same one; a factory
+    that builds another network each call does not, and is probed again."""
+    return tuple(
+        (name, type(m).__module__, type(m).__qualname__,
+         tuple((n, tuple(t.shape), t.dtype) for n, t in (*m.named_parameters(recurse=False),
+                                                         *m.named_buffers(recurse=False))))
+        for name, m in model.named_modules()
+    )
+
+
+@dataclass(frozen=True)
 class InitResult:
     """One init's per-module estimates (with their se over its draws), the module calls seen, the init audit
     (init 0 with ``params``), the output's name, the vocabulary drawn from, the model's dtype and the CPU threads
@@ -232,13 +255,16 @@ class InitResult:
     vocabulary: int | None
     dtype: str
     threads: int
+    probed: Probed | None = None
 
 
 def run_init(make: Callable[[int], torch.nn.Module], k: int, spec: InitSpec,
-             progress: Progress = NULL_PROGRESS) -> InitResult:
+             progress: Progress = NULL_PROGRESS, probed: Probed | None = None) -> InitResult:
     """Init ``k``: the model built by ``make(k)`` under the init's seed, its probe, and its ``spec.per_init``
     draws under a generator of the init's own. Nothing here depends on another init or on the caller's global
-    generator, so an init gives the same numbers whether it runs here, after other inits, or on a worker."""
+    generator, so an init gives the same numbers whether it runs here, after other inits, or on a worker.
+    ``probed``: an earlier init's probe, taken instead of probing again where this model's architecture is the
+    same (a later init probes under a fork of the generator, so skipping it changes no number)."""
     dev = torch.device(spec.device)
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(_seed(spec.seed, 0, k))
@@ -254,8 +280,12 @@ def run_init(make: Callable[[int], torch.nn.Module], k: int, spec: InitSpec,
             # Init 0's probe draws its input from the init's global generator (as it always has, so the numbers
             # of a model with dropout stay those of earlier versions); a later init probes under a fork of it,
             # which leaves the generator as init 0 alone would find it.
-            with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [], enabled=k > 0):
-                out_name, per_input, inplace = probe(model, inputs, spec.input_text, spec.output_key)
+            shape = architecture(model)
+            if probed is None or k == 0 or probed.architecture != shape:
+                with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [], enabled=k > 0):
+                    out_name, per_input, inplace = probe(model, inputs, spec.input_text, spec.output_key)
+                probed = Probed(shape, out_name, per_input, frozenset(inplace))
+            out_name, per_input, inplace = probed.out_name, probed.per_input, set(probed.inplace)
             weights = sum(p.numel() * p.element_size() for p in model.parameters())
             need = weights + spec.batch * per_input
             if need > spec.bound:
@@ -271,7 +301,7 @@ def run_init(make: Callable[[int], torch.nn.Module], k: int, spec: InitSpec,
         estimates = _estimates(per_draw)
         del model
     return InitResult(estimates, list(calls_k), audit, out_name, vocabulary,
-                      str(inputs.dtype).removeprefix("torch."), torch.get_num_threads())
+                      str(inputs.dtype).removeprefix("torch."), torch.get_num_threads(), probed)
 
 
 def _run(
@@ -300,8 +330,8 @@ def _run(
         if spread is not None:
             results = spread(run_init, spec, progress)
         else:
-            for k in range(inits):
-                results.append(run_init(make, k, spec, progress))
+            for k in range(inits):  # one probe for all the inits of one architecture
+                results.append(run_init(make, k, spec, progress, results[-1].probed if results else None))
     finally:
         progress.stop()
         if restore is not None:
