@@ -223,6 +223,22 @@ def test_c_the_inits_of_one_architecture_share_one_probe_and_the_numbers_do_not_
     assert len(calls) == 3 and result.inits == 3
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no CUDA GPU here")
+def test_c_on_a_gpu_the_figures_agree_with_the_cpu_within_their_se() -> None:
+    """``--device cuda``: the draws come from a generator on the GPU (other draws than the CPU's) and the
+    reductions go through the torch passes into a buffer on the device; every module's fp and bp std agrees
+    with a CPU run's within a few combined se."""
+    runs = [normstats.model("tests.model_factories:tiny_mlp", input="8", batch=64, samples=64, inits=8, seed=0,
+                            device=device) for device in ("cpu", "cuda")]
+    assert runs[1].device.startswith("cuda")
+    for a, b in zip(runs[0].modules, runs[1].modules):
+        assert (a.name, a.module) == (b.name, b.module)
+        for name in ("fp_std", "bp_std"):
+            if name in a.stats:
+                x, y = a.stats[name], b.stats[name]
+                assert abs(x.estimate - y.estimate) < Z_MAX * math.hypot(x.se, y.se), (a.name, name)
+
+
 # -- (d) nothing of a draw is kept; the user's model is left as found --------------------------------------------
 def _live_tensors() -> int:
     gc.collect()
