@@ -121,7 +121,7 @@ __attribute__((target("avx2"))) static inline __m256d load4_f64(const double *p)
  * end of the values is harmless). A model's activations come to these loops from memory, not from the cache, and
  * one core's hardware prefetchers alone kept too few lines in flight: in normstats model's draws (resnet18, batch
  * 8, one core) the reductions took 48 ms a draw with it against 58 without (medians of 6 draws each, interleaved;
- * 1, 2 and 4 KiB ahead did the same). */
+ * 2, 8 and 16 KiB ahead did the same; prefetching into the L2 only about the same, non-temporally worse). */
 #define PREFETCH_BYTES 4096
 
 #define ROW_SUMS_AVX2(NAME, T, LOAD)                                                                         \
