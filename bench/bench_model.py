@@ -208,7 +208,7 @@ def main() -> None:
     }
     if args.compare_tap:
         runs[f"normstats ({args.compare_tap})"] = with_tap(load_tap(args.compare_tap), runs["normstats"])
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
+    times: dict[str, list[tuple[float, float, int]]] = {name: [] for name in runs}
     names = list(runs)
     for r in range(args.repeat):
         for name in names if r % 2 == 0 else names[::-1]:  # each contender first and last in turn

@@ -182,9 +182,9 @@ static int choose(const char *name) {
     return 0;
 }
 
-/* -- arguments (as _relu_kernels.c checks them) ------------------------------------------------------------------ */
+/* -- arguments (checked by _fused_pass.h's take_all) ------------------------------------------------------------- */
 
-/* A contiguous buffer of `count` float64 (writable if asked); None allowed if `optional`. */
+/* The seven buffers of each pass: its three arrays (all float64; which it writes), then the row summaries. */
 static const Signature FORWARD = {{"z", "y", "d", "z_mean", "z_sq", "y_mean", "y_sq"}, {8, 8, 8}, {0, 1, 1}};
 static const Signature BACKWARD = {{"g", "d", "dx", "g_mean", "g_sq", "dx_mean", "dx_sq"}, {8, 8, 8}, {0, 0, 1}};
 

@@ -188,6 +188,7 @@ typedef void (*BackwardFn)(const double *, const uint8_t *, double *, Py_ssize_t
                            Rows);
 static ForwardFn forward_impl = forward_plain;
 static BackwardFn backward_impl = backward_plain;
+
 /* -- arguments ------------------------------------------------------------------------------------------------- */
 
 static const Signature FORWARD = {{"z", "y", "mask", "z_mean", "z_sq", "y_mean", "y_sq"}, {8, 8, 1}, {0, 1, 1}};

@@ -280,11 +280,11 @@ def run_init(make: Callable[[int], torch.nn.Module], k: int, spec: InitSpec,
             # Init 0's probe draws its input from the init's global generator (as it always has, so the numbers
             # of a model with dropout stay those of earlier versions); a later init probes under a fork of it,
             # which leaves the generator as init 0 alone would find it.
-            shape = architecture(model)
-            if probed is None or k == 0 or probed.architecture != shape:
+            arch = architecture(model)
+            if probed is None or k == 0 or probed.architecture != arch:
                 with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else [], enabled=k > 0):
                     out_name, per_input, inplace = probe(model, inputs, spec.input_text, spec.output_key)
-                probed = Probed(shape, out_name, per_input, frozenset(inplace))
+                probed = Probed(arch, out_name, per_input, frozenset(inplace))
             out_name, per_input, inplace = probed.out_name, probed.per_input, set(probed.inplace)
             weights = sum(p.numel() * p.element_size() for p in model.parameters())
             need = weights + spec.batch * per_input
